@@ -1,0 +1,163 @@
+"""The `autojudge` command line. Each subcommand is a thin layer over the library."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+
+from autojudge.errors import AutojudgeError
+from autojudge.models.registry import DEFAULT_DRAFT, DEFAULT_TARGET, REGISTERED
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _add_pair_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--draft", default=DEFAULT_DRAFT,
+                        help="registered name, local directory or Hugging Face id (default: %(default)s)")
+    parser.add_argument("--target", default=DEFAULT_TARGET, help="as --draft (default: %(default)s)")
+    parser.add_argument("--linear", choices=["onednn", "default"], default="onednn",
+                        help="CPU float32 linear kernels (default: %(default)s, faster for verification)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="autojudge", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    models = commands.add_parser("models", help="the offline default model pair")
+    models_cmd = models.add_subparsers(dest="models_command", required=True)
+    fetch = models_cmd.add_parser("fetch", help="download, verify and convert the default pair")
+    fetch.add_argument("names", nargs="*", default=[DEFAULT_DRAFT, DEFAULT_TARGET],
+                       choices=sorted(REGISTERED), metavar="NAME")
+    models_cmd.add_parser("list", help="registered models and whether they are cached")
+
+    data = commands.add_parser("data", help="the offline datasets")
+    data.add_subparsers(dest="data_command", required=True).add_parser(
+        "fetch", help="download and verify GSM8K, MBPP and HumanEval")
+
+    gen = commands.add_parser("generate", help="decode one prompt")
+    source = gen.add_mutually_exclusive_group(required=True)
+    source.add_argument("--prompt", help="user message (sent through the chat template)")
+    source.add_argument("--gsm8k", type=int, metavar="ID", help="GSM8K test problem id (0-1318)")
+    _add_pair_options(gen)
+    gen.add_argument("--mode", choices=["target", "exact", "topk"], default="exact")
+    gen.add_argument("--window", type=_positive, default=8, help="draft tokens per cycle")
+    gen.add_argument("--topk", type=_positive, default=4, help="K for --mode topk")
+    gen.add_argument("--max-new-tokens", type=_positive, default=256)
+    gen.add_argument("--json", action="store_true", help="print one JSON object")
+
+    bench = commands.add_parser("bench", help="speed of target-only, HF assisted and ours, side by side")
+    _add_pair_options(bench)
+    bench.add_argument("--n", type=_positive, default=10, help="GSM8K eval problems")
+    bench.add_argument("--methods", default="target,assisted,exact:4,exact:8,exact:16,exact:32",
+                       help="comma-separated: target, assisted, exact:W, topk:K:W")
+    bench.add_argument("--max-new-tokens", type=_positive, default=256)
+    bench.add_argument("--out", default="runs/bench", help="directory for records and report")
+
+    demo = commands.add_parser("demo", help="answer GSM8K eval problems with the default pair")
+    demo.add_argument("--n", type=_positive, default=1)
+    demo.add_argument("--window", type=_positive, default=8)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        return COMMANDS[args.command](args)
+    except AutojudgeError as exc:
+        print(f"autojudge: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("autojudge: interrupted", file=sys.stderr)
+        return 130
+
+
+def cmd_models(args) -> int:
+    from autojudge.models.convert import converted_dir, ensure_converted
+    if args.models_command == "list":
+        for name, model in REGISTERED.items():
+            state = "cached" if converted_dir(model).exists() else "not fetched"
+            print(f"{name:32s} {model.origin:40s} {state}")
+        return 0
+    for name in args.names:
+        print(ensure_converted(REGISTERED[name]))
+    return 0
+
+
+def cmd_data(args) -> int:
+    from autojudge.tasks import datasets
+    print(f"gsm8k: {len(datasets.load_gsm8k('all'))} problems")
+    print(f"mbpp: {len(datasets.load_mbpp())} problems")
+    print(f"humaneval: {len(datasets.load_humaneval())} problems")
+    return 0
+
+
+def cmd_generate(args) -> int:
+    from autojudge.decoding.modes import decode
+    from autojudge.models.loading import load_pair
+    from autojudge.prompting import chat_prompt_ids
+    from autojudge.tasks.gsm8k import GSM8K
+
+    task, problem = GSM8K(), None
+    if args.gsm8k is not None:
+        problems = {p.id: p for p in task.load("all")}
+        if args.gsm8k not in problems:
+            raise AutojudgeError(f"no GSM8K problem {args.gsm8k}; ids run from 0 to {len(problems) - 1}")
+        problem = problems[args.gsm8k]
+        messages = task.messages(problem)
+    else:
+        messages = [{"role": "user", "content": args.prompt}]
+
+    mode = f"topk:{args.topk}" if args.mode == "topk" else args.mode
+    pair = load_pair(None if mode == "target" else args.draft, args.target, linear=args.linear)
+    prompt_ids = chat_prompt_ids(pair.tokenizer, messages)
+    result = decode(pair, prompt_ids, mode, window=args.window, max_new_tokens=args.max_new_tokens)
+    text = pair.tokenizer.decode(result.token_ids, skip_special_tokens=True)
+
+    report = {"text": text, "token_ids": result.token_ids, "mode": mode,
+              "window": None if mode == "target" else args.window,
+              "stop_reason": result.stop_reason, **pair.describe(), "stats": result.stats.to_dict()}
+    if problem is not None:
+        report.update(gsm8k_id=problem.id, answer=task.extract_answer(text),
+                      gold=problem.reference, correct=task.is_correct(text, problem))
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    print(text)
+    print()
+    if problem is not None:
+        print(f"answer {report['answer']}  gold {problem.reference}  "
+              f"{'correct' if report['correct'] else 'wrong'}")
+    print(format_stats(mode, result.stats))
+    return 0
+
+
+def format_stats(mode: str, stats) -> str:
+    return (f"[{mode}] {stats.new_tokens} tokens in {stats.seconds:.1f} s "
+            f"({stats.tokens_per_second:.2f} tok/s), {stats.cycles} target passes, "
+            f"{stats.mean_accepted:.2f} tokens/pass, accept histogram {stats.accept_histogram}")
+
+
+def cmd_bench(args) -> int:
+    from autojudge.bench import run_bench
+    return run_bench(args)
+
+
+def cmd_demo(args) -> int:
+    from autojudge.demo import run_demo
+    return run_demo(args)
+
+
+COMMANDS = {"models": cmd_models, "data": cmd_data, "generate": cmd_generate,
+            "bench": cmd_bench, "demo": cmd_demo}

@@ -1,0 +1,159 @@
+"""Greedy speculative decoding, batch size 1, over any two backends with one vocabulary.
+
+Invariant between cycles: `seq` is prompt + generated tokens; each model's cache
+holds a prefix of `seq` (the target's: all but the last token, which is "pending").
+A cycle drafts k tokens, runs the target once over [pending, d_0 .. d_{k-1}], asks
+the acceptance policy how many draft tokens to keep (n), emits d_0 .. d_{n-1} and the
+target's own token at position n (a correction, or the bonus when n == k), and crops
+both caches back to what is still valid. With the `Exact` policy the output is the
+target's own greedy output, token for token.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Sequence
+
+import torch
+
+from autojudge.decoding.policies import AcceptancePolicy, Exact, Window
+from autojudge.errors import PromptError
+from autojudge.models.backend import CausalLM
+
+
+@dataclass
+class DecodeStats:
+    new_tokens: int = 0
+    cycles: int = 0  # target verification passes (the prefill is not one)
+    accept_histogram: list[int] = field(default_factory=list)  # [n] = cycles that kept n drafts
+    target_forwards: int = 0
+    draft_forwards: int = 0
+    drafted_tokens: int = 0
+    accepted_mismatches: int = 0  # draft tokens kept although the target's argmax differed
+    prefill_seconds: float = 0.0
+    seconds: float = 0.0
+
+    @property
+    def mean_accepted(self) -> float:
+        """Tokens emitted per target verification pass, the papers' headline metric."""
+        return self.new_tokens / self.cycles if self.cycles else 0.0
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.new_tokens / self.seconds if self.seconds else 0.0
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "mean_accepted": self.mean_accepted,
+                "tokens_per_second": self.tokens_per_second}
+
+
+@dataclass
+class Generation:
+    token_ids: list[int]
+    stop_reason: str  # "eos", "length" (max_new_tokens) or "context" (model context full)
+    stats: DecodeStats
+
+
+def _check_prompt(prompt_ids: Sequence[int], models: Sequence[CausalLM]) -> int:
+    context = min(m.max_context for m in models)
+    if not prompt_ids:
+        raise PromptError("the prompt is empty")
+    if len(prompt_ids) >= context:
+        raise PromptError(f"the prompt has {len(prompt_ids)} tokens; the context holds {context}")
+    return context
+
+
+def _draft(draft: CausalLM, seq: list[int], k: int, stop_ids: frozenset[int],
+           want_hidden: bool, stats: DecodeStats) -> tuple[list[int], torch.Tensor | None]:
+    """Greedily propose up to k tokens; with want_hidden, also the state after each."""
+    tokens: list[int] = []
+    hidden: list[torch.Tensor] = []
+    step = draft.forward(seq[draft.cached_length:], n_logits=1)
+    stats.draft_forwards += 1
+    while True:
+        token = int(step.logits[-1].argmax())
+        tokens.append(token)
+        if len(tokens) == k or token in stop_ids:
+            break
+        step = draft.forward([token], n_logits=1)
+        stats.draft_forwards += 1
+        hidden.append(step.hidden[-1])
+    if want_hidden:  # the state after the last draft token needs one more pass
+        step = draft.forward([tokens[-1]], n_logits=1)
+        stats.draft_forwards += 1
+        hidden.append(step.hidden[-1])
+    return tokens, torch.stack(hidden) if want_hidden else None
+
+
+@torch.inference_mode()
+def generate(
+    target: CausalLM,
+    prompt_ids: Sequence[int],
+    *,
+    draft: CausalLM | None = None,
+    policy: AcceptancePolicy | None = None,
+    window: int = 8,
+    max_new_tokens: int = 256,
+    stop_ids: frozenset[int] = frozenset(),
+) -> Generation:
+    """Decode greedily from `target`, speculating with `draft` when one is given.
+
+    Without a draft (or with window 0) this is plain greedy decoding through the same
+    code path, which is what `exact` speculative decoding is tested against.
+    """
+    policy = policy or Exact()
+    models = [target] if draft is None else [target, draft]
+    context = _check_prompt(prompt_ids, models)
+    window = window if draft is not None else 0
+    stats = DecodeStats(accept_histogram=[0] * (window + 1))
+    start = time.perf_counter()
+
+    for model in models:
+        model.reset()
+    seq = list(prompt_ids)
+    if len(seq) > 1:
+        target.forward(seq[:-1], n_logits=1)
+        stats.target_forwards += 1
+    stats.prefill_seconds = time.perf_counter() - start
+
+    limit = min(len(prompt_ids) + max_new_tokens, context)
+    stop_reason = "length" if limit == len(prompt_ids) + max_new_tokens else "context"
+    while len(seq) < limit:
+        before = len(seq)
+        k = min(window, limit - before - 1)
+        drafted, draft_hidden = [], None
+        if k > 0:
+            drafted, draft_hidden = _draft(draft, seq, k, stop_ids, policy.needs_hidden, stats)
+            stats.drafted_tokens += len(drafted)
+
+        out = target.forward([seq[-1], *drafted])
+        stats.target_forwards += 1
+        view = Window(
+            draft_tokens=torch.tensor(drafted, dtype=torch.long),
+            target_logits=out.logits,
+            target_hidden=out.hidden[1:],
+            draft_hidden=draft_hidden,
+        )
+        accepted = policy(view) if drafted else 0
+        emitted = drafted[:accepted] + [int(view.target_tokens[accepted])]
+
+        stats.cycles += 1
+        stats.accept_histogram[accepted] += 1
+        stats.accepted_mismatches += int((~view.matches[:accepted]).sum()) if accepted else 0
+        for token in emitted:
+            seq.append(token)
+            if token in stop_ids:
+                stop_reason = "eos"
+                break
+        if stop_reason == "eos":
+            break
+        # The target saw [pending, d_0..d_{k-1}]; only [pending, d_0..d_{n-1}] stays valid.
+        target.truncate(before + accepted)
+        if draft is not None and draft.cached_length > before + accepted:
+            draft.truncate(before + accepted)
+
+    generated = seq[len(prompt_ids):]
+    stats.new_tokens = len(generated)
+    stats.seconds = time.perf_counter() - start
+    return Generation(token_ids=generated, stop_reason=stop_reason, stats=stats)

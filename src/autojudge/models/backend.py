@@ -1,0 +1,47 @@
+"""The one interface decoding and mining need from a runtime.
+
+A backend holds one sequence with its KV cache. `forward` appends tokens and returns,
+for each of them, the logits of the next token and the last-layer hidden state after
+the final norm (the judge's features). `truncate` rolls the cache back. Decoding,
+mining and the judge never know which runtime computed the numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, Sequence
+
+import torch
+
+
+@dataclass
+class StepOutput:
+    logits: torch.Tensor  # [n_logits, vocab] float32: predictions after the last n_logits tokens
+    hidden: torch.Tensor  # [n_tokens, hidden] float32: final-norm state after each appended token
+
+
+class CausalLM(Protocol):
+    name: str
+    vocab_size: int
+    hidden_size: int
+    max_context: int
+
+    @property
+    def cached_length(self) -> int:
+        """Number of tokens whose keys and values are in the cache."""
+
+    def forward(self, token_ids: Sequence[int], n_logits: int | None = None) -> StepOutput:
+        """Append `token_ids` to the cached sequence.
+
+        `n_logits` limits logits to the last n positions (None: all); the vocabulary
+        projection is a large share of a forward pass, and a prefill needs only one.
+        """
+
+    def truncate(self, length: int) -> None:
+        """Keep the first `length` cached tokens, drop the rest."""
+
+    def reset(self) -> None:
+        """Forget the cached sequence."""
+
+    def describe(self) -> dict:
+        """What a judge must match to reuse features from this backend (runtime, dtype...)."""

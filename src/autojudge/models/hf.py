@@ -1,0 +1,63 @@
+"""The Hugging Face transformers backend: any causal LM, CPU or GPU, the reference."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from transformers import DynamicCache, PreTrainedModel
+
+from autojudge.models.backend import StepOutput
+
+
+class HFCausalLM:
+    """One sequence's state for a transformers causal LM (see backend.CausalLM)."""
+
+    def __init__(self, model: PreTrainedModel, name: str, linear: str = "default"):
+        self.model = model.eval()
+        self.name = name
+        self.linear = linear
+        config = model.config.get_text_config()
+        self.vocab_size = model.get_output_embeddings().out_features
+        self.hidden_size = config.hidden_size
+        self.max_context = getattr(config, "max_position_embeddings", None) or 1 << 30
+        self.device = next(model.parameters()).device
+        self.dtype = next(model.parameters()).dtype
+        self.cache = DynamicCache(config=model.config)
+
+    @property
+    def cached_length(self) -> int:
+        return self.cache.get_seq_length()
+
+    @torch.inference_mode()
+    def forward(self, token_ids: Sequence[int], n_logits: int | None = None) -> StepOutput:
+        if not token_ids:
+            raise ValueError("forward needs at least one token")
+        if self.cached_length + len(token_ids) > self.max_context:
+            raise ValueError(f"{self.name}: {self.cached_length + len(token_ids)} tokens exceed "
+                             f"the context of {self.max_context}")
+        input_ids = torch.tensor([list(token_ids)], device=self.device)
+        out = self.model(
+            input_ids=input_ids,
+            past_key_values=self.cache,
+            use_cache=True,
+            output_hidden_states=True,
+            # Skipping the vocabulary projection where nobody reads it is a large saving.
+            logits_to_keep=len(token_ids) if n_logits is None else n_logits,
+        )
+        # hidden_states[-1] is the last layer after the final norm: the judge's feature.
+        return StepOutput(logits=out.logits[0].float(), hidden=out.hidden_states[-1][0].float())
+
+    def truncate(self, length: int) -> None:
+        excess = self.cached_length - length
+        if excess < 0:
+            raise ValueError(f"cannot truncate {self.cached_length} cached tokens to {length}")
+        if excess:
+            self.cache.crop(-excess)  # transformers 5: a negative count removes that many
+
+    def reset(self) -> None:
+        self.cache = DynamicCache(config=self.model.config)
+
+    def describe(self) -> dict:
+        return {"backend": "transformers", "dtype": str(self.dtype).removeprefix("torch."),
+                "device": self.device.type, "linear": self.linear}

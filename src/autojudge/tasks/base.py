@@ -1,0 +1,38 @@
+"""What every task offers to the later stages: problems, prompts and answer checking."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class Problem:
+    id: int
+    prompt: str  # the question or task text, as the dataset writes it
+    reference: str  # gold answer: GSM8K's canonical number, a code task's reference solution
+    # Task-specific data (tests for code, the worked solution for GSM8K). Left out of
+    # the hash because dicts are unhashable; equality still compares it.
+    extra: dict = field(default_factory=dict, hash=False)
+
+
+class Task(Protocol):
+    name: str
+
+    def load(self, split: str) -> list[Problem]: ...
+
+    def messages(self, problem: Problem) -> list[dict[str, str]]:
+        """Zero-shot chat messages ({"role", "content"}) asking the model to solve `problem`."""
+        ...
+
+    def extract_answer(self, text: str) -> str | None:
+        """The answer a model's output commits to, in the task's canonical form."""
+        ...
+
+    def equivalent(self, a: str | None, b: str | None) -> bool:
+        """Whether two extracted answers agree; None (no answer) agrees with nothing."""
+        ...
+
+    def is_correct(self, text: str, problem: Problem) -> bool:
+        """Whether a model's output reaches the problem's gold answer."""
+        ...

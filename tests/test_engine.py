@@ -1,0 +1,132 @@
+"""Exact speculative decoding must equal the target's own greedy output, token for token."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from autojudge.decoding import Exact, TopK, generate
+from autojudge.errors import PromptError
+from tests.tiny import VOCAB, backend, noisy_copy, tiny_model
+
+
+def hf_greedy(model, prompt, max_new_tokens, eos=None):
+    out = model.generate(
+        torch.tensor([prompt]), do_sample=False, max_new_tokens=max_new_tokens,
+        eos_token_id=eos, pad_token_id=0, attention_mask=torch.ones(1, len(prompt), dtype=torch.long),
+    )
+    return out[0, len(prompt):].tolist()
+
+
+def random_prompt(seed: int, length: int = 12) -> list[int]:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(1, VOCAB, (length,), generator=generator).tolist()
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("window", [1, 2, 3, 5, 8, 16])
+def test_exact_equals_hf_greedy(seed, window):
+    target_model = tiny_model(seed)
+    draft_model = noisy_copy(target_model, seed + 100, scale=0.3 if seed % 2 else 1.0)
+    prompt = random_prompt(seed)
+    expected = hf_greedy(target_model, prompt, 40)
+    result = generate(backend(target_model, "t"), prompt, draft=backend(draft_model, "d"),
+                      window=window, max_new_tokens=40)
+    assert result.token_ids == expected
+    assert result.stop_reason == "length"
+    stats = result.stats
+    assert stats.new_tokens == 40
+    assert sum(stats.accept_histogram) == stats.cycles
+    assert stats.target_forwards == stats.cycles + 1  # one prefill
+    assert stats.accepted_mismatches == 0
+
+
+def test_acceptance_actually_happens_with_a_good_draft():
+    target_model = tiny_model(7)
+    draft_model = noisy_copy(target_model, 8, scale=0.01)
+    result = generate(backend(target_model, "t"), random_prompt(7), draft=backend(draft_model, "d"),
+                      window=8, max_new_tokens=64)
+    assert result.stats.mean_accepted > 2.0  # the test above would pass vacuously otherwise
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("window", [4, 16])
+def test_exact_with_onednn_equals_hf_greedy(seed, window):
+    target_model, draft_model = tiny_model(seed, hidden=128), None
+    draft_model = noisy_copy(target_model, seed + 50, scale=0.2)
+    target, draft = backend(target_model, "t", onednn=True), backend(draft_model, "d", onednn=True)
+    prompt = random_prompt(seed + 20)
+    expected = hf_greedy(target_model, prompt, 48)
+    assert generate(target, prompt, draft=draft, window=window, max_new_tokens=48).token_ids == expected
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("window", [1, 4, 16])
+def test_eos_inside_the_window_stops_like_generate(seed, window):
+    target_model = tiny_model(seed)
+    draft_model = noisy_copy(target_model, seed + 200, scale=0.1)
+    prompt = random_prompt(seed + 10)
+    free_run = hf_greedy(target_model, prompt, 30)
+    eos = free_run[9]  # a token the target really emits, mid-window for most windows
+    expected = hf_greedy(target_model, prompt, 30, eos=eos)
+    result = generate(backend(target_model, "t"), prompt, draft=backend(draft_model, "d"),
+                      window=window, max_new_tokens=30, stop_ids=frozenset({eos}))
+    assert result.token_ids == expected
+    assert result.token_ids[-1] == eos and result.stop_reason == "eos"
+
+
+@pytest.mark.parametrize("max_new_tokens", [1, 2, 5, 13, 17])
+def test_max_new_tokens_ending_inside_the_window(max_new_tokens):
+    target_model = tiny_model(3)
+    draft_model = noisy_copy(target_model, 4, scale=0.05)
+    prompt = random_prompt(3)
+    expected = hf_greedy(target_model, prompt, max_new_tokens)
+    result = generate(backend(target_model, "t"), prompt, draft=backend(draft_model, "d"),
+                      window=8, max_new_tokens=max_new_tokens)
+    assert result.token_ids == expected
+    assert len(result.token_ids) == max_new_tokens
+
+
+def test_target_only_is_plain_greedy_and_one_token_per_pass():
+    target_model = tiny_model(11)
+    prompt = random_prompt(11)
+    result = generate(backend(target_model, "t"), prompt, max_new_tokens=20)
+    assert result.token_ids == hf_greedy(target_model, prompt, 20)
+    assert result.stats.cycles == 20 and result.stats.mean_accepted == 1.0
+
+
+def test_one_token_prompt():
+    target_model = tiny_model(12)
+    draft_model = noisy_copy(target_model, 13, scale=0.1)
+    expected = hf_greedy(target_model, [5], 10)
+    got = generate(backend(target_model, "t"), [5], draft=backend(draft_model, "d"), max_new_tokens=10)
+    assert got.token_ids == expected
+
+
+def test_topk_accepts_more_than_exact_and_k1_is_exact():
+    target_model = tiny_model(21)
+    draft_model = noisy_copy(target_model, 22, scale=1.0)
+    target, draft = backend(target_model, "t"), backend(draft_model, "d")
+    prompt = random_prompt(21)
+    exact = generate(target, prompt, draft=draft, policy=Exact(), window=8, max_new_tokens=48)
+    top1 = generate(target, prompt, draft=draft, policy=TopK(1), window=8, max_new_tokens=48)
+    top8 = generate(target, prompt, draft=draft, policy=TopK(8), window=8, max_new_tokens=48)
+    assert top1.token_ids == exact.token_ids
+    assert top8.stats.mean_accepted > exact.stats.mean_accepted
+    assert top8.stats.accepted_mismatches > 0
+
+
+def test_prompt_errors():
+    target = backend(tiny_model(0), "t")
+    with pytest.raises(PromptError, match="empty"):
+        generate(target, [], max_new_tokens=4)
+    with pytest.raises(PromptError, match="context holds 256"):
+        generate(target, [1] * 256, max_new_tokens=4)
+
+
+def test_generation_stops_at_the_context_limit():
+    target_model = tiny_model(5)
+    draft_model = noisy_copy(target_model, 6, scale=0.05)
+    result = generate(backend(target_model, "t"), [1] * 250, draft=backend(draft_model, "d"),
+                      window=8, max_new_tokens=100)
+    assert len(result.token_ids) == 6 and result.stop_reason == "context"
