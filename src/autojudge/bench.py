@@ -20,40 +20,63 @@ from tqdm.auto import tqdm
 
 from autojudge.decoding.engine import generate
 from autojudge.decoding.policies import policy_from_name
-from autojudge.models.loading import ModelPair, load_pair
+from autojudge.models.backend import CausalLM
+from autojudge.models.loading import (
+    ModelPair,
+    check_same_logits,
+    check_same_vocabulary,
+    load_model,
+    load_tokenizer,
+    stop_token_ids,
+)
 from autojudge.prompting import chat_prompt_ids
 from autojudge.tasks.datasets import load_gsm8k
 from autojudge.tasks.gsm8k import GSM8K
 
 
+# Where each method's models run: (target backend, draft backend).
+RUNTIMES = {"torch": ("torch", "torch"), "llamacpp": ("llamacpp", "llamacpp"),
+            "mixed": ("torch", "llamacpp")}
+
+
 @dataclass(frozen=True)
 class Method:
-    name: str  # "target", "assisted", "exact:8", "topk:4:16"
-    policy: str | None = None  # None for the two non-speculative baselines
+    name: str  # "torch/target", "torch/assisted", "llamacpp/exact:8", "mixed/topk:4:16"
+    runtime: str  # a key of RUNTIMES
+    kind: str  # "target", "assisted" or "speculative"
+    policy: str | None = None
     window: int = 0
 
 
-def parse_methods(spec: str) -> list[Method]:
+def parse_methods(spec: str, default_runtime: str = "torch") -> list[Method]:
+    """Comma-separated [runtime/]method: target, assisted, exact:W, topk:K:W."""
     methods = []
-    for name in (s.strip() for s in spec.split(",") if s.strip()):
-        parts = name.split(":")
-        if name in ("target", "assisted"):
-            methods.append(Method(name))
+    for item in (s.strip() for s in spec.split(",") if s.strip()):
+        runtime, _, rest = item.rpartition("/")
+        runtime = runtime or default_runtime
+        name = f"{runtime}/{rest}"
+        parts = rest.split(":")
+        if runtime not in RUNTIMES:
+            raise ValueError(f"unknown runtime {runtime!r} in {item!r}; choose one of {', '.join(RUNTIMES)}")
+        if rest in ("target", "assisted"):
+            if rest == "assisted" and runtime != "torch":
+                raise ValueError("'assisted' is transformers' own generation: torch/assisted only")
+            methods.append(Method(name, runtime, rest))
         elif parts[0] == "exact" and len(parts) == 2:
-            methods.append(Method(name, "exact", int(parts[1])))
+            methods.append(Method(name, runtime, "speculative", "exact", int(parts[1])))
         elif parts[0] == "topk" and len(parts) == 3:
-            methods.append(Method(name, f"topk:{parts[1]}", int(parts[2])))
+            methods.append(Method(name, runtime, "speculative", f"topk:{parts[1]}", int(parts[2])))
         else:
-            raise ValueError(f"unknown bench method {name!r}; use target, assisted, exact:W, topk:K:W")
+            raise ValueError(f"unknown bench method {item!r}; use target, assisted, exact:W, topk:K:W")
     return methods
 
 
 def run_method(pair: ModelPair, method: Method, prompt_ids: list[int], max_new_tokens: int) -> dict:
-    if method.name == "assisted":
+    if method.kind == "assisted":
         return _hf_assisted(pair, prompt_ids, max_new_tokens)
     result = generate(
         pair.target, prompt_ids,
-        draft=pair.draft if method.policy else None,
+        draft=pair.draft if method.kind == "speculative" else None,
         policy=policy_from_name(method.policy) if method.policy else None,
         window=method.window, max_new_tokens=max_new_tokens, stop_ids=pair.stop_ids,
     )
@@ -122,20 +145,25 @@ def summarize(records: list[dict], methods: list[Method]) -> list[dict]:
         by_problem.setdefault(record["problem"], {})[record["method"]] = record
     complete = [runs for runs in by_problem.values() if all(m.name in runs for m in methods)]
     rows = []
-    target_tps = None
+    speed = {}
     for method in methods:
         runs = [r[method.name] for r in complete]
         tokens = sum(r["new_tokens"] for r in runs)
         seconds = sum(r["seconds"] for r in runs)
+        speed[method.name] = tokens / seconds if seconds else 0.0
+    for method in methods:
+        runs = [r[method.name] for r in complete]
+        tokens = sum(r["new_tokens"] for r in runs)
         cycles = sum(r["cycles"] for r in runs)
-        tps = tokens / seconds if seconds else 0.0
-        if method.name == "target":
-            target_tps = tps
-        same = [r["token_ids"] == p["target"]["token_ids"] for r, p in zip(runs, complete) if "target" in p]
+        tps = speed[method.name]
+        # The target's own greedy output on the same runtime as the method's target.
+        baseline = f"{RUNTIMES[method.runtime][0]}/target"
+        same = [r["token_ids"] == p[baseline]["token_ids"] for r, p in zip(runs, complete) if baseline in p]
         rows.append({
             "method": method.name, "problems": len(runs), "new_tokens": tokens,
             "tokens_per_second": tps, "mean_accepted": tokens / cycles if cycles else 0.0,
-            "speedup_vs_target": tps / target_tps if target_tps else None,
+            "speedup_vs_target": tps / speed[baseline] if speed.get(baseline) else None,
+            "speedup_vs_llamacpp_target": tps / speed["llamacpp/target"] if speed.get("llamacpp/target") else None,
             "identical_to_target": sum(same) / len(same) if same else None,
             "accuracy": sum(r["correct"] for r in runs) / len(runs) if runs else None,
             "answer_found": sum(r["answer"] is not None for r in runs) / len(runs) if runs else None,
@@ -145,20 +173,47 @@ def summarize(records: list[dict], methods: list[Method]) -> list[dict]:
 
 
 def markdown_table(rows: list[dict]) -> str:
-    lines = ["| method | problems | tok/s | tokens/pass | speed-up vs target | identical to target | accuracy |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| method | problems | tok/s | tokens/pass | vs same-runtime target | vs llama.cpp target "
+             "| identical to target | accuracy |",
+             "|---|---|---|---|---|---|---|---|"]
+
+    def ratio(value):
+        return f"{value:.2f}x" if value else "-"
+
     for r in rows:
-        ratio = f"{r['speedup_vs_target']:.2f}x" if r["speedup_vs_target"] else "-"
         same = f"{r['identical_to_target']:.0%}" if r["identical_to_target"] is not None else "-"
         accuracy = f"{r['accuracy']:.0%}" if r["accuracy"] is not None else "-"
         lines.append(f"| {r['method']} | {r['problems']} | {r['tokens_per_second']:.2f} | "
-                     f"{r['mean_accepted']:.2f} | {ratio} | {same} | {accuracy} |")
+                     f"{r['mean_accepted']:.2f} | {ratio(r['speedup_vs_target'])} | "
+                     f"{ratio(r['speedup_vs_llamacpp_target'])} | {same} | {accuracy} |")
     return "\n".join(lines)
+
+
+def load_runtimes(args, methods: list[Method]) -> dict[str, ModelPair]:
+    """One pair per runtime the methods use, sharing loaded models between pairs."""
+    tokenizer = load_tokenizer(args.target)
+    check_same_vocabulary(args.draft, load_tokenizer(args.draft), args.target, tokenizer)
+    loaded: dict[tuple[str, str], CausalLM] = {}
+
+    def model(name: str, backend: str) -> CausalLM:
+        if (name, backend) not in loaded:
+            loaded[name, backend] = load_model(name, backend, linear=args.linear)
+        return loaded[name, backend]
+
+    pairs = {}
+    for runtime in dict.fromkeys(m.runtime for m in methods):
+        target_backend, draft_backend = RUNTIMES[runtime]
+        needs_draft = any(m.runtime == runtime and m.kind != "target" for m in methods)
+        target = model(args.target, target_backend)
+        draft = model(args.draft, draft_backend) if needs_draft else None
+        if draft is not None:
+            check_same_logits(draft, target)
+        pairs[runtime] = ModelPair(draft, target, tokenizer, stop_token_ids(args.target, tokenizer))
+    return pairs
 
 
 def run_bench(args) -> int:
     methods = parse_methods(args.methods)
-    needs_draft = any(m.name != "target" for m in methods)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     records_path = out / "records.jsonl"
@@ -168,9 +223,10 @@ def run_bench(args) -> int:
 
     task = GSM8K()
     problems = load_gsm8k("eval")[: args.n]
-    pair = load_pair(args.draft if needs_draft else None, args.target, linear=args.linear)
+    pairs = load_runtimes(args, methods)
     todo = [(p, m) for p in problems for m in methods if (m.name, p.id) not in done]
     for problem, method in tqdm(todo, desc="bench", unit="run"):
+        pair = pairs[method.runtime]
         prompt_ids = chat_prompt_ids(pair.tokenizer, task.messages(problem))
         result = run_method(pair, method, prompt_ids, args.max_new_tokens)
         text = pair.tokenizer.decode(result["token_ids"], skip_special_tokens=True)
@@ -181,7 +237,7 @@ def run_bench(args) -> int:
 
     rows = summarize(records, methods)
     table = markdown_table(rows)
-    meta = {"pair": pair.describe(), "methods": [m.name for m in methods], "max_new_tokens": args.max_new_tokens,
+    meta = {"runtimes": {k: p.describe() for k, p in pairs.items()}, "methods": [m.name for m in methods], "max_new_tokens": args.max_new_tokens,
             "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count()}
     (out / "summary.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     (out / "summary.md").write_text(table + "\n")

@@ -19,12 +19,17 @@ def _positive(text: str) -> int:
     return value
 
 
-def _add_pair_options(parser: argparse.ArgumentParser) -> None:
+def _add_pair_options(parser: argparse.ArgumentParser, backends: bool = True) -> None:
     parser.add_argument("--draft", default=DEFAULT_DRAFT,
                         help="registered name, local directory or Hugging Face id (default: %(default)s)")
     parser.add_argument("--target", default=DEFAULT_TARGET, help="as --draft (default: %(default)s)")
+    if backends:
+        parser.add_argument("--backend", choices=["torch", "llamacpp"], default="torch",
+                            help="runtime for both models (default: %(default)s; llamacpp needs GGUF)")
+        parser.add_argument("--draft-backend", choices=["torch", "llamacpp"],
+                            help="another runtime for the draft only (a mixed pair)")
     parser.add_argument("--linear", choices=["onednn", "default"], default="onednn",
-                        help="CPU float32 linear kernels (default: %(default)s, faster for verification)")
+                        help="torch CPU float32 linear kernels (default: %(default)s, faster verification)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,12 +60,18 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--json", action="store_true", help="print one JSON object")
 
     bench = commands.add_parser("bench", help="speed of target-only, HF assisted and ours, side by side")
-    _add_pair_options(bench)
+    _add_pair_options(bench, backends=False)
     bench.add_argument("--n", type=_positive, default=10, help="GSM8K eval problems")
     bench.add_argument("--methods", default="target,assisted,exact:4,exact:8,exact:16,exact:32",
-                       help="comma-separated: target, assisted, exact:W, topk:K:W")
+                       help="comma-separated [runtime/]method; runtime torch (default), llamacpp or "
+                            "mixed (llama.cpp draft, torch target); method target, assisted, exact:W, topk:K:W")
     bench.add_argument("--max-new-tokens", type=_positive, default=256)
     bench.add_argument("--out", default="runs/bench", help="directory for records and report")
+
+    costs = commands.add_parser("costs", help="per-pass costs and the speed-up ceiling (cost model)")
+    _add_pair_options(costs)
+    costs.add_argument("--context", type=_positive, default=300, help="KV-cache length to time at")
+    costs.add_argument("--out", help="write the costs as JSON here")
 
     demo = commands.add_parser("demo", help="answer GSM8K eval problems with the default pair")
     demo.add_argument("--n", type=_positive, default=1)
@@ -73,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if not args.verbose:
+        _quiet_libraries()
     try:
         return COMMANDS[args.command](args)
     except AutojudgeError as exc:
@@ -81,6 +94,19 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("autojudge: interrupted", file=sys.stderr)
         return 130
+
+
+def pair_options(args) -> dict:
+    return {"backend": args.backend, "draft_backend": args.draft_backend, "linear": args.linear}
+
+
+def _quiet_libraries() -> None:
+    """transformers prints a bar per loaded model and chatty warnings; ours say enough.
+
+    Both settings are read when transformers is imported, which happens later.
+    """
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 
 def cmd_models(args) -> int:
@@ -120,7 +146,7 @@ def cmd_generate(args) -> int:
         messages = [{"role": "user", "content": args.prompt}]
 
     mode = f"topk:{args.topk}" if args.mode == "topk" else args.mode
-    pair = load_pair(None if mode == "target" else args.draft, args.target, linear=args.linear)
+    pair = load_pair(None if mode == "target" else args.draft, args.target, **pair_options(args))
     prompt_ids = chat_prompt_ids(pair.tokenizer, messages)
     result = decode(pair, prompt_ids, mode, window=args.window, max_new_tokens=args.max_new_tokens)
     text = pair.tokenizer.decode(result.token_ids, skip_special_tokens=True)
@@ -154,10 +180,23 @@ def cmd_bench(args) -> int:
     return run_bench(args)
 
 
+def cmd_costs(args) -> int:
+    from autojudge.costmodel import costs_report, measure_pass_costs
+    from autojudge.models.loading import load_pair
+    pair = load_pair(args.draft, args.target, **pair_options(args))
+    draft, target = (measure_pass_costs(m, context=args.context) for m in (pair.draft, pair.target))
+    print(costs_report(draft, target))
+    if args.out:
+        with open(args.out, "w") as handle:
+            json.dump({"pair": pair.describe(), "context": args.context,
+                       "draft": draft.seconds, "target": target.seconds}, handle, indent=2)
+    return 0
+
+
 def cmd_demo(args) -> int:
     from autojudge.demo import run_demo
     return run_demo(args)
 
 
 COMMANDS = {"models": cmd_models, "data": cmd_data, "generate": cmd_generate,
-            "bench": cmd_bench, "demo": cmd_demo}
+            "bench": cmd_bench, "costs": cmd_costs, "demo": cmd_demo}

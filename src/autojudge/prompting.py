@@ -11,6 +11,9 @@ def chat_prompt_ids(tokenizer, messages: list[dict[str, str]]) -> list[int]:
         raise PromptError("the prompt is empty")
     if getattr(tokenizer, "chat_template", None):
         encoded = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
-        return list(encoded["input_ids"] if hasattr(encoded, "keys") else encoded)
-    # A base model without a template: plain text, one message after another.
-    return tokenizer("\n\n".join(m["content"] for m in messages))["input_ids"]
+        ids = list(encoded["input_ids"] if hasattr(encoded, "keys") else encoded)
+    else:  # a base model without a template: plain text, one message after another
+        ids = tokenizer("\n\n".join(m["content"] for m in messages))["input_ids"]
+    if not ids:
+        raise PromptError("the prompt encoded to no tokens; does the model ship a working tokenizer?")
+    return ids

@@ -1,6 +1,5 @@
-"""Models: the default pair's offline fetch, loading any pair, and the backend interface."""
+"""Models: the default pair's offline fetch, loading any pair, and the backend interface.
 
-from autojudge.models.backend import CausalLM, StepOutput
-from autojudge.models.loading import ModelPair, load_pair
-
-__all__ = ["CausalLM", "StepOutput", "ModelPair", "load_pair"]
+Import from the submodules (`autojudge.models.loading`, `.backend`, ...): keeping this
+file empty of imports lets the CLI start without loading torch for `--help`.
+"""

@@ -1,8 +1,8 @@
 """The one interface decoding and mining need from a runtime.
 
 A backend holds one sequence with its KV cache. `forward` appends tokens and returns,
-for each of them, the logits of the next token and the last-layer hidden state after
-the final norm (the judge's features). `truncate` rolls the cache back. Decoding,
+for the last n of them, the logits of the next token and the last-layer hidden state
+after the final norm (the judge's features). `truncate` rolls the cache back. Decoding,
 mining and the judge never know which runtime computed the numbers.
 """
 
@@ -16,8 +16,8 @@ import torch
 
 @dataclass
 class StepOutput:
-    logits: torch.Tensor  # [n_logits, vocab] float32: predictions after the last n_logits tokens
-    hidden: torch.Tensor  # [n_tokens, hidden] float32: final-norm state after each appended token
+    logits: torch.Tensor  # [n, vocab] float32: next-token logits after each of the last n tokens
+    hidden: torch.Tensor  # [n, hidden] float32: final-norm state after each of the last n tokens
 
 
 class CausalLM(Protocol):
@@ -33,8 +33,8 @@ class CausalLM(Protocol):
     def forward(self, token_ids: Sequence[int], n_logits: int | None = None) -> StepOutput:
         """Append `token_ids` to the cached sequence.
 
-        `n_logits` limits logits to the last n positions (None: all); the vocabulary
-        projection is a large share of a forward pass, and a prefill needs only one.
+        `n_logits` limits the outputs to the last n positions (None: all); the
+        vocabulary projection is a large share of a pass, and a prefill needs one row.
         """
 
     def truncate(self, length: int) -> None:

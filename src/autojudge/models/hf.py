@@ -37,16 +37,17 @@ class HFCausalLM:
             raise ValueError(f"{self.name}: {self.cached_length + len(token_ids)} tokens exceed "
                              f"the context of {self.max_context}")
         input_ids = torch.tensor([list(token_ids)], device=self.device)
+        keep = len(token_ids) if n_logits is None else n_logits
         out = self.model(
             input_ids=input_ids,
             past_key_values=self.cache,
             use_cache=True,
             output_hidden_states=True,
             # Skipping the vocabulary projection where nobody reads it is a large saving.
-            logits_to_keep=len(token_ids) if n_logits is None else n_logits,
+            logits_to_keep=keep,
         )
         # hidden_states[-1] is the last layer after the final norm: the judge's feature.
-        return StepOutput(logits=out.logits[0].float(), hidden=out.hidden_states[-1][0].float())
+        return StepOutput(logits=out.logits[0].float(), hidden=out.hidden_states[-1][0, -keep:].float())
 
     def truncate(self, length: int) -> None:
         excess = self.cached_length - length

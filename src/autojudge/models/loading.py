@@ -16,16 +16,19 @@ from pathlib import Path
 import torch
 
 from autojudge.errors import ModelLoadError
+from autojudge.models.backend import CausalLM
 from autojudge.models.hf import HFCausalLM
 from autojudge.models.registry import DEFAULT_DRAFT, DEFAULT_TARGET, REGISTERED
+
+BACKENDS = ("torch", "llamacpp")
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class ModelPair:
-    draft: HFCausalLM | None  # None when only the target is needed
-    target: HFCausalLM
+    draft: CausalLM | None  # None when only the target is needed
+    target: CausalLM
     tokenizer: object  # the target's tokenizer; the draft's was checked to be the same
     stop_ids: frozenset[int]
 
@@ -42,26 +45,58 @@ def resolve(name: str, progress: bool = True) -> str:
         from autojudge.models.convert import ensure_converted
         return str(ensure_converted(REGISTERED[name], progress=progress))
     path = Path(name).expanduser()
+    if path.is_file():
+        raise ModelLoadError(f"{name}: a file, not a model directory (GGUF files need --backend llamacpp)")
     if path.exists():
         if not (path / "config.json").exists():
             raise ModelLoadError(f"{name}: a directory without config.json is not a model")
         return str(path)
-    if name.startswith((".", "/", "~")) or os.sep in name and name.count("/") != 1:
+    if name.startswith((".", "/", "~")) or name.count("/") != 1:
         raise ModelLoadError(f"{name}: no such model directory")
+    if os.environ.get("HF_HUB_OFFLINE") == "1":
+        raise ModelLoadError(f"{name}: no such local directory, and the hub is off (HF_HUB_OFFLINE=1)")
     return name  # a hub id; transformers reports whether it can be had
 
 
 def load_tokenizer(name: str):
     from transformers import AutoTokenizer
     try:
-        return AutoTokenizer.from_pretrained(resolve(name))
-    except OSError as exc:
+        if name.endswith(".gguf"):
+            path = Path(name).expanduser()
+            tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+        else:
+            tokenizer = AutoTokenizer.from_pretrained(resolve(name))
+    except (OSError, ValueError) as exc:
         raise ModelLoadError(f"cannot load the tokenizer of {name}: {_first_line(exc)}") from exc
+    # transformers builds an empty tokenizer, silently, for a directory without one.
+    if len(tokenizer.get_vocab()) < 2:
+        raise ModelLoadError(f"{name}: no tokenizer files found next to the model")
+    return tokenizer
 
 
-def load_model(name: str, dtype: torch.dtype = torch.float32, device: str = "cpu",
-               linear: str = "onednn") -> HFCausalLM:
-    """Load one model behind the HF backend; `linear="onednn"` speeds CPU verification."""
+def load_model(name: str, backend: str = "torch", dtype: torch.dtype = torch.float32,
+               device: str = "cpu", linear: str = "onednn") -> CausalLM:
+    """Load one model behind a backend ("torch": any HF model; "llamacpp": a GGUF)."""
+    if backend == "llamacpp":
+        return load_llamacpp(name)
+    if backend != "torch":
+        raise ModelLoadError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    return load_torch(name, dtype, device, linear)
+
+
+def load_llamacpp(name: str) -> CausalLM:
+    from autojudge.models.llamacpp import LlamaCppLM
+    if name in REGISTERED:
+        from autojudge.models.convert import gguf_path
+        return LlamaCppLM(gguf_path(REGISTERED[name]), name=name)
+    path = Path(name).expanduser()
+    if path.suffix != ".gguf" or not path.is_file():
+        raise ModelLoadError(f"{name}: the llama.cpp backend needs a registered name or a .gguf file")
+    return LlamaCppLM(path, name=name)
+
+
+def load_torch(name: str, dtype: torch.dtype, device: str, linear: str) -> HFCausalLM:
+    """`linear="onednn"` routes float32 CPU linears through oneDNN (faster verification)."""
     from transformers import AutoModelForCausalLM
     try:
         model = AutoModelForCausalLM.from_pretrained(resolve(name), dtype=dtype).to(device)
@@ -76,41 +111,59 @@ def load_model(name: str, dtype: torch.dtype = torch.float32, device: str = "cpu
 
 
 def check_same_vocabulary(draft_name: str, draft_tok, target_name: str, target_tok) -> None:
-    if draft_tok.get_vocab() != target_tok.get_vocab():
+    draft_vocab, target_vocab = draft_tok.get_vocab(), target_tok.get_vocab()
+    if draft_vocab != target_vocab:
+        differing = sorted(set(draft_vocab.items()) ^ set(target_vocab.items()), key=lambda kv: kv[1])
+        token, token_id = differing[0]
         raise ModelLoadError(
             f"draft {draft_name} and target {target_name} have different vocabularies "
-            f"({len(draft_tok)} vs {len(target_tok)} tokens); speculative decoding needs one"
+            f"({len(draft_vocab)} vs {len(target_vocab)} tokens; e.g. id {token_id} is {token!r} "
+            f"in only one); speculative decoding needs one"
         )
 
 
-def stop_token_ids(model: HFCausalLM, tokenizer) -> frozenset[int]:
-    """EOS ids from the generation config and the tokenizer (chat models end turns early)."""
-    ids = set()
-    configured = model.model.generation_config.eos_token_id
-    ids.update(configured if isinstance(configured, list) else [configured])
-    ids.add(tokenizer.eos_token_id)
-    if model.name in REGISTERED:
-        ids.update(tokenizer.convert_tokens_to_ids(list(REGISTERED[model.name].stop_tokens)))
+def stop_token_ids(name: str, tokenizer) -> frozenset[int]:
+    """EOS ids from the tokenizer, the generation config and the registry."""
+    ids = {tokenizer.eos_token_id}
+    if name in REGISTERED:
+        ids.update(tokenizer.convert_tokens_to_ids(list(REGISTERED[name].stop_tokens)))
+    elif not name.endswith(".gguf"):
+        from transformers import GenerationConfig
+        try:
+            configured = GenerationConfig.from_pretrained(resolve(name)).eos_token_id
+            ids.update(configured if isinstance(configured, list) else [configured])
+        except OSError:
+            pass  # no generation_config.json: the tokenizer's EOS is all there is
     return frozenset(i for i in ids if i is not None)
 
 
-def load_pair(draft: str | None = DEFAULT_DRAFT, target: str = DEFAULT_TARGET,
+def load_pair(draft: str | None = DEFAULT_DRAFT, target: str = DEFAULT_TARGET, *,
+              backend: str = "torch", draft_backend: str | None = None,
               linear: str = "onednn", device: str = "cpu",
               dtype: torch.dtype = torch.float32) -> ModelPair:
-    """Load both models (the draft only if named), refusing mismatched vocabularies."""
+    """Load both models (the draft only if named), refusing mismatched vocabularies.
+
+    `backend` applies to both models unless `draft_backend` names another for the
+    draft (a mixed pair, e.g. a llama.cpp draft proposing for a torch target).
+    """
     target_tok = load_tokenizer(target)
+    stop_ids = stop_token_ids(target, target_tok)
     if draft is not None:
         check_same_vocabulary(draft, load_tokenizer(draft), target, target_tok)
-    target_model = load_model(target, dtype=dtype, device=device, linear=linear)
+    target_model = load_model(target, backend, dtype=dtype, device=device, linear=linear)
     if draft is None:
-        return ModelPair(None, target_model, target_tok, stop_token_ids(target_model, target_tok))
-    draft_model = load_model(draft, dtype=dtype, device=device, linear=linear)
-    if draft_model.vocab_size != target_model.vocab_size:
+        return ModelPair(None, target_model, target_tok, stop_ids)
+    draft_model = load_model(draft, draft_backend or backend, dtype=dtype, device=device, linear=linear)
+    check_same_logits(draft_model, target_model)
+    return ModelPair(draft_model, target_model, target_tok, stop_ids)
+
+
+def check_same_logits(draft: CausalLM, target: CausalLM) -> None:
+    if draft.vocab_size != target.vocab_size:
         raise ModelLoadError(
-            f"draft {draft} predicts {draft_model.vocab_size} logits, target {target} "
-            f"{target_model.vocab_size}; speculative decoding needs the same vocabulary"
+            f"draft {draft.name} predicts {draft.vocab_size} logits, target {target.name} "
+            f"{target.vocab_size}; speculative decoding needs the same vocabulary"
         )
-    return ModelPair(draft_model, target_model, target_tok, stop_token_ids(target_model, target_tok))
 
 
 def _first_line(exc: Exception) -> str:

@@ -1,0 +1,103 @@
+"""What speculative decoding can gain on a machine, from the cost of single forward passes.
+
+A cycle with window W costs the draft's W single-token passes (plus one catch-up
+token) and one target pass over W + 1 tokens; it emits the accepted tokens plus one.
+Given the measured per-pass costs, the tokens per second of any acceptance profile
+follow, and so does the ceiling: the speed-up when every draft token is accepted.
+Measured runs are checked against these predictions in the benchmark report.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass, field
+
+from autojudge.models.backend import CausalLM
+
+SIZES = (1, 2, 4, 8, 16, 32, 64)
+
+
+@dataclass
+class PassCosts:
+    """Median seconds of one forward pass of n tokens, at a fixed KV-cache length."""
+
+    name: str
+    seconds: dict[int, float] = field(default_factory=dict)
+
+    def __call__(self, n: int) -> float:
+        if n in self.seconds:
+            return self.seconds[n]
+        # Linear interpolation between measured sizes (cost is close to affine in n).
+        sizes = sorted(self.seconds)
+        lower = max((s for s in sizes if s <= n), default=sizes[0])
+        upper = min((s for s in sizes if s >= n), default=sizes[-1])
+        if lower == upper:
+            return self.seconds[lower] * n / lower
+        frac = (n - lower) / (upper - lower)
+        return self.seconds[lower] + frac * (self.seconds[upper] - self.seconds[lower])
+
+
+def measure_pass_costs(model: CausalLM, context: int = 300, sizes=SIZES, repeats: int = 3) -> PassCosts:
+    """Time forwards of n tokens (all logits, as in verification) after `context` tokens."""
+    model.reset()
+    model.forward([100 + i % 1000 for i in range(context)], n_logits=1)
+    costs = PassCosts(model.name)
+    for n in sizes:
+        samples = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            model.forward([200 + i for i in range(n)])
+            samples.append(time.perf_counter() - start)
+            model.truncate(context)
+        costs.seconds[n] = statistics.median(samples)
+    return costs
+
+
+def cycle_seconds(draft: PassCosts | None, target: PassCosts, window: int) -> float:
+    if draft is None or window == 0:
+        return target(1)
+    # The draft catches up on ~2 tokens, then proposes one token per pass.
+    return draft(2) + (window - 1) * draft(1) + target(window + 1)
+
+
+def predicted_tokens_per_second(draft: PassCosts | None, target: PassCosts, window: int,
+                                tokens_per_cycle: float) -> float:
+    return tokens_per_cycle / cycle_seconds(draft, target, window)
+
+
+def expected_tokens_per_cycle(accept_rate: float, window: int) -> float:
+    """Tokens per cycle when each draft token is accepted independently with this rate."""
+    if accept_rate >= 1.0:
+        return window + 1.0
+    return (1 - accept_rate ** (window + 1)) / (1 - accept_rate)
+
+
+def ceiling(draft: PassCosts, target: PassCosts, windows=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32)) -> list[dict]:
+    """Speed-up over target-only for perfect acceptance, and at typical acceptance rates."""
+    rows = []
+    for window in windows:
+        row = {"window": window, "cycle_seconds": cycle_seconds(draft, target, window)}
+        for rate in (0.8, 0.9, 0.95, 1.0):
+            tps = predicted_tokens_per_second(draft, target, window, expected_tokens_per_cycle(rate, window))
+            row[f"speedup_at_{rate:g}"] = tps * target(1)
+        rows.append(row)
+    return rows
+
+
+def costs_report(draft: PassCosts, target: PassCosts) -> str:
+    """Markdown: per-pass costs of both models, then the predicted speed-up ceiling."""
+    sizes = sorted(target.seconds)
+    lines = ["| model | " + " | ".join(f"{n} tok" for n in sizes) + " |",
+             "|---|" + "---|" * len(sizes)]
+    for costs in (draft, target):
+        lines.append(f"| {costs.name} | " + " | ".join(f"{costs(n) * 1e3:.0f} ms" for n in sizes) + " |")
+    lines += ["", f"draft token / target token: {draft(1) / target(1):.2f}; "
+              f"target pass of 16 tokens / of 1: {target(16) / target(1):.1f}", "",
+              "| window | cycle | speed-up at 80% acceptance | 90% | 95% | 100% (ceiling) |",
+              "|---|---|---|---|---|---|"]
+    for row in ceiling(draft, target):
+        lines.append(f"| {row['window']} | {row['cycle_seconds'] * 1e3:.0f} ms | "
+                     f"{row['speedup_at_0.8']:.2f}x | {row['speedup_at_0.9']:.2f}x | "
+                     f"{row['speedup_at_0.95']:.2f}x | {row['speedup_at_1']:.2f}x |")
+    return "\n".join(lines)

