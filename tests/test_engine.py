@@ -130,3 +130,32 @@ def test_generation_stops_at_the_context_limit():
     result = generate(backend(target_model, "t"), [1] * 250, draft=backend(draft_model, "d"),
                       window=8, max_new_tokens=100)
     assert len(result.token_ids) == 6 and result.stop_reason == "context"
+
+
+def test_lookup_drafter_is_exact_and_nearly_free_on_a_known_continuation():
+    from autojudge.decoding.drafters import LookupDrafter
+    target_model = tiny_model(31)
+    prompt = random_prompt(31)
+    expected = hf_greedy(target_model, prompt, 40)
+    target = backend(target_model, "t")
+    # With the answer itself as reference, every window is accepted whole.
+    known = generate(target, prompt, drafter=LookupDrafter(prompt + expected), window=8, max_new_tokens=40)
+    assert known.token_ids == expected
+    assert known.stats.mean_accepted == pytest.approx(40 / 5)
+    # A reference that disagrees halfway still gives the exact output.
+    wrong = expected[:20] + [(t + 1) % VOCAB for t in expected[20:]]
+    partly = generate(target, prompt, drafter=LookupDrafter(prompt + wrong), window=8, max_new_tokens=40)
+    assert partly.token_ids == expected and partly.stats.draft_forwards == 0
+
+
+def test_shared_prefix_is_reused_not_recomputed():
+    target_model = tiny_model(41)
+    target = backend(target_model, "t")
+    prompt = random_prompt(41, length=30)
+    first = generate(target, prompt, max_new_tokens=5)
+    assert first.stats.target_forwards == 1 + 5
+    longer = prompt + first.token_ids
+    second = generate(target, longer, max_new_tokens=5)
+    # The cache already holds the prompt and 4 generated tokens: one more to read, no prefill.
+    assert second.stats.target_forwards == 5
+    assert second.token_ids == hf_greedy(target_model, longer, 5)

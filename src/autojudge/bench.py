@@ -72,6 +72,10 @@ def parse_methods(spec: str, default_runtime: str = "torch") -> list[Method]:
 
 
 def run_method(pair: ModelPair, method: Method, prompt_ids: list[int], max_new_tokens: int) -> dict:
+    # Every method starts cold: no prompt cache carried over from the previous method.
+    for model in (pair.target, pair.draft):
+        if model is not None:
+            model.reset()
     if method.kind == "assisted":
         return _hf_assisted(pair, prompt_ids, max_new_tokens)
     result = generate(

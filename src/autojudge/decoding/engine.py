@@ -17,6 +17,7 @@ from typing import Sequence
 
 import torch
 
+from autojudge.decoding.drafters import Drafter, ModelDrafter, common_prefix_length
 from autojudge.decoding.policies import AcceptancePolicy, Exact, Window
 from autojudge.errors import PromptError
 from autojudge.models.backend import CausalLM
@@ -64,57 +65,44 @@ def _check_prompt(prompt_ids: Sequence[int], models: Sequence[CausalLM]) -> int:
     return context
 
 
-def _draft(draft: CausalLM, seq: list[int], k: int, stop_ids: frozenset[int],
-           want_hidden: bool, stats: DecodeStats) -> tuple[list[int], torch.Tensor | None]:
-    """Greedily propose up to k tokens; with want_hidden, also the state after each."""
-    tokens: list[int] = []
-    hidden: list[torch.Tensor] = []
-    step = draft.forward(seq[draft.cached_length:], n_logits=1)
-    stats.draft_forwards += 1
-    while True:
-        token = int(step.logits[-1].argmax())
-        tokens.append(token)
-        if len(tokens) == k or token in stop_ids:
-            break
-        step = draft.forward([token], n_logits=1)
-        stats.draft_forwards += 1
-        hidden.append(step.hidden[-1])
-    if want_hidden:  # the state after the last draft token needs one more pass
-        step = draft.forward([tokens[-1]], n_logits=1)
-        stats.draft_forwards += 1
-        hidden.append(step.hidden[-1])
-    return tokens, torch.stack(hidden) if want_hidden else None
-
-
 @torch.inference_mode()
 def generate(
     target: CausalLM,
     prompt_ids: Sequence[int],
     *,
     draft: CausalLM | None = None,
+    drafter: Drafter | None = None,
     policy: AcceptancePolicy | None = None,
     window: int = 8,
     max_new_tokens: int = 256,
     stop_ids: frozenset[int] = frozenset(),
 ) -> Generation:
-    """Decode greedily from `target`, speculating with `draft` when one is given.
+    """Decode greedily from `target`, speculating with a draft model or another drafter.
 
-    Without a draft (or with window 0) this is plain greedy decoding through the same
-    code path, which is what `exact` speculative decoding is tested against.
+    Without either (or with window 0) this is plain greedy decoding through the same
+    code path, which is what `exact` speculative decoding is tested against. Cached
+    keys and values of a shared prefix with the previous call are reused, not recomputed.
     """
+    if draft is not None and drafter is not None:
+        raise ValueError("pass a draft model or a drafter, not both")
+    if draft is not None:
+        drafter = ModelDrafter(draft)
     policy = policy or Exact()
-    models = [target] if draft is None else [target, draft]
-    context = _check_prompt(prompt_ids, models)
-    window = window if draft is not None else 0
+    if policy.needs_hidden and drafter is not None and not drafter.provides_hidden:
+        raise ValueError(f"policy {policy.name} needs hidden states that {drafter.name} cannot give")
+    context = _check_prompt(prompt_ids, [target] if draft is None else [target, draft])
+    window = window if drafter is not None else 0
     stats = DecodeStats(accept_histogram=[0] * (window + 1))
     start = time.perf_counter()
 
-    for model in models:
-        model.reset()
     seq = list(prompt_ids)
-    if len(seq) > 1:
-        target.forward(seq[:-1], n_logits=1)
+    # The target's cache must hold seq[:-1]: keep what it shares with that, read the rest.
+    target.truncate(min(common_prefix_length(target.tokens, seq), len(seq) - 1))
+    if target.cached_length < len(seq) - 1:
+        target.forward(seq[target.cached_length:-1], n_logits=1)
         stats.target_forwards += 1
+    if drafter is not None:
+        drafter.start(seq)
     stats.prefill_seconds = time.perf_counter() - start
 
     limit = min(len(prompt_ids) + max_new_tokens, context)
@@ -124,7 +112,9 @@ def generate(
         k = min(window, limit - before - 1)
         drafted, draft_hidden = [], None
         if k > 0:
-            drafted, draft_hidden = _draft(draft, seq, k, stop_ids, policy.needs_hidden, stats)
+            proposal = drafter.propose(seq, k, stop_ids, policy.needs_hidden)
+            drafted, draft_hidden = proposal.tokens, proposal.hidden
+            stats.draft_forwards += proposal.forwards
             stats.drafted_tokens += len(drafted)
 
         out = target.forward([seq[-1], *drafted])
@@ -150,8 +140,8 @@ def generate(
             break
         # The target saw [pending, d_0..d_{k-1}]; only [pending, d_0..d_{n-1}] stays valid.
         target.truncate(before + accepted)
-        if draft is not None and draft.cached_length > before + accepted:
-            draft.truncate(before + accepted)
+        if drafter is not None:
+            drafter.rollback(before + accepted)
 
     generated = seq[len(prompt_ids):]
     stats.new_tokens = len(generated)

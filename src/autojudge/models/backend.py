@@ -26,9 +26,11 @@ class CausalLM(Protocol):
     hidden_size: int
     max_context: int
 
+    tokens: list[int]  # the token ids whose keys and values are in the cache, in order
+
     @property
     def cached_length(self) -> int:
-        """Number of tokens whose keys and values are in the cache."""
+        """len(tokens)."""
 
     def forward(self, token_ids: Sequence[int], n_logits: int | None = None) -> StepOutput:
         """Append `token_ids` to the cached sequence.

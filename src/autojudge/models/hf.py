@@ -24,10 +24,11 @@ class HFCausalLM:
         self.device = next(model.parameters()).device
         self.dtype = next(model.parameters()).dtype
         self.cache = DynamicCache(config=model.config)
+        self.tokens: list[int] = []  # what the cache holds, so callers can reuse a shared prefix
 
     @property
     def cached_length(self) -> int:
-        return self.cache.get_seq_length()
+        return len(self.tokens)
 
     @torch.inference_mode()
     def forward(self, token_ids: Sequence[int], n_logits: int | None = None) -> StepOutput:
@@ -46,6 +47,7 @@ class HFCausalLM:
             # Skipping the vocabulary projection where nobody reads it is a large saving.
             logits_to_keep=keep,
         )
+        self.tokens.extend(token_ids)
         # hidden_states[-1] is the last layer after the final norm: the judge's feature.
         return StepOutput(logits=out.logits[0].float(), hidden=out.hidden_states[-1][0, -keep:].float())
 
@@ -55,9 +57,11 @@ class HFCausalLM:
             raise ValueError(f"cannot truncate {self.cached_length} cached tokens to {length}")
         if excess:
             self.cache.crop(-excess)  # transformers 5: a negative count removes that many
+            del self.tokens[length:]
 
     def reset(self) -> None:
         self.cache = DynamicCache(config=self.model.config)
+        self.tokens = []
 
     def describe(self) -> dict:
         return {"backend": "transformers", "dtype": str(self.dtype).removeprefix("torch."),

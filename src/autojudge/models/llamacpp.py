@@ -49,11 +49,11 @@ class LlamaCppLM:
         )
         self._ctx = self._llm._ctx.ctx
         model = self._llm._model.model
-        self.vocab_size = llama_cpp.llama_n_vocab(llama_cpp.llama_model_get_vocab(model))
+        self.vocab_size = llama_cpp.llama_vocab_n_tokens(llama_cpp.llama_model_get_vocab(model))
         self.hidden_size = llama_cpp.llama_model_n_embd(model)
         self.max_context = n_ctx
         self._batch = llama_cpp.llama_batch_init(n_batch, 0, 1)
-        self._length = 0
+        self.tokens: list[int] = []  # what the KV cache holds
 
     def __del__(self):
         batch = getattr(self, "_batch", None)
@@ -63,13 +63,13 @@ class LlamaCppLM:
 
     @property
     def cached_length(self) -> int:
-        return self._length
+        return len(self.tokens)
 
     def forward(self, token_ids: Sequence[int], n_logits: int | None = None) -> StepOutput:
         if not token_ids:
             raise ValueError("forward needs at least one token")
-        if self._length + len(token_ids) > self.max_context:
-            raise ValueError(f"{self.name}: {self._length + len(token_ids)} tokens exceed "
+        if self.cached_length + len(token_ids) > self.max_context:
+            raise ValueError(f"{self.name}: {self.cached_length + len(token_ids)} tokens exceed "
                              f"the context of {self.max_context}")
         n_out = len(token_ids) if n_logits is None else min(n_logits, len(token_ids))
         first_output = len(token_ids) - n_out
@@ -90,14 +90,14 @@ class LlamaCppLM:
         batch.n_tokens = len(chunk)
         for i, token in enumerate(chunk):
             batch.token[i] = token
-            batch.pos[i] = self._length + i
+            batch.pos[i] = len(self.tokens) + i
             batch.n_seq_id[i] = 1
             batch.seq_id[i][0] = 0
             batch.logits[i] = wanted[i]
         code = self._c.llama_decode(self._ctx, batch)
         if code != 0:
             raise RuntimeError(f"{self.name}: llama_decode returned {code}")
-        self._length += len(chunk)
+        self.tokens.extend(chunk)
 
     @staticmethod
     def _row(pointer, width: int) -> np.ndarray:
@@ -107,17 +107,17 @@ class LlamaCppLM:
                                      shape=(width,)).copy()
 
     def truncate(self, length: int) -> None:
-        if length > self._length:
-            raise ValueError(f"cannot truncate {self._length} cached tokens to {length}")
-        if length < self._length:
+        if length > len(self.tokens):
+            raise ValueError(f"cannot truncate {len(self.tokens)} cached tokens to {length}")
+        if length < len(self.tokens):
             memory = self._c.llama_get_memory(self._ctx)
             if not self._c.llama_memory_seq_rm(memory, 0, length, -1):
                 raise RuntimeError(f"{self.name}: llama.cpp could not drop cached tokens")
-            self._length = length
+            del self.tokens[length:]
 
     def reset(self) -> None:
         self._c.llama_memory_clear(self._c.llama_get_memory(self._ctx), True)
-        self._length = 0
+        self.tokens = []
 
     def describe(self) -> dict:
         return {"backend": "llama.cpp", "gguf": Path(self.gguf_file).name,

@@ -1,0 +1,134 @@
+"""Where draft tokens come from: a small model, or a lookup in text we already have.
+
+A drafter proposes up to k tokens to follow a sequence; the target verifies them, so
+any drafter is exact under the `Exact` policy, and only its cost and hit rate matter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, Sequence
+
+import torch
+
+from autojudge.models.backend import CausalLM
+
+
+@dataclass
+class Proposal:
+    tokens: list[int]
+    hidden: torch.Tensor | None  # [len(tokens), hidden]: state after reading each token
+    forwards: int  # model passes spent (0 for a lookup)
+
+
+class Drafter(Protocol):
+    name: str
+    provides_hidden: bool
+
+    def start(self, seq: Sequence[int]) -> None:
+        """A new generation begins from `seq`; keep whatever cached state still applies."""
+
+    def propose(self, seq: list[int], k: int, stop_ids: frozenset[int], want_hidden: bool) -> Proposal:
+        """Up to k tokens to follow `seq` (fewer when a stop token is drafted)."""
+
+    def rollback(self, length: int) -> None:
+        """Only the first `length` tokens of the last sequence are still valid."""
+
+
+def common_prefix_length(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    for i in range(n):
+        if a[i] != b[i]:
+            return i
+    return n
+
+
+class ModelDrafter:
+    """Greedy drafting with a small model and its KV cache."""
+
+    provides_hidden = True
+
+    def __init__(self, model: CausalLM):
+        self.model = model
+        self.name = model.name
+
+    def start(self, seq: Sequence[int]) -> None:
+        # Keep the shared prefix, but at least the last token must be read again: its
+        # logits propose the first draft token.
+        self.model.truncate(min(common_prefix_length(self.model.tokens, seq), len(seq) - 1))
+
+    def propose(self, seq: list[int], k: int, stop_ids: frozenset[int], want_hidden: bool) -> Proposal:
+        tokens: list[int] = []
+        hidden: list[torch.Tensor] = []
+        step = self.model.forward(seq[self.model.cached_length:], n_logits=1)
+        forwards = 1
+        while True:
+            token = int(step.logits[-1].argmax())
+            tokens.append(token)
+            if len(tokens) == k or token in stop_ids:
+                break
+            step = self.model.forward([token], n_logits=1)
+            forwards += 1
+            hidden.append(step.hidden[-1])
+        if want_hidden:  # the state after the last draft token needs one more pass
+            step = self.model.forward([tokens[-1]], n_logits=1)
+            forwards += 1
+            hidden.append(step.hidden[-1])
+        return Proposal(tokens, torch.stack(hidden) if want_hidden else None, forwards)
+
+    def rollback(self, length: int) -> None:
+        if self.model.cached_length > length:
+            self.model.truncate(length)
+
+
+class LookupDrafter:
+    """Propose what followed an earlier occurrence of the sequence's last few tokens.
+
+    Searched first: `reference`, a previous sequence with the same positions (mining
+    regenerates after a one-token swap, and the new text usually re-converges with
+    the old, so the old suffix is an excellent draft); among several matches, the one
+    nearest the current position wins. Then the sequence itself, as in prompt-lookup
+    decoding. Last, with no match, the reference's tokens at the same positions.
+    """
+
+    provides_hidden = False
+    name = "lookup"
+
+    def __init__(self, reference: Sequence[int] = (), ngram: int = 3):
+        self.reference = list(reference)
+        self.ngram = ngram
+
+    def start(self, seq: Sequence[int]) -> None:
+        pass
+
+    def propose(self, seq: list[int], k: int, stop_ids: frozenset[int], want_hidden: bool) -> Proposal:
+        if want_hidden:
+            raise ValueError("a lookup drafter has no hidden states; use a model drafter")
+        tokens = self._lookup(seq, k)
+        for i, token in enumerate(tokens):
+            if token in stop_ids:
+                tokens = tokens[: i + 1]
+                break
+        return Proposal(tokens, None, 0)
+
+    def _lookup(self, seq: list[int], k: int) -> list[int]:
+        here = len(seq)
+        for n in range(min(self.ngram, len(seq) - 1), 0, -1):
+            tail = seq[-n:]
+            for source, limit in ((self.reference, len(self.reference)), (seq, here - 1)):
+                end = _nearest_match_end(source, tail, limit, here)
+                if end is not None and end < len(source):
+                    return list(source[end:end + k])
+        return self.reference[here:here + k]
+
+    def rollback(self, length: int) -> None:
+        pass
+
+
+def _nearest_match_end(source: Sequence[int], pattern: list[int], limit: int, near: int) -> int | None:
+    """End index of the occurrence of `pattern` ending at or before `limit` nearest `near`."""
+    n, best = len(pattern), None
+    for end in range(n, min(limit, len(source)) + 1):
+        if source[end - n:end] == pattern and (best is None or abs(end - near) <= abs(best - near)):
+            best = end
+    return best
