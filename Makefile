@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(VENV)/bin/python -m pip install --quiet -e '.[dev]'
+	$(VENV)/bin/python -m pip install --quiet -e '.[dev,llama]'
 	touch $(STAMP)
 
 ## The main job: fetch the default pair (once) and answer GSM8K eval problems.
@@ -23,8 +23,14 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(VENV)/bin/python -m pytest -q -m "not integration"
 
+## The speed tables in docs/speed.md (about an hour on 2 cores).
 bench: $(STAMP)
-	$(VENV)/bin/autojudge bench --out docs/bench/cpu-torch
+	$(VENV)/bin/autojudge costs --backend torch --out docs/bench/costs-torch.json
+	$(VENV)/bin/autojudge costs --backend llamacpp --out docs/bench/costs-llamacpp.json
+	$(VENV)/bin/autojudge bench --n 10 --out docs/bench/cpu --methods $(BENCH_METHODS)
+	$(VENV)/bin/autojudge costs --check docs/bench/cpu
+
+BENCH_METHODS := torch/target,torch/assisted,torch/exact:4,torch/exact:8,llamacpp/target,llamacpp/exact:2,llamacpp/exact:4,mixed/exact:8
 
 clean-venv:
 	rm -rf $(VENV)

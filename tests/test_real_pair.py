@@ -17,7 +17,7 @@ MAX_NEW = 48
 
 @pytest.fixture(scope="module")
 def pair():
-    return load_pair()
+    return load_pair(backend="torch")
 
 
 @pytest.fixture(scope="module")

@@ -24,8 +24,9 @@ def _add_pair_options(parser: argparse.ArgumentParser, backends: bool = True) ->
                         help="registered name, local directory or Hugging Face id (default: %(default)s)")
     parser.add_argument("--target", default=DEFAULT_TARGET, help="as --draft (default: %(default)s)")
     if backends:
-        parser.add_argument("--backend", choices=["torch", "llamacpp"], default="torch",
-                            help="runtime for both models (default: %(default)s; llamacpp needs GGUF)")
+        parser.add_argument("--backend", choices=["auto", "torch", "llamacpp"], default="auto",
+                            help="runtime for both models (default: %(default)s: llamacpp on CPU for "
+                                 "GGUF-backed models, else torch)")
         parser.add_argument("--draft-backend", choices=["torch", "llamacpp"],
                             help="another runtime for the draft only (a mixed pair)")
     parser.add_argument("--linear", choices=["onednn", "default"], default="onednn",
@@ -68,14 +69,31 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--max-new-tokens", type=_positive, default=256)
     bench.add_argument("--out", default="runs/bench", help="directory for records and report")
 
+    mine = commands.add_parser("mine", help="label important mismatches (Algorithm 1), resumable")
+    mine.add_argument("--task", default="gsm8k", help="task name (default: %(default)s)")
+    mine.add_argument("--split", default="mine", help="task split (gsm8k: mine, eval, all)")
+    mine.add_argument("--limit", type=_positive, help="first N problems of the split")
+    mine.add_argument("--out", required=True, help="run directory (resumed when it exists)")
+    _add_pair_options(mine)
+    mine.add_argument("--window", type=_positive, default=4, help="draft window for the first answer")
+    mine.add_argument("--max-new-tokens", type=_positive, default=256)
+    mine.add_argument("--plain", action="store_true",
+                      help="regenerate with plain greedy decoding (slow reference; same labels)")
+
     costs = commands.add_parser("costs", help="per-pass costs and the speed-up ceiling (cost model)")
     _add_pair_options(costs)
     costs.add_argument("--context", type=_positive, default=300, help="KV-cache length to time at")
     costs.add_argument("--out", help="write the costs as JSON here")
+    costs.add_argument("--check", metavar="BENCH_DIR",
+                       help="instead of measuring: compare the cost model's predictions with a bench run, "
+                            "using --torch-costs and --llamacpp-costs")
+    costs.add_argument("--torch-costs", default="docs/bench/costs-torch.json")
+    costs.add_argument("--llamacpp-costs", default="docs/bench/costs-llamacpp.json")
 
     demo = commands.add_parser("demo", help="answer GSM8K eval problems with the default pair")
     demo.add_argument("--n", type=_positive, default=1)
-    demo.add_argument("--window", type=_positive, default=8)
+    demo.add_argument("--window", type=_positive, default=4)
+    demo.add_argument("--backend", choices=["auto", "torch", "llamacpp"], default="auto")
     return parser
 
 
@@ -180,9 +198,29 @@ def cmd_bench(args) -> int:
     return run_bench(args)
 
 
+def cmd_mine(args) -> int:
+    from autojudge.mining.run import mine
+    from autojudge.models.loading import load_pair
+    from autojudge.tasks import get_task
+    try:
+        task = get_task(args.task)
+    except ValueError as exc:
+        raise AutojudgeError(str(exc)) from None
+    pair = load_pair(args.draft, args.target, **pair_options(args))
+    store = mine(pair, task, args.split, args.out, limit=args.limit, max_new_tokens=args.max_new_tokens,
+                 window=args.window, fast=not args.plain)
+    labels = [m for r in store.records for m in r["mismatches"]]
+    important = sum(m["important"] for m in labels)
+    print(f"{len(store.records)} problems, {len(labels)} labelled mismatches, "
+          f"{important / max(len(labels), 1):.1%} important -> {args.out}")
+    return 0
+
+
 def cmd_costs(args) -> int:
     from autojudge.costmodel import costs_report, measure_pass_costs
     from autojudge.models.loading import load_pair
+    if args.check:
+        return check_costs(args)
     pair = load_pair(args.draft, args.target, **pair_options(args))
     draft, target = (measure_pass_costs(m, context=args.context) for m in (pair.draft, pair.target))
     print(costs_report(draft, target))
@@ -193,10 +231,25 @@ def cmd_costs(args) -> int:
     return 0
 
 
+def check_costs(args) -> int:
+    from pathlib import Path
+
+    from autojudge.bench import read_records
+    from autojudge.costmodel import check_against_runs, load_costs
+    torch_costs, llama_costs = load_costs(args.torch_costs), load_costs(args.llamacpp_costs)
+    runtimes = {
+        "torch": (torch_costs[args.target], torch_costs[args.draft]),
+        "llamacpp": (llama_costs[args.target], llama_costs[args.draft]),
+        "mixed": (torch_costs[args.target], llama_costs[args.draft]),
+    }
+    print(check_against_runs(read_records(Path(args.check) / "records.jsonl"), runtimes))
+    return 0
+
+
 def cmd_demo(args) -> int:
     from autojudge.demo import run_demo
     return run_demo(args)
 
 
 COMMANDS = {"models": cmd_models, "data": cmd_data, "generate": cmd_generate,
-            "bench": cmd_bench, "costs": cmd_costs, "demo": cmd_demo}
+            "bench": cmd_bench, "costs": cmd_costs, "mine": cmd_mine, "demo": cmd_demo}

@@ -101,3 +101,47 @@ def costs_report(draft: PassCosts, target: PassCosts) -> str:
                      f"{row['speedup_at_0.8']:.2f}x | {row['speedup_at_0.9']:.2f}x | "
                      f"{row['speedup_at_0.95']:.2f}x | {row['speedup_at_1']:.2f}x |")
     return "\n".join(lines)
+
+
+def load_costs(path) -> dict[str, PassCosts]:
+    """Read `autojudge costs --out` JSON: {model name: PassCosts} for one backend."""
+    import json
+    data = json.loads(open(path).read())
+    return {data["pair"][role]: PassCosts(data["pair"][role], {int(n): s for n, s in data[role].items()})
+            for role in ("draft", "target")}
+
+
+def predicted_decode_seconds(record: dict, draft: PassCosts | None, target: PassCosts, window: int) -> float:
+    """Seconds a run's passes should take (prefill excluded), from its pass counts alone."""
+    verifications = record["target_forwards"] - 1  # minus the prefill
+    seconds = verifications * target(window + 1 if window else 1)
+    if draft is not None:
+        seconds += record["draft_forwards"] * draft(1)
+    return seconds
+
+
+def check_against_runs(records: list[dict], runtimes: dict[str, tuple[dict, dict]]) -> str:
+    """Markdown: measured vs predicted decode speed per method.
+
+    `runtimes` maps a bench runtime name to (target costs, draft costs) dictionaries of
+    PassCosts by model name. Verification passes are charged at the full window (the
+    last few cycles are shorter), so predictions lean slightly slow.
+    """
+    by_method: dict[str, list[dict]] = {}
+    for record in records:
+        by_method.setdefault(record["method"], []).append(record)
+    lines = ["| method | measured tok/s (decode only) | predicted tok/s | predicted / measured |",
+             "|---|---|---|---|"]
+    for method, runs in by_method.items():
+        runtime, _, rest = method.partition("/")
+        if rest == "assisted" or runtime not in runtimes:
+            continue
+        window = int(rest.split(":")[-1]) if rest != "target" else 0
+        target_costs, draft_costs = runtimes[runtime]
+        tokens = sum(r["new_tokens"] for r in runs)
+        measured = sum(r["seconds"] - r["prefill_seconds"] for r in runs)
+        predicted = sum(predicted_decode_seconds(r, draft_costs if window else None, target_costs, window)
+                        for r in runs)
+        lines.append(f"| {method} | {tokens / measured:.2f} | {tokens / predicted:.2f} | "
+                     f"{measured / predicted:.2f} |")
+    return "\n".join(lines)

@@ -1,0 +1,111 @@
+"""Algorithm 1: swap each draft token in, let the target finish, see if the answer changes.
+
+For a prompt x the target answers y greedily. The draft, teacher-forced on x + y,
+proposes its own token at every position; where it differs from y (a mismatch at t),
+the target regenerates from x + y[:t] + draft_t. If the task's answer is unchanged,
+the mismatch is unimportant and y becomes the regenerated answer; otherwise it is
+important and y stays. The reference is the target's own answer, not the gold one.
+
+Regeneration is most of the cost. The old answer usually re-converges with the new
+one, so it is proposed as a draft (`LookupDrafter`) and verified many tokens per
+target pass; with exact verification the labels are those of plain regeneration.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+
+from autojudge.decoding.drafters import LookupDrafter, common_prefix_length
+from autojudge.decoding.engine import generate
+from autojudge.models.backend import CausalLM
+from autojudge.models.loading import ModelPair
+from autojudge.tasks.base import Problem, Task
+
+
+@dataclass
+class LabelledMismatch:
+    position: int  # index in the response
+    target_token: int
+    draft_token: int
+    important: bool
+    alt_answer: str | None
+    alt_response: str  # the whole response with the draft token swapped in
+
+
+@dataclass
+class MinedProblem:
+    problem_id: int
+    answer: str | None  # the target's own answer: the reference for every label
+    response: str
+    mismatches: list[LabelledMismatch] = field(default_factory=list)
+    draft_features: list[torch.Tensor] = field(default_factory=list)  # [draft hidden] each
+    target_features: list[torch.Tensor] = field(default_factory=list)
+    target_passes: int = 0
+
+
+def next_token_predictions(model: CausalLM, seq: Sequence[int], first: int) -> list[int]:
+    """Greedy next-token predictions after each of seq[first:], reusing the cached prefix."""
+    keep = min(common_prefix_length(model.tokens, seq), first)
+    model.truncate(keep)
+    logits = model.forward(list(seq[keep:])).logits
+    return logits[first - keep:].argmax(dim=-1).tolist()
+
+
+def hidden_after(model: CausalLM, seq: Sequence[int]) -> torch.Tensor:
+    """Final-norm hidden state after reading the last token of `seq`."""
+    keep = min(common_prefix_length(model.tokens, seq), len(seq) - 1)
+    model.truncate(keep)
+    return model.forward(list(seq[keep:]), n_logits=1).hidden[-1]
+
+
+def mine_problem(pair: ModelPair, task: Task, problem: Problem, prompt_ids: list[int], *,
+                 max_new_tokens: int = 256, window: int = 4, regen_window: int = 16,
+                 fast: bool = True) -> MinedProblem:
+    """Label every mismatch Algorithm 1 visits for one problem.
+
+    `fast=False` regenerates with plain greedy decoding (the reference the fast path is
+    tested against); `regen_window` is how many old-suffix tokens one pass verifies.
+    """
+    target, draft, stop = pair.target, pair.draft, pair.stop_ids
+    decode = lambda ids: pair.tokenizer.decode(ids, skip_special_tokens=True)  # noqa: E731
+    x = list(prompt_ids)
+    first = generate(target, x, draft=draft, window=window, max_new_tokens=max_new_tokens, stop_ids=stop)
+    y = first.token_ids
+    passes = first.stats.target_forwards
+    answer = task.extract_answer(decode(y))
+    result = MinedProblem(problem.id, answer, decode(y))
+    if answer is None:  # nothing to compare against: no labels from this problem
+        return result
+
+    predicted = next_token_predictions(draft, x + y, len(x) - 1)[: len(y)]
+    t = 0
+    while True:
+        t = next((i for i in range(t, len(y)) if y[i] != predicted[i]), None)
+        if t is None:
+            break
+        swapped = predicted[t]
+        prefix = x + y[:t] + [swapped]
+        result.draft_features.append(hidden_after(draft, prefix))
+        result.target_features.append(hidden_after(target, prefix))
+        passes += 1
+        budget = max_new_tokens - t - 1
+        continuation = []
+        if swapped not in stop and budget > 0:
+            regen = generate(target, prefix, drafter=LookupDrafter(x + y) if fast else None,
+                             window=regen_window if fast else 0, max_new_tokens=budget, stop_ids=stop)
+            continuation = regen.token_ids
+            passes += regen.stats.target_forwards
+        alt = y[:t] + [swapped] + continuation
+        alt_answer = task.extract_answer(decode(alt))
+        important = not task.equivalent(alt_answer, answer)
+        result.mismatches.append(LabelledMismatch(t, y[t], swapped, important, alt_answer, decode(alt)))
+        if not important:
+            y = alt
+            predicted = predicted[: t + 1] + next_token_predictions(draft, x + y, len(x) + t)[: len(y) - t - 1]
+        t += 1
+    result.response = decode(y)
+    result.target_passes = passes
+    return result

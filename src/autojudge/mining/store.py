@@ -1,0 +1,88 @@
+"""A mining run's directory: resumable, and safe against kill -9 at any moment.
+
+    meta.json                     what produced the run (task, pair, runtimes, layout)
+    problems.jsonl                one line per finished problem, with all its labels
+    features/<problem>.safetensors  draft and target hidden states, one row per label
+
+A problem counts as done only when its line is in problems.jsonl. Its feature file is
+written first, under a temporary name renamed into place, then the line is appended
+and fsynced; a kill between the two leaves a feature file that the rerun overwrites.
+A torn last line (killed mid-write) is dropped on open. So nothing is lost or counted
+twice, and no file is ever half-written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from autojudge.errors import AutojudgeError
+from autojudge.mining.algorithm import MinedProblem
+
+FEATURE_DTYPE = torch.float16
+
+
+class MiningStore:
+    def __init__(self, root: str | Path, meta: dict):
+        self.root = Path(root)
+        self.features = self.root / "features"
+        self.features.mkdir(parents=True, exist_ok=True)
+        self.lines = self.root / "problems.jsonl"
+        self._check_meta(meta)
+        self.records = self._read_whole_lines()
+
+    def _check_meta(self, meta: dict) -> None:
+        path = self.root / "meta.json"
+        if path.exists():
+            old = json.loads(path.read_text())
+            if old != meta:
+                changed = sorted(k for k in set(old) | set(meta) if old.get(k) != meta.get(k))
+                raise AutojudgeError(f"{self.root} was mined with other settings ({', '.join(changed)}); "
+                                     "use another --out, or the same settings to resume")
+            return
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(meta, indent=2))
+        os.replace(tmp, path)
+
+    def _read_whole_lines(self) -> list[dict]:
+        if not self.lines.exists():
+            return []
+        records, text = [], self.lines.read_text()
+        for line in text.splitlines(keepends=True):
+            if not line.endswith("\n"):
+                break  # torn by a kill
+            records.append(json.loads(line))
+        whole = "".join(json.dumps(r) + "\n" for r in records)
+        if whole != text:
+            tmp = self.lines.with_suffix(".tmp")
+            tmp.write_text(whole)
+            os.replace(tmp, self.lines)
+        return records
+
+    def done(self) -> set[int]:
+        return {r["problem_id"] for r in self.records}
+
+    def add(self, mined: MinedProblem, seconds: float) -> None:
+        if mined.mismatches:
+            tensors = {"draft": torch.stack(mined.draft_features).to(FEATURE_DTYPE).contiguous(),
+                       "target": torch.stack(mined.target_features).to(FEATURE_DTYPE).contiguous()}
+            final = self.features / f"{mined.problem_id}.safetensors"
+            tmp = final.with_suffix(".tmp")
+            save_file(tensors, str(tmp))
+            os.replace(tmp, final)
+        record = {"problem_id": mined.problem_id, "answer": mined.answer, "response": mined.response,
+                  "target_passes": mined.target_passes, "seconds": seconds,
+                  "mismatches": [asdict(m) for m in mined.mismatches]}
+        with open(self.lines, "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        self.records.append(record)
+
+    def load_features(self, problem_id: int) -> dict[str, torch.Tensor]:
+        return load_file(str(self.features / f"{problem_id}.safetensors"))

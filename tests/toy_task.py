@@ -1,0 +1,35 @@
+"""A toy task for mining tests on tiny random models: the answer is a digit count.
+
+Random models write random characters, so the "answer" (how many digits the text has,
+modulo 3) changes with some swaps and not with others: both labels occur.
+"""
+
+from __future__ import annotations
+
+from autojudge.tasks.base import Problem
+
+PROMPTS = ["abc def", "Hello 12", "x y z w", "count 3 4", "qq rr ss", "Mm nn 0"]
+
+
+class ToyTask:
+    name = "toy"
+
+    def load(self, split: str) -> list[Problem]:
+        return [Problem(i, text, "0") for i, text in enumerate(PROMPTS)]
+
+    def messages(self, problem: Problem) -> list[dict[str, str]]:
+        return [{"role": "user", "content": problem.prompt}]
+
+    def extract_answer(self, text: str) -> str | None:
+        return str(sum(c.isdigit() for c in text) % 3)
+
+    def equivalent(self, a: str | None, b: str | None) -> bool:
+        return a is not None and a == b
+
+    def is_correct(self, text: str, problem: Problem) -> bool:
+        return self.equivalent(self.extract_answer(text), problem.reference)
+
+
+def tiny_pair(target_dir, draft_dir):
+    from autojudge.models.loading import load_pair
+    return load_pair(str(draft_dir), str(target_dir), backend="torch", linear="default")
