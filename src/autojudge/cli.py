@@ -80,6 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
     mine.add_argument("--plain", action="store_true",
                       help="regenerate with plain greedy decoding (slow reference; same labels)")
 
+    train = commands.add_parser("train", help="fit the judge on a mining run")
+    train.add_argument("--data", required=True, help="a directory written by `autojudge mine`")
+    train.add_argument("--features", choices=["draft", "target", "both"], default="both")
+    train.add_argument("--out", required=True, help="judge file to write (.safetensors)")
+    train.add_argument("--seed", type=int, default=0, help="seed of the by-problem split")
+
     costs = commands.add_parser("costs", help="per-pass costs and the speed-up ceiling (cost model)")
     _add_pair_options(costs)
     costs.add_argument("--context", type=_positive, default=300, help="KV-cache length to time at")
@@ -216,6 +222,22 @@ def cmd_mine(args) -> int:
     return 0
 
 
+def cmd_train(args) -> int:
+    from autojudge.judge.train import load_mined, train_judge
+    judge, meta = train_judge(load_mined(args.data), features=args.features, seed=args.seed)
+    judge.save(args.out)
+    print(f"validation ROC-AUC {meta['validation_auc']:.3f} at C={meta['C']:g} "
+          f"({meta['train']['mismatches']} train / {meta['validation']['mismatches']} validation "
+          f"mismatches, {meta['important_fraction']:.1%} important) -> {args.out}")
+    print("| recall of important | threshold | mismatches accepted |")
+    print("|---|---|---|")
+    for recall in (0.99, 0.95, 0.9, 0.8, 0.7, 0.5):
+        threshold = judge.threshold_for_recall(recall)
+        row = next(r for r in meta["thresholds"] if r["threshold"] == threshold)
+        print(f"| {row['recall']:.3f} | {threshold:.4f} | {row['accept_rate']:.1%} |")
+    return 0
+
+
 def cmd_costs(args) -> int:
     from autojudge.costmodel import costs_report, measure_pass_costs
     from autojudge.models.loading import load_pair
@@ -252,4 +274,5 @@ def cmd_demo(args) -> int:
 
 
 COMMANDS = {"models": cmd_models, "data": cmd_data, "generate": cmd_generate,
-            "bench": cmd_bench, "costs": cmd_costs, "mine": cmd_mine, "demo": cmd_demo}
+            "bench": cmd_bench, "costs": cmd_costs, "mine": cmd_mine, "train": cmd_train,
+            "demo": cmd_demo}

@@ -1,0 +1,110 @@
+"""A trained judge and its file: one safetensors file, no pickle.
+
+Tensors: `mean`, `scale` (StandardScaler), `weight`, `bias` (LogisticRegression).
+The safetensors header carries JSON metadata: format version, the model pair and
+runtimes it was trained on, the feature layout, validation AUC and threshold table.
+Loading checks all of it, so a judge is never silently applied to features it was not
+trained on.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import safe_open, save_file
+
+from autojudge.errors import AutojudgeError
+
+FORMAT = "autojudge-judge"
+VERSION = 1
+FEATURE_SETS = ("draft", "target", "both")
+
+
+class JudgeError(AutojudgeError):
+    """A judge file is unreadable, or was trained for other models or features."""
+
+
+@dataclass
+class Judge:
+    mean: torch.Tensor  # [n_features]
+    scale: torch.Tensor
+    weight: torch.Tensor
+    bias: float
+    meta: dict  # pair, features ("draft" | "target" | "both"), hidden sizes, thresholds...
+
+    @property
+    def features(self) -> str:
+        return self.meta["features"]
+
+    def featurize(self, draft_hidden: torch.Tensor | None, target_hidden: torch.Tensor | None) -> torch.Tensor:
+        parts = {"draft": [draft_hidden], "target": [target_hidden], "both": [draft_hidden, target_hidden]}
+        return torch.cat([p.float() for p in parts[self.features]], dim=-1)
+
+    def prob_important(self, draft_hidden: torch.Tensor | None, target_hidden: torch.Tensor | None) -> torch.Tensor:
+        x = (self.featurize(draft_hidden, target_hidden) - self.mean) / self.scale
+        return torch.sigmoid(x @ self.weight + self.bias)
+
+    def threshold_for_recall(self, recall: float) -> float:
+        """The largest threshold whose validation recall of important mismatches is >= recall."""
+        rows = [r for r in self.meta["thresholds"] if r["recall"] >= recall]
+        if not rows:
+            raise JudgeError(f"no threshold reaches recall {recall}; the table tops out at "
+                             f"{max(r['recall'] for r in self.meta['thresholds']):.3f}")
+        return max(r["threshold"] for r in rows)
+
+    def save(self, path: str | Path) -> None:
+        tensors = {"mean": self.mean, "scale": self.scale, "weight": self.weight,
+                   "bias": torch.tensor([self.bias], dtype=torch.float32)}
+        meta = {"format": FORMAT, "version": VERSION, **self.meta}
+        tmp = Path(str(path) + ".tmp")
+        save_file({k: v.float().contiguous() for k, v in tensors.items()}, str(tmp),
+                  metadata={"autojudge": json.dumps(meta)})
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Judge":
+        try:
+            with safe_open(str(path), framework="pt") as handle:
+                meta = _judge_meta(path, handle.metadata() or {})
+                tensors = {k: handle.get_tensor(k) for k in ("mean", "scale", "weight", "bias")}
+        except FileNotFoundError:
+            raise JudgeError(f"{path}: no such judge file") from None
+        except (SafetensorError, OSError, KeyError, ValueError) as exc:
+            raise JudgeError(f"{path}: not a readable judge file ({exc})") from None
+        judge = cls(tensors["mean"], tensors["scale"], tensors["weight"], float(tensors["bias"][0]), meta)
+        expected = sum(meta["hidden"][p] for p in ("draft", "target") if meta["features"] in (p, "both"))
+        if not (len(judge.mean) == len(judge.scale) == len(judge.weight) == expected):
+            raise JudgeError(f"{path}: tensor sizes do not match its feature layout")
+        return judge
+
+    def check_compatible(self, pair_description: dict, draft_hidden: int, target_hidden: int) -> None:
+        """Refuse to judge features from another model pair, runtime or hidden size."""
+        trained = self.meta["pair"]
+        problems = []
+        for key in ("draft", "target"):
+            if trained.get(key) != pair_description.get(key):
+                problems.append(f"{key} {pair_description.get(key)} (judge trained on {trained.get(key)})")
+        sizes = {"draft": draft_hidden, "target": target_hidden}
+        for key, size in sizes.items():
+            if self.meta["hidden"][key] != size:
+                problems.append(f"{key} hidden size {size} (judge expects {self.meta['hidden'][key]})")
+        for key in ("draft_backend", "target_backend"):
+            if trained.get(key, {}).get("backend") != pair_description.get(key, {}).get("backend"):
+                problems.append(f"{key} {pair_description.get(key)} (judge trained on {trained.get(key)})")
+        if problems:
+            raise JudgeError("this judge does not fit the loaded pair: " + "; ".join(problems))
+
+
+def _judge_meta(path, header: dict) -> dict:
+    try:
+        meta = json.loads(header["autojudge"])
+    except (KeyError, json.JSONDecodeError):
+        raise JudgeError(f"{path}: a safetensors file without judge metadata") from None
+    if meta.get("format") != FORMAT or meta.get("version") != VERSION:
+        raise JudgeError(f"{path}: format {meta.get('format')} v{meta.get('version')}, "
+                         f"this autojudge reads {FORMAT} v{VERSION}")
+    return meta

@@ -1,0 +1,25 @@
+"""The judge as an acceptance policy: keep a mismatching draft token it deems harmless."""
+
+from __future__ import annotations
+
+from autojudge.decoding.policies import Window, leading_true
+from autojudge.judge.model import Judge
+
+
+class JudgePolicy:
+    """Accept draft tokens from the left while each either matches the target's token or
+    has P(important) below the threshold; the target's logits after an accepted token
+    were computed with that token in place, so later comparisons stay valid."""
+
+    needs_hidden = True
+
+    def __init__(self, judge: Judge, threshold: float):
+        self.judge = judge
+        self.threshold = threshold
+        self.name = f"judge:{threshold:g}"
+
+    def __call__(self, window: Window) -> int:
+        if bool(window.matches.all()):
+            return len(window.draft_tokens)
+        p_important = self.judge.prob_important(window.draft_hidden, window.target_hidden)
+        return leading_true(window.matches | (p_important < self.threshold))

@@ -1,0 +1,111 @@
+"""The judge: training split by problem, a safe file that refuses the wrong pair, a policy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from autojudge.decoding import Exact, generate
+from autojudge.judge.model import Judge, JudgeError
+from autojudge.judge.policy import JudgePolicy
+from autojudge.judge.train import MinedData, split_by_problem, train_judge
+from tests.tiny import backend, noisy_copy, tiny_model
+
+PAIR = {"draft": "d", "target": "t", "draft_backend": {"backend": "transformers"},
+        "target_backend": {"backend": "transformers"}}
+
+
+def synthetic(n_problems=60, per_problem=20, draft_dim=8, target_dim=12, seed=0) -> MinedData:
+    """Important mismatches lean along one hidden direction: a judge should find it."""
+    rng = np.random.default_rng(seed)
+    n = n_problems * per_problem
+    draft = rng.normal(size=(n, draft_dim)).astype(np.float32)
+    target = rng.normal(size=(n, target_dim)).astype(np.float32)
+    important = (target[:, 0] + 0.5 * draft[:, 1] + rng.normal(scale=0.7, size=n)) > 1.0
+    problem = np.repeat(np.arange(n_problems), per_problem)
+    meta = {**PAIR, "task": "toy"}
+    return MinedData(draft, target, important, problem, meta)
+
+
+def test_split_never_puts_a_problem_on_both_sides():
+    data = synthetic()
+    train, val = split_by_problem(data)
+    assert not set(data.problem[train]) & set(data.problem[val])
+    assert len(val) and len(train)
+
+
+@pytest.mark.parametrize("features", ["draft", "target", "both"])
+def test_training_finds_the_signal_and_tables_its_thresholds(features):
+    judge, meta = train_judge(synthetic(), features=features)
+    floor = {"draft": 0.55, "target": 0.8, "both": 0.85}[features]
+    assert meta["validation_auc"] > floor
+    assert meta["C"] in [float(c) for c in meta["auc_by_C"]]
+    rows = meta["thresholds"]
+    # Raising the threshold accepts more and catches fewer important mismatches.
+    assert all(a["accept_rate"] <= b["accept_rate"] and a["recall"] >= b["recall"] for a, b in zip(rows, rows[1:]))
+    assert judge.threshold_for_recall(0.9) <= judge.threshold_for_recall(0.5)
+
+
+def test_both_beats_one_side_when_the_signal_is_split():
+    data = synthetic(seed=1)
+    auc = {f: train_judge(data, features=f)[1]["validation_auc"] for f in ("draft", "both")}
+    assert auc["both"] > auc["draft"]
+
+
+def test_save_load_roundtrip_gives_the_same_probabilities(tmp_path):
+    judge, _ = train_judge(synthetic())
+    path = tmp_path / "judge.safetensors"
+    judge.save(path)
+    loaded = Judge.load(path)
+    d, t = torch.randn(5, 8), torch.randn(5, 12)
+    assert torch.equal(judge.prob_important(d, t), loaded.prob_important(d, t))
+    assert loaded.meta["thresholds"] == judge.meta["thresholds"]
+
+
+def test_loading_refuses_corrupt_and_foreign_files(tmp_path):
+    judge, _ = train_judge(synthetic())
+    path = tmp_path / "judge.safetensors"
+    judge.save(path)
+    truncated = tmp_path / "truncated.safetensors"
+    truncated.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(JudgeError, match="not a readable judge file"):
+        Judge.load(truncated)
+    with pytest.raises(JudgeError, match="no such judge file"):
+        Judge.load(tmp_path / "missing.safetensors")
+    from safetensors.torch import save_file
+    save_file({"x": torch.zeros(1)}, str(tmp_path / "other.safetensors"))
+    with pytest.raises(JudgeError, match="without judge metadata"):
+        Judge.load(tmp_path / "other.safetensors")
+
+
+def test_a_judge_refuses_another_pair_or_hidden_size():
+    judge, _ = train_judge(synthetic())
+    judge.check_compatible(PAIR, 8, 12)
+    with pytest.raises(JudgeError, match="target other"):
+        judge.check_compatible({**PAIR, "target": "other"}, 8, 12)
+    with pytest.raises(JudgeError, match="draft hidden size 16"):
+        judge.check_compatible(PAIR, 16, 12)
+    with pytest.raises(JudgeError, match="target_backend"):
+        judge.check_compatible({**PAIR, "target_backend": {"backend": "llama.cpp"}}, 8, 12)
+
+
+def _constant_judge(hidden_d, hidden_t, bias):
+    n = hidden_d + hidden_t
+    meta = {"features": "both", "hidden": {"draft": hidden_d, "target": hidden_t}, "thresholds": []}
+    return Judge(torch.zeros(n), torch.ones(n), torch.zeros(n), bias, meta)
+
+
+def test_judge_policy_thresholds_span_exact_to_accept_everything():
+    target_model = tiny_model(3)
+    draft_model = noisy_copy(target_model, 4, scale=1.0)
+    target, draft = backend(target_model, "t"), backend(draft_model, "d")
+    prompt = [5, 17, 33, 2, 8, 61, 40]
+    exact = generate(target, prompt, draft=draft, policy=Exact(), window=4, max_new_tokens=32)
+    judge = _constant_judge(64, 64, bias=0.0)  # P(important) = 0.5 everywhere
+    strict = generate(target, prompt, draft=draft, policy=JudgePolicy(judge, 0.5), window=4, max_new_tokens=32)
+    assert strict.token_ids == exact.token_ids and strict.stats.accepted_mismatches == 0
+    lenient = generate(target, prompt, draft=draft, policy=JudgePolicy(judge, 0.51), window=4, max_new_tokens=32)
+    kept = sum(n * cycles for n, cycles in enumerate(lenient.stats.accept_histogram))
+    assert kept == lenient.stats.drafted_tokens  # every drafted token kept
+    assert lenient.stats.accepted_mismatches > 0
