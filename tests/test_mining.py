@@ -117,3 +117,19 @@ def test_killed_mining_resumes_without_loss_or_duplicates(tmp_path, tiny_target_
             features = store.load_features(record["problem_id"])
             assert features["draft"].shape[0] == features["target"].shape[0] == len(record["mismatches"])
     assert not list(out.glob("**/*.tmp"))
+
+
+def test_mine_command_with_a_user_task(tmp_path, tiny_target_dir, tiny_draft_dir):
+    out = tmp_path / "cli-run"
+    env = {**os.environ, "PYTHONPATH": os.getcwd(), "AUTOJUDGE_HOME": str(tmp_path / "home")}
+    args = [sys.executable, "-m", "autojudge", "mine", "--task", "tests.toy_task:ToyTask", "--split", "all",
+            "--limit", "2", "--draft", str(tiny_draft_dir), "--target", str(tiny_target_dir),
+            "--linear", "default", "--max-new-tokens", "24", "--out", str(out)]
+    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("2 problems, ")
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["task"] == "toy" and meta["max_new_tokens"] == 24
+    # Other settings on the same directory are refused, not mixed in.
+    again = subprocess.run(args[:-3] + ["32", "--out", str(out)], env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 1 and "other settings (max_new_tokens)" in again.stderr

@@ -47,3 +47,12 @@ class CausalLM(Protocol):
 
     def describe(self) -> dict:
         """What a judge must match to reuse features from this backend (runtime, dtype...)."""
+
+
+def check_room(model: CausalLM, n_new: int) -> None:
+    """Refuse an empty forward or one that would overflow the context."""
+    if n_new < 1:
+        raise ValueError("forward needs at least one token")
+    if model.cached_length + n_new > model.max_context:
+        raise ValueError(f"{model.name}: {model.cached_length + n_new} tokens exceed "
+                         f"the context of {model.max_context}")

@@ -7,7 +7,7 @@ from typing import Sequence
 import torch
 from transformers import DynamicCache, PreTrainedModel
 
-from autojudge.models.backend import StepOutput
+from autojudge.models.backend import StepOutput, check_room
 
 
 class HFCausalLM:
@@ -32,11 +32,7 @@ class HFCausalLM:
 
     @torch.inference_mode()
     def forward(self, token_ids: Sequence[int], n_logits: int | None = None) -> StepOutput:
-        if not token_ids:
-            raise ValueError("forward needs at least one token")
-        if self.cached_length + len(token_ids) > self.max_context:
-            raise ValueError(f"{self.name}: {self.cached_length + len(token_ids)} tokens exceed "
-                             f"the context of {self.max_context}")
+        check_room(self, len(token_ids))
         input_ids = torch.tensor([list(token_ids)], device=self.device)
         keep = len(token_ids) if n_logits is None else n_logits
         out = self.model(

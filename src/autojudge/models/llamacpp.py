@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from autojudge.errors import ModelLoadError
-from autojudge.models.backend import StepOutput
+from autojudge.models.backend import StepOutput, check_room
 
 
 def default_threads() -> int:
@@ -66,11 +66,7 @@ class LlamaCppLM:
         return len(self.tokens)
 
     def forward(self, token_ids: Sequence[int], n_logits: int | None = None) -> StepOutput:
-        if not token_ids:
-            raise ValueError("forward needs at least one token")
-        if self.cached_length + len(token_ids) > self.max_context:
-            raise ValueError(f"{self.name}: {self.cached_length + len(token_ids)} tokens exceed "
-                             f"the context of {self.max_context}")
+        check_room(self, len(token_ids))
         n_out = len(token_ids) if n_logits is None else min(n_logits, len(token_ids))
         first_output = len(token_ids) - n_out
         logits, hidden = [], []

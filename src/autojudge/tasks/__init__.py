@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 from autojudge.tasks.base import Problem, Task
 from autojudge.tasks.gsm8k import GSM8K
 
@@ -11,7 +13,15 @@ __all__ = ["Problem", "Task", "TASKS", "get_task"]
 
 
 def get_task(name: str) -> Task:
+    """A built-in task by name, or a user's task class as "package.module:ClassName"."""
+    if ":" in name:
+        module_name, _, class_name = name.partition(":")
+        try:
+            return getattr(importlib.import_module(module_name), class_name)()
+        except (ImportError, AttributeError) as exc:
+            raise ValueError(f"cannot load task {name!r}: {exc}") from None
     try:
         return TASKS[name]()
     except KeyError:
-        raise ValueError(f"unknown task {name!r}; choose one of: {', '.join(TASKS)}") from None
+        raise ValueError(f"unknown task {name!r}; choose one of: {', '.join(TASKS)}, "
+                         "or module:Class") from None
