@@ -29,8 +29,9 @@ bench: $(STAMP)
 	$(VENV)/bin/autojudge costs --backend llamacpp --out docs/bench/costs-llamacpp.json
 	$(VENV)/bin/autojudge bench --n 10 --out docs/bench/cpu --methods $(BENCH_METHODS)
 	$(VENV)/bin/autojudge costs --check docs/bench/cpu
+	$(VENV)/bin/python scripts/render_speed_doc.py
 
-BENCH_METHODS := torch/target,torch/assisted,torch/exact:4,torch/exact:8,llamacpp/target,llamacpp/exact:2,llamacpp/exact:4,mixed/exact:8
+BENCH_METHODS := torch/target,torch/assisted,torch/exact:4,torch/exact:8,llamacpp/target,llamacpp/exact:4,mixed/exact:8
 
 clean-venv:
 	rm -rf $(VENV)

@@ -180,3 +180,16 @@ def test_get_task_returns_gsm8k():
 def test_get_task_rejects_unknown_names():
     with pytest.raises(ValueError, match="gsm8k"):
         get_task("math500")
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("Step 1: 2 + 2 = 4.\nThe answer is 4.", True),
+    ("So, the answer is \\boxed{6250}.", True),
+    ("The answer is 42.\nI hope this helps!", False),  # not the last line
+    ("x = 5\n\\boxed{5}", False),  # a number, but not the requested line
+    ("The answer is unclear.", False),
+    ("", False),
+])
+def test_follows_format(text, expected):
+    from autojudge.tasks.gsm8k import follows_format
+    assert follows_format(text) is expected

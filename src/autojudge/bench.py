@@ -171,15 +171,22 @@ def summarize(records: list[dict], methods: list[Method]) -> list[dict]:
             "identical_to_target": sum(same) / len(same) if same else None,
             "accuracy": sum(r["correct"] for r in runs) / len(runs) if runs else None,
             "answer_found": sum(r["answer"] is not None for r in runs) / len(runs) if runs else None,
+            "follows_format": _share(runs, "follows_format"),
             "mean_length": tokens / len(runs) if runs else None,
         })
     return rows
 
 
+def _share(runs: list[dict], key: str) -> float | None:
+    """Fraction of runs where `key` is true, over the runs that recorded it."""
+    known = [r[key] for r in runs if key in r]
+    return sum(known) / len(known) if known else None
+
+
 def markdown_table(rows: list[dict]) -> str:
     lines = ["| method | problems | tok/s | tokens/pass | vs same-runtime target | vs llama.cpp target "
-             "| identical to target | accuracy |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| identical to target | accuracy | answer found | last line 'The answer is N' | mean length |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
 
     def ratio(value):
         return f"{value:.2f}x" if value else "-"
@@ -187,9 +194,12 @@ def markdown_table(rows: list[dict]) -> str:
     for r in rows:
         same = f"{r['identical_to_target']:.0%}" if r["identical_to_target"] is not None else "-"
         accuracy = f"{r['accuracy']:.0%}" if r["accuracy"] is not None else "-"
+        found = f"{r['answer_found']:.0%}" if r["answer_found"] is not None else "-"
+        form = f"{r['follows_format']:.0%}" if r.get("follows_format") is not None else "-"
+        length = f"{r['mean_length']:.0f}" if r["mean_length"] is not None else "-"
         lines.append(f"| {r['method']} | {r['problems']} | {r['tokens_per_second']:.2f} | "
                      f"{r['mean_accepted']:.2f} | {ratio(r['speedup_vs_target'])} | "
-                     f"{ratio(r['speedup_vs_llamacpp_target'])} | {same} | {accuracy} |")
+                     f"{ratio(r['speedup_vs_llamacpp_target'])} | {same} | {accuracy} | {found} | {form} | {length} |")
     return "\n".join(lines)
 
 
@@ -235,7 +245,8 @@ def run_bench(args) -> int:
         result = run_method(pair, method, prompt_ids, args.max_new_tokens)
         text = pair.tokenizer.decode(result["token_ids"], skip_special_tokens=True)
         record = {"method": method.name, "problem": problem.id, "prompt_tokens": len(prompt_ids),
-                  "answer": task.extract_answer(text), "correct": task.is_correct(text, problem), **result}
+                  "answer": task.extract_answer(text), "correct": task.is_correct(text, problem),
+                  "follows_format": task.follows_format(text), "text": text, **result}
         append_record(records_path, record)
         records.append(record)
 

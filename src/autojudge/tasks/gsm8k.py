@@ -85,6 +85,15 @@ def is_correct(text: str, problem: Problem) -> bool:
     return equivalent(extract_answer(text), problem.reference)
 
 
+def follows_format(text: str) -> bool:
+    """Whether the last line is the requested "The answer is N." (a marker with a number)."""
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    if not lines:
+        return False
+    last = _normalise(lines[-1])
+    return any(_first_number(_sentence(last, m.end())) is not None for m in _ANSWER_PHRASE.finditer(last))
+
+
 class GSM8K:
     name = "gsm8k"
 
@@ -95,6 +104,7 @@ class GSM8K:
     extract_answer = staticmethod(extract_answer)
     equivalent = staticmethod(equivalent)
     is_correct = staticmethod(is_correct)
+    follows_format = staticmethod(follows_format)
 
 
 def canonical(value: Fraction) -> str:

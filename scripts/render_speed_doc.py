@@ -1,0 +1,56 @@
+"""Fill docs/speed.md's tables from the committed benchmark files (run after `make bench`)."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+from autojudge.bench import markdown_table, parse_methods, read_records, summarize
+from autojudge.costmodel import PassCosts, ceiling, check_against_runs, costs_report, load_costs
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "docs" / "bench"
+
+
+def section(name: str, body: str) -> str:
+    return f"<!-- {name} -->\n{body}\n<!-- /{name} -->"
+
+
+def main() -> int:
+    doc = ROOT / "docs" / "speed.md"
+    text = doc.read_text()
+    costs = {}
+    for backend in ("torch", "llamacpp"):
+        data = json.loads((BENCH / f"costs-{backend}.json").read_text())
+        draft = PassCosts(data["pair"]["draft"], {int(k): v for k, v in data["draft"].items()})
+        target = PassCosts(data["pair"]["target"], {int(k): v for k, v in data["target"].items()})
+        costs[backend] = (draft, target)
+    tables = "\n\n".join(f"**{b}**\n\n" + costs_report(*costs[b]).split("\n\n| window")[0] for b in costs)
+    ceilings = "\n\n".join(f"**{b}**\n\n| window" + costs_report(*costs[b]).split("\n\n| window")[1] for b in costs)
+    summary = json.loads((BENCH / "cpu" / "summary.json").read_text())
+    methods = parse_methods(",".join(summary["meta"]["methods"]))
+    records = read_records(BENCH / "cpu" / "records.jsonl")
+    bench_table = markdown_table(summarize(records, methods))
+    torch_c, llama_c = load_costs(BENCH / "costs-torch.json"), load_costs(BENCH / "costs-llamacpp.json")
+    draft, target = costs["torch"][0].name, costs["torch"][1].name
+    runtimes = {"torch": (torch_c[target], torch_c[draft]), "llamacpp": (llama_c[target], llama_c[draft]),
+                "mixed": (torch_c[target], llama_c[draft])}
+    names = {m.name for m in methods}
+    by_problem = {}
+    for r in records:
+        by_problem.setdefault(r["problem"], set()).add(r["method"])
+    complete = {p for p, seen in by_problem.items() if names <= seen}
+    check = check_against_runs([r for r in records if r["problem"] in complete and r["method"] in names], runtimes)
+    for name, body in (("COSTS_TABLES", tables), ("CEILING_TABLES", ceilings),
+                       ("BENCH_TABLE", bench_table), ("CHECK_TABLE", check)):
+        block = section(name, body)
+        pattern = re.compile(rf"<!-- {name} -->.*?<!-- /{name} -->", re.S)
+        text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.replace(name, block)
+    doc.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
