@@ -18,6 +18,19 @@ def section(name: str, body: str) -> str:
     return f"<!-- {name} -->\n{body}\n<!-- /{name} -->"
 
 
+def with_format_flags(records: list[dict]) -> list[dict]:
+    """Older records hold token ids only: decode them to judge the answer format."""
+    if all("follows_format" in r for r in records):
+        return records
+    from autojudge.models.loading import load_tokenizer
+    from autojudge.models.registry import DEFAULT_TARGET
+    from autojudge.tasks.gsm8k import follows_format
+    tokenizer = load_tokenizer(DEFAULT_TARGET)
+    return [r if "follows_format" in r else
+            {**r, "follows_format": follows_format(tokenizer.decode(r["token_ids"], skip_special_tokens=True))}
+            for r in records]
+
+
 def main() -> int:
     doc = ROOT / "docs" / "speed.md"
     text = doc.read_text()
@@ -31,7 +44,7 @@ def main() -> int:
     ceilings = "\n\n".join(f"**{b}**\n\n| window" + costs_report(*costs[b]).split("\n\n| window")[1] for b in costs)
     summary = json.loads((BENCH / "cpu" / "summary.json").read_text())
     methods = parse_methods(",".join(summary["meta"]["methods"]))
-    records = read_records(BENCH / "cpu" / "records.jsonl")
+    records = with_format_flags(read_records(BENCH / "cpu" / "records.jsonl"))
     bench_table = markdown_table(summarize(records, methods))
     torch_c, llama_c = load_costs(BENCH / "costs-torch.json"), load_costs(BENCH / "costs-llamacpp.json")
     draft, target = costs["torch"][0].name, costs["torch"][1].name

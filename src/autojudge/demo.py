@@ -28,6 +28,8 @@ def run_demo(args) -> int:
         print(textwrap.fill(problem.prompt, 100))
         outputs = {}
         for mode in MODES:
+            for model in (pair.target, pair.draft):
+                model.reset()  # each mode from a cold cache, so their speeds compare fairly
             result = decode(pair, chat_prompt_ids(pair.tokenizer, task.messages(problem)), mode,
                             window=args.window)
             text = pair.tokenizer.decode(result.token_ids, skip_special_tokens=True)
