@@ -8,7 +8,6 @@ from autojudge.decoding.engine import Generation, generate
 from autojudge.decoding.policies import policy_from_name
 from autojudge.models.loading import ModelPair
 
-MODES = ("target", "exact", "topk")
 
 
 def decode(pair: ModelPair, prompt_ids: Sequence[int], mode: str = "exact", *,
