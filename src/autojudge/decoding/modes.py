@@ -9,7 +9,6 @@ from autojudge.decoding.policies import policy_from_name
 from autojudge.models.loading import ModelPair
 
 
-
 def decode(pair: ModelPair, prompt_ids: Sequence[int], mode: str = "exact", *,
            window: int = 8, max_new_tokens: int = 256) -> Generation:
     """`mode`: "target" (the target alone, greedy), "exact", or "topk:K"."""
