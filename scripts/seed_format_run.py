@@ -6,11 +6,10 @@ format run's records so `autojudge bench --n 50 --methods llamacpp/target` does 
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
-from autojudge.bench import append_record, read_records
+from autojudge.jsonl import append_record, read_records
 from autojudge.models.loading import load_tokenizer
 from autojudge.models.registry import DEFAULT_TARGET
 from autojudge.tasks.gsm8k import follows_format

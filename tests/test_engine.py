@@ -139,9 +139,16 @@ def test_lookup_drafter_is_exact_and_nearly_free_on_a_known_continuation():
     expected = hf_greedy(target_model, prompt, 40)
     target = backend(target_model, "t")
     # With the answer itself as reference, every window is accepted whole.
-    known = generate(target, prompt, drafter=LookupDrafter(prompt + expected), window=8, max_new_tokens=40)
+    known = generate(target, prompt, drafter=LookupDrafter(prompt + expected, start_length=8), window=8,
+                     max_new_tokens=40)
     assert known.token_ids == expected
     assert known.stats.mean_accepted == pytest.approx(40 / 5)
+    # Starting from 1 draft token, the proposal doubles after each full acceptance:
+    # 1+1, 2+1, 4+1, 8+1 three times, then the last 2+1 that fit in 40 tokens.
+    growing = generate(target, prompt, drafter=LookupDrafter(prompt + expected, start_length=1), window=8,
+                       max_new_tokens=40)
+    assert growing.token_ids == expected
+    assert growing.stats.accept_histogram[1:] == [1, 2, 0, 1, 0, 0, 0, 3]
     # A reference that disagrees halfway still gives the exact output.
     wrong = expected[:20] + [(t + 1) % VOCAB for t in expected[20:]]
     partly = generate(target, prompt, drafter=LookupDrafter(prompt + wrong), window=8, max_new_tokens=40)

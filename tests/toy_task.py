@@ -20,14 +20,14 @@ class ToyTask:
     def messages(self, problem: Problem) -> list[dict[str, str]]:
         return [{"role": "user", "content": problem.prompt}]
 
-    def extract_answer(self, text: str) -> str | None:
+    def extract_answer(self, text: str, problem: Problem | None = None) -> str | None:
         return str(sum(c.isdigit() for c in text) % 3)
 
     def equivalent(self, a: str | None, b: str | None) -> bool:
         return a is not None and a == b
 
     def is_correct(self, text: str, problem: Problem) -> bool:
-        return self.equivalent(self.extract_answer(text), problem.reference)
+        return self.equivalent(self.extract_answer(text, problem), problem.reference)
 
 
 def tiny_pair(target_dir, draft_dir):

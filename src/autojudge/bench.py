@@ -29,6 +29,7 @@ from autojudge.models.loading import (
     load_tokenizer,
     stop_token_ids,
 )
+from autojudge.jsonl import append_record, read_records
 from autojudge.prompting import chat_prompt_ids
 from autojudge.tasks.datasets import load_gsm8k
 from autojudge.tasks.gsm8k import GSM8K
@@ -113,34 +114,6 @@ def _hf_assisted(pair: ModelPair, prompt_ids: list[int], max_new_tokens: int) ->
             "tokens_per_second": len(tokens) / seconds, "cycles": cycles,
             "mean_accepted": len(tokens) / cycles, "target_forwards": calls["target"],
             "draft_forwards": calls["draft"]}
-
-
-def read_records(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    records = []
-    with open(path) as handle:
-        for line in handle:
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                break  # a line cut by a kill: everything before it is whole
-    return records
-
-
-def append_record(path: Path, record: dict) -> None:
-    with open(path, "a") as handle:
-        handle.write(json.dumps(record) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
-def repair_tail(path: Path, records: list[dict]) -> None:
-    """Rewrite the file without a torn last line, so appends start on a clean line."""
-    if path.exists():
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
-        os.replace(tmp, path)
 
 
 def summarize(records: list[dict], methods: list[Method]) -> list[dict]:
@@ -232,7 +205,6 @@ def run_bench(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     records_path = out / "records.jsonl"
     records = read_records(records_path)
-    repair_tail(records_path, records)
     done = {(r["method"], r["problem"]) for r in records}
 
     task = GSM8K()
@@ -245,7 +217,7 @@ def run_bench(args) -> int:
         result = run_method(pair, method, prompt_ids, args.max_new_tokens)
         text = pair.tokenizer.decode(result["token_ids"], skip_special_tokens=True)
         record = {"method": method.name, "problem": problem.id, "prompt_tokens": len(prompt_ids),
-                  "answer": task.extract_answer(text), "correct": task.is_correct(text, problem),
+                  "answer": task.extract_answer(text, problem), "correct": task.is_correct(text, problem),
                   "follows_format": task.follows_format(text), "text": text, **result}
         append_record(records_path, record)
         records.append(record)

@@ -33,6 +33,17 @@ def _add_pair_options(parser: argparse.ArgumentParser, backends: bool = True) ->
                         help="torch CPU float32 linear kernels (default: %(default)s, faster verification)")
 
 
+def _add_judge_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--judge", metavar="PATH",
+                        help="judge file from `autojudge train` (default: the judge shipped for the "
+                             "default pair and the task)")
+    limit = parser.add_mutually_exclusive_group()
+    limit.add_argument("--threshold", type=float, help="--mode judge: accept a mismatch when "
+                       "P(important) < THRESHOLD")
+    limit.add_argument("--recall", type=float, help="--mode judge: the threshold whose validation "
+                       "recall of important mismatches is RECALL (default: 0.9)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="autojudge", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
@@ -54,9 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--prompt", help="user message (sent through the chat template)")
     source.add_argument("--gsm8k", type=int, metavar="ID", help="GSM8K test problem id (0-1318)")
     _add_pair_options(gen)
-    gen.add_argument("--mode", choices=["target", "exact", "topk"], default="exact")
-    gen.add_argument("--window", type=_positive, default=8, help="draft tokens per cycle")
+    gen.add_argument("--mode", choices=["target", "exact", "topk", "judge"], default="exact")
+    gen.add_argument("--window", type=_positive, default=8, help="draft tokens per cycle (up to 64)")
     gen.add_argument("--topk", type=_positive, default=4, help="K for --mode topk")
+    _add_judge_options(gen)
     gen.add_argument("--max-new-tokens", type=_positive, default=256)
     gen.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -75,16 +87,28 @@ def build_parser() -> argparse.ArgumentParser:
     mine.add_argument("--limit", type=_positive, help="first N problems of the split")
     mine.add_argument("--out", required=True, help="run directory (resumed when it exists)")
     _add_pair_options(mine)
-    mine.add_argument("--window", type=_positive, default=4, help="draft window for the first answer")
+    mine.add_argument("--window", type=int, default=4,
+                      help="draft window for the first answer; 0: the target alone (default: %(default)s)")
     mine.add_argument("--max-new-tokens", type=_positive, default=256)
     mine.add_argument("--plain", action="store_true",
                       help="regenerate with plain greedy decoding (slow reference; same labels)")
+
+    mbench = commands.add_parser("bench-mining", help="plain vs fast mining on the same problems")
+    mbench.add_argument("--task", default="gsm8k")
+    mbench.add_argument("--split", default="mine")
+    mbench.add_argument("--n", type=_positive, default=2, help="first N problems of the split")
+    mbench.add_argument("--max-new-tokens", type=_positive, default=256)
+    mbench.add_argument("--out", help="also write the table to this Markdown file")
+    _add_pair_options(mbench)
 
     train = commands.add_parser("train", help="fit the judge on a mining run")
     train.add_argument("--data", required=True, help="a directory written by `autojudge mine`")
     train.add_argument("--features", choices=["draft", "target", "both"], default="both")
     train.add_argument("--out", required=True, help="judge file to write (.safetensors)")
     train.add_argument("--seed", type=int, default=0, help="seed of the by-problem split")
+    train.add_argument("--report", metavar="PREFIX",
+                       help="also write PREFIX.md/.json: validation AUC for draft, target and both "
+                            "features, and against the number of training problems")
 
     costs = commands.add_parser("costs", help="per-pass costs and the speed-up ceiling (cost model)")
     _add_pair_options(costs)
@@ -96,10 +120,29 @@ def build_parser() -> argparse.ArgumentParser:
     costs.add_argument("--torch-costs", default="docs/bench/costs-torch.json")
     costs.add_argument("--llamacpp-costs", default="docs/bench/costs-llamacpp.json")
 
+    ev = commands.add_parser("eval", help="accuracy against speed per decoding mode, resumable")
+    ev.add_argument("--task", default="gsm8k", help="gsm8k, mbpp, humaneval or module:Class")
+    ev.add_argument("--split", default="eval")
+    ev.add_argument("--limit", type=_positive, help="first N problems of the split")
+    ev.add_argument("--modes", default="target,exact,topk:4,topk:16,judge:0.05,judge:0.2,judge:0.5",
+                    help="comma-separated: target, exact, topk:K, judge:THRESHOLD, judge@RECALL "
+                         "(default: %(default)s)")
+    ev.add_argument("--window", type=_positive, default=16, help="draft tokens per cycle")
+    ev.add_argument("--max-new-tokens", type=_positive, default=256)
+    ev.add_argument("--judge", metavar="PATH", help="judge file (default: the shipped judge for the task)")
+    ev.add_argument("--out", required=True, help="run directory (resumed when it exists)")
+    _add_pair_options(ev)
+
     demo = commands.add_parser("demo", help="answer GSM8K eval problems with the default pair")
-    demo.add_argument("--n", type=_positive, default=1)
-    demo.add_argument("--window", type=_positive, default=4)
-    demo.add_argument("--backend", choices=["auto", "torch", "llamacpp"], default="auto")
+    demo.add_argument("--n", type=_positive, default=3)
+    demo.add_argument("--window", type=_positive, default=16)
+    demo.add_argument("--backend", choices=["auto", "torch", "llamacpp"], default="auto",
+                      help="the shipped judge fits the llama.cpp pair (default: %(default)s)")
+    demo.add_argument("--judge", metavar="PATH", help="judge file (default: the shipped GSM8K judge)")
+    limit = demo.add_mutually_exclusive_group()
+    limit.add_argument("--threshold", type=float)
+    limit.add_argument("--recall", type=float, default=0.9,
+                       help="threshold by validation recall of important mismatches (default: %(default)s)")
     return parser
 
 
@@ -169,17 +212,35 @@ def cmd_generate(args) -> int:
     else:
         messages = [{"role": "user", "content": args.prompt}]
 
-    mode = f"topk:{args.topk}" if args.mode == "topk" else args.mode
-    pair = load_pair(None if mode == "target" else args.draft, args.target, **pair_options(args))
+    if args.window > 64:
+        raise AutojudgeError(f"--window {args.window}: at most 64 draft tokens per cycle")
+    if args.mode != "judge" and (args.threshold is not None or args.recall is not None or args.judge):
+        raise AutojudgeError("--judge, --threshold and --recall go with --mode judge")
+    pair = load_pair(None if args.mode == "target" else args.draft, args.target, **pair_options(args))
+    judge = None
+    if args.mode == "judge":
+        from autojudge.judge.shipped import load_judge
+        judge = load_judge(pair, args.judge, task="gsm8k")
+        threshold = args.threshold if args.threshold is not None else judge.threshold_for_recall(
+            0.9 if args.recall is None else args.recall)
+        mode = f"judge:{threshold:.6g}"
+    else:
+        mode = f"topk:{args.topk}" if args.mode == "topk" else args.mode
     prompt_ids = chat_prompt_ids(pair.tokenizer, messages)
-    result = decode(pair, prompt_ids, mode, window=args.window, max_new_tokens=args.max_new_tokens)
+    try:
+        result = decode(pair, prompt_ids, mode, window=args.window, max_new_tokens=args.max_new_tokens,
+                        judge=judge)
+    except ValueError as exc:
+        raise AutojudgeError(str(exc)) from None
     text = pair.tokenizer.decode(result.token_ids, skip_special_tokens=True)
 
     report = {"text": text, "token_ids": result.token_ids, "mode": mode,
               "window": None if mode == "target" else args.window,
               "stop_reason": result.stop_reason, **pair.describe(), "stats": result.stats.to_dict()}
+    if judge is not None:
+        report.update(judge=args.judge or "shipped", threshold=threshold)
     if problem is not None:
-        report.update(gsm8k_id=problem.id, answer=task.extract_answer(text),
+        report.update(gsm8k_id=problem.id, answer=task.extract_answer(text, problem),
                       gold=problem.reference, correct=task.is_correct(text, problem))
     if args.json:
         print(json.dumps(report))
@@ -197,6 +258,40 @@ def format_stats(mode: str, stats) -> str:
     return (f"[{mode}] {stats.new_tokens} tokens in {stats.seconds:.1f} s "
             f"({stats.tokens_per_second:.2f} tok/s), {stats.cycles} target passes, "
             f"{stats.mean_accepted:.2f} tokens/pass, accept histogram {stats.accept_histogram}")
+
+
+def cmd_eval(args) -> int:
+    from autojudge.decoding.modes import is_judge_mode, parse_judge_mode
+    from autojudge.decoding.policies import policy_from_name
+    from autojudge.evaluation.report import markdown_table, operating_point
+    from autojudge.evaluation.run import run_eval
+    from autojudge.models.loading import load_pair
+    from autojudge.tasks import get_task
+
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    try:
+        task = get_task(args.task)
+        for mode in modes:
+            if is_judge_mode(mode):
+                parse_judge_mode(mode)
+            elif mode != "target":
+                policy_from_name(mode)
+    except ValueError as exc:
+        raise AutojudgeError(str(exc)) from None
+    only_target = modes == ["target"]
+    pair = load_pair(None if only_target else args.draft, args.target, **pair_options(args))
+    judge = None
+    if any(is_judge_mode(m) for m in modes):
+        from autojudge.judge.shipped import load_judge
+        judge = load_judge(pair, args.judge, task=task.name)
+    rows = run_eval(pair, task, args.split, modes, args.out, limit=args.limit, window=args.window,
+                    max_new_tokens=args.max_new_tokens, judge=judge, judge_path=args.judge or "shipped")
+    print(markdown_table(rows))
+    best = operating_point(rows)
+    if best is not None:
+        print(f"\noperating point (<= 1 point below exact): {best['mode']}")
+    print(f"\nreport: {args.out}/summary.md, summary.csv, summary.json, tradeoff.png")
+    return 0
 
 
 def cmd_bench(args) -> int:
@@ -222,10 +317,45 @@ def cmd_mine(args) -> int:
     return 0
 
 
+def cmd_bench_mining(args) -> int:
+    from autojudge.mining.run import bench_mining
+    from autojudge.models.loading import load_pair
+    from autojudge.tasks import get_task
+    try:
+        task = get_task(args.task)
+    except ValueError as exc:
+        raise AutojudgeError(str(exc)) from None
+    pair = load_pair(args.draft, args.target, **pair_options(args))
+    rows = bench_mining(pair, task, args.split, args.n, args.max_new_tokens)
+    runtime = pair.target.describe()["backend"]
+    lines = [f"{task.name}, first {args.n} problems of {args.split}, <= {args.max_new_tokens} new tokens, "
+             f"target on {runtime}", "",
+             "| regeneration | labels | seconds | labels/hour | target passes/label | same labels |",
+             "|---|---|---|---|---|---|"]
+    lines += [f"| {r['mode']} | {r['labels']} | {r['seconds']:.0f} | {r['labels_per_hour']:.0f} | "
+              f"{r['target_passes_per_label'] or 0:.1f} | {r['labels_equal']} |" for r in rows]
+    plain, fast = rows
+    if plain["labels_per_hour"]:
+        lines.append(f"\nfast / plain: {fast['labels_per_hour'] / plain['labels_per_hour']:.2f}x labels/hour")
+    print("\n".join(lines))
+    if args.out:
+        with open(args.out, "w") as handle:
+            handle.write("\n".join(lines) + "\n")
+    return 0
+
+
 def cmd_train(args) -> int:
-    from autojudge.judge.train import load_mined, train_judge
-    judge, meta = train_judge(load_mined(args.data), features=args.features, seed=args.seed)
+    from autojudge.judge.train import auc_markdown, auc_report, load_mined, train_judge
+    data = load_mined(args.data)
+    judge, meta = train_judge(data, features=args.features, seed=args.seed)
     judge.save(args.out)
+    if args.report:
+        report = auc_report(data, seed=args.seed)
+        with open(args.report + ".json", "w") as handle:
+            json.dump(report, handle, indent=2)
+        with open(args.report + ".md", "w") as handle:
+            handle.write(auc_markdown(report) + "\n")
+        print(auc_markdown(report), end="\n\n")
     print(f"validation ROC-AUC {meta['validation_auc']:.3f} at C={meta['C']:g} "
           f"({meta['train']['mismatches']} train / {meta['validation']['mismatches']} validation "
           f"mismatches, {meta['important_fraction']:.1%} important) -> {args.out}")
@@ -256,7 +386,7 @@ def cmd_costs(args) -> int:
 def check_costs(args) -> int:
     from pathlib import Path
 
-    from autojudge.bench import read_records
+    from autojudge.jsonl import read_records
     from autojudge.costmodel import check_against_runs, load_costs
     torch_costs, llama_costs = load_costs(args.torch_costs), load_costs(args.llamacpp_costs)
     runtimes = {
@@ -274,5 +404,5 @@ def cmd_demo(args) -> int:
 
 
 COMMANDS = {"models": cmd_models, "data": cmd_data, "generate": cmd_generate,
-            "bench": cmd_bench, "costs": cmd_costs, "mine": cmd_mine, "train": cmd_train,
+            "bench": cmd_bench, "costs": cmd_costs, "mine": cmd_mine, "train": cmd_train, "eval": cmd_eval, "bench-mining": cmd_bench_mining,
             "demo": cmd_demo}

@@ -88,15 +88,22 @@ class LookupDrafter:
     regenerates after a one-token swap, and the new text usually re-converges with
     the old, so the old suffix is an excellent draft); among several matches, the one
     nearest the current position wins. Then the sequence itself, as in prompt-lookup
-    decoding. Last, with no match, the reference's tokens at the same positions.
+    decoding. With no match it proposes nothing, and the target decodes one token.
+
+    The proposal length adapts: it doubles after a fully accepted proposal and halves
+    after a rejection. A wasted draft token is cheap in a torch pass but costs about a
+    quarter of a 1-token pass on llama.cpp, so once the new text has left the old one,
+    long guesses would make regeneration slower than plain decoding.
     """
 
     provides_hidden = False
     name = "lookup"
 
-    def __init__(self, reference: Sequence[int] = (), ngram: int = 3):
+    def __init__(self, reference: Sequence[int] = (), ngram: int = 3, start_length: int = 4):
         self.reference = list(reference)
         self.ngram = ngram
+        self.length = start_length
+        self._proposed_at = self._proposed = 0
 
     def start(self, seq: Sequence[int]) -> None:
         pass
@@ -104,11 +111,12 @@ class LookupDrafter:
     def propose(self, seq: list[int], k: int, stop_ids: frozenset[int], want_hidden: bool) -> Proposal:
         if want_hidden:
             raise ValueError("a lookup drafter has no hidden states; use a model drafter")
-        tokens = self._lookup(seq, k)
+        tokens = self._lookup(seq, min(k, self.length))
         for i, token in enumerate(tokens):
             if token in stop_ids:
                 tokens = tokens[: i + 1]
                 break
+        self._proposed_at, self._proposed = len(seq), len(tokens)
         return Proposal(tokens, None, 0)
 
     def _lookup(self, seq: list[int], k: int) -> list[int]:
@@ -119,10 +127,13 @@ class LookupDrafter:
                 end = _nearest_match_end(source, tail, limit, here)
                 if end is not None and end < len(source):
                     return list(source[end:end + k])
-        return self.reference[here:here + k]
+        return []
 
     def rollback(self, length: int) -> None:
-        pass
+        if self._proposed:
+            accepted = length - self._proposed_at
+            self.length = self.length * 2 if accepted >= self._proposed else max(1, self.length // 2)
+            self.length = min(self.length, 64)
 
 
 def _nearest_match_end(source: Sequence[int], pattern: list[int], limit: int, near: int) -> int | None:

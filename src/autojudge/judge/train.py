@@ -118,3 +118,51 @@ def train_judge(data: MinedData, features: str = "both", c_grid=C_GRID, seed: in
     judge = Judge(torch.tensor(scaler.mean_, dtype=torch.float32), torch.tensor(scaler.scale_, dtype=torch.float32),
                   torch.tensor(logistic.coef_[0], dtype=torch.float32), float(logistic.intercept_[0]), meta)
     return judge, meta
+
+
+def best_validation_auc(data: MinedData, features: str, train: np.ndarray, val: np.ndarray,
+                        c_grid=C_GRID) -> tuple[float, float]:
+    """(AUC, C): the best validation ROC-AUC over the C grid."""
+    x, y = data.features(features), data.important
+    aucs = {c: float(roc_auc_score(y[val], fit(x[train], y[train], c).predict_proba(x[val])[:, 1]))
+            for c in c_grid}
+    best = max(aucs, key=aucs.get)
+    return aucs[best], best
+
+
+def auc_report(data: MinedData, seed: int = 0, fractions=(0.25, 0.5, 0.75, 1.0)) -> dict:
+    """Validation AUC per feature set, and how it grows with the number of mined problems.
+
+    The validation problems stay fixed; the learning curve trains on the first fraction
+    of the training problems (in a seeded random order), with both feature sets.
+    """
+    train, val = split_by_problem(data, seed=seed)
+    by_features = {}
+    for features in FEATURE_SETS:
+        auc, c = best_validation_auc(data, features, train, val)
+        by_features[features] = {"auc": auc, "C": c}
+    problems = np.unique(data.problem[train])
+    np.random.default_rng(seed).shuffle(problems)
+    curve = []
+    for fraction in fractions:
+        chosen = set(problems[: max(2, int(round(fraction * len(problems))))].tolist())
+        subset = train[np.isin(data.problem[train], list(chosen))]
+        if len(set(data.important[subset])) < 2:
+            continue
+        auc, c = best_validation_auc(data, "both", subset, val)
+        curve.append({"problems": len(chosen), "mismatches": int(len(subset)), "auc": auc, "C": c})
+    return {"labels": int(len(data.important)), "problems": int(len(np.unique(data.problem))),
+            "important_fraction": float(data.important.mean()),
+            "validation": {"problems": int(len(np.unique(data.problem[val]))), "mismatches": int(len(val))},
+            "by_features": by_features, "learning_curve": curve}
+
+
+def auc_markdown(report: dict) -> str:
+    lines = [f"{report['problems']} problems, {report['labels']} labelled mismatches, "
+             f"{report['important_fraction']:.1%} important; validation: {report['validation']['problems']} "
+             f"problems, {report['validation']['mismatches']} mismatches.", "",
+             "| features | validation ROC-AUC | C |", "|---|---|---|"]
+    lines += [f"| {name} | {row['auc']:.3f} | {row['C']:g} |" for name, row in report["by_features"].items()]
+    lines += ["", "| training problems | training mismatches | validation ROC-AUC (both) |", "|---|---|---|"]
+    lines += [f"| {row['problems']} | {row['mismatches']} | {row['auc']:.3f} |" for row in report["learning_curve"]]
+    return "\n".join(lines)

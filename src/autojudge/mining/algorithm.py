@@ -62,7 +62,7 @@ def hidden_after(model: CausalLM, seq: Sequence[int]) -> torch.Tensor:
 
 
 def mine_problem(pair: ModelPair, task: Task, problem: Problem, prompt_ids: list[int], *,
-                 max_new_tokens: int = 256, window: int = 4, regen_window: int = 16,
+                 max_new_tokens: int = 256, window: int = 4, regen_window: int = 32,
                  fast: bool = True) -> MinedProblem:
     """Label every mismatch Algorithm 1 visits for one problem.
 
@@ -72,10 +72,12 @@ def mine_problem(pair: ModelPair, task: Task, problem: Problem, prompt_ids: list
     target, draft, stop = pair.target, pair.draft, pair.stop_ids
     decode = lambda ids: pair.tokenizer.decode(ids, skip_special_tokens=True)  # noqa: E731
     x = list(prompt_ids)
-    first = generate(target, x, draft=draft, window=window, max_new_tokens=max_new_tokens, stop_ids=stop)
+    # window 0: the target alone, the fastest on llama.cpp, where a draft does not pay off.
+    first = generate(target, x, draft=draft if window else None, window=window,
+                     max_new_tokens=max_new_tokens, stop_ids=stop)
     y = first.token_ids
     passes = first.stats.target_forwards
-    answer = task.extract_answer(decode(y))
+    answer = task.extract_answer(decode(y), problem)
     result = MinedProblem(problem.id, answer, decode(y))
     if answer is None:  # nothing to compare against: no labels from this problem
         return result
@@ -99,7 +101,7 @@ def mine_problem(pair: ModelPair, task: Task, problem: Problem, prompt_ids: list
             continuation = regen.token_ids
             passes += regen.stats.target_forwards
         alt = y[:t] + [swapped] + continuation
-        alt_answer = task.extract_answer(decode(alt))
+        alt_answer = task.extract_answer(decode(alt), problem)
         important = not task.equivalent(alt_answer, answer)
         result.mismatches.append(LabelledMismatch(t, y[t], swapped, important, alt_answer, decode(alt)))
         if not important:

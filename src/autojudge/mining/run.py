@@ -14,8 +14,13 @@ from autojudge.tasks.base import Task
 
 
 def mining_meta(pair: ModelPair, task: Task, max_new_tokens: int) -> dict:
-    """Everything that changes the labels or the features; a resumed run must match it."""
-    return {"task": task.name, **pair.describe(), "max_new_tokens": max_new_tokens,
+    """Everything that changes the labels or the features; a resumed run must match it.
+
+    Thread counts are left out: a run may resume on another machine.
+    """
+    described = {key: ({k: v for k, v in value.items() if k != "threads"} if isinstance(value, dict) else value)
+                 for key, value in pair.describe().items()}
+    return {"task": task.name, **described, "max_new_tokens": max_new_tokens,
             "features": {"draft": pair.draft.hidden_size, "target": pair.target.hidden_size,
                          "dtype": str(FEATURE_DTYPE).removeprefix("torch."),
                          "position": "after reading the draft token, final norm"}}
@@ -40,3 +45,35 @@ def mine(pair: ModelPair, task: Task, split: str, out: str, *, limit: int | None
         important += sum(m.important for m in mined.mismatches)
         bar.set_postfix(mismatches=labels, important=f"{important / max(labels, 1):.1%}")
     return store
+
+
+def bench_mining(pair: ModelPair, task: Task, split: str, n: int, max_new_tokens: int) -> list[dict]:
+    """Plain vs fast mining on the same problems, in one run: labels/hour, passes/label.
+
+    Each problem is mined both ways from cold caches; the labels must agree (on torch
+    exactly; on llama.cpp up to its near-ties, reported as `labels_equal`).
+    """
+    rows = {name: {"mode": name, "problems": 0, "labels": 0, "seconds": 0.0, "target_passes": 0}
+            for name in ("plain", "fast")}
+    equal = []
+    for problem in tqdm(task.load(split)[:n], desc="bench mining", unit="problem"):
+        prompt_ids = chat_prompt_ids(pair.tokenizer, task.messages(problem))
+        labels = {}
+        for name in ("plain", "fast"):
+            for model in (pair.target, pair.draft):
+                model.reset()
+            start = time.perf_counter()
+            mined = mine_problem(pair, task, problem, prompt_ids, max_new_tokens=max_new_tokens,
+                                 window=0, fast=name == "fast")
+            row = rows[name]
+            row["problems"] += 1
+            row["seconds"] += time.perf_counter() - start
+            row["labels"] += len(mined.mismatches)
+            row["target_passes"] += mined.target_passes
+            labels[name] = [(m.position, m.draft_token, m.important) for m in mined.mismatches]
+        equal.append(labels["plain"] == labels["fast"])
+    for row in rows.values():
+        row["labels_per_hour"] = 3600 * row["labels"] / row["seconds"] if row["seconds"] else 0.0
+        row["target_passes_per_label"] = row["target_passes"] / row["labels"] if row["labels"] else None
+        row["labels_equal"] = f"{sum(equal)}/{len(equal)} problems"
+    return list(rows.values())

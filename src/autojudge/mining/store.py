@@ -7,7 +7,7 @@
 A problem counts as done only when its line is in problems.jsonl. Its feature file is
 written first, under a temporary name renamed into place, then the line is appended
 and fsynced; a kill between the two leaves a feature file that the rerun overwrites.
-A torn last line (killed mid-write) is dropped on open. So nothing is lost or counted
+A torn last line (killed mid-write) is dropped on open (see autojudge.jsonl). So nothing is lost or counted
 twice, and no file is ever half-written.
 """
 
@@ -22,6 +22,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from autojudge.errors import AutojudgeError
+from autojudge.jsonl import append_record, read_records
 from autojudge.mining.algorithm import MinedProblem
 
 FEATURE_DTYPE = torch.float16
@@ -34,7 +35,7 @@ class MiningStore:
         self.features.mkdir(parents=True, exist_ok=True)
         self.lines = self.root / "problems.jsonl"
         self._check_meta(meta)
-        self.records = self._read_whole_lines()
+        self.records = read_records(self.lines)
 
     def _check_meta(self, meta: dict) -> None:
         path = self.root / "meta.json"
@@ -48,21 +49,6 @@ class MiningStore:
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(meta, indent=2))
         os.replace(tmp, path)
-
-    def _read_whole_lines(self) -> list[dict]:
-        if not self.lines.exists():
-            return []
-        records, text = [], self.lines.read_text()
-        for line in text.splitlines(keepends=True):
-            if not line.endswith("\n"):
-                break  # torn by a kill
-            records.append(json.loads(line))
-        whole = "".join(json.dumps(r) + "\n" for r in records)
-        if whole != text:
-            tmp = self.lines.with_suffix(".tmp")
-            tmp.write_text(whole)
-            os.replace(tmp, self.lines)
-        return records
 
     def done(self) -> set[int]:
         return {r["problem_id"] for r in self.records}
@@ -78,10 +64,7 @@ class MiningStore:
         record = {"problem_id": mined.problem_id, "answer": mined.answer, "response": mined.response,
                   "target_passes": mined.target_passes, "seconds": seconds,
                   "mismatches": [asdict(m) for m in mined.mismatches]}
-        with open(self.lines, "a") as handle:
-            handle.write(json.dumps(record) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
+        append_record(self.lines, record)
         self.records.append(record)
 
     def load_features(self, problem_id: int) -> dict[str, torch.Tensor]:

@@ -26,6 +26,18 @@ def default_threads() -> int:
     return max(1, len(os.sched_getaffinity(0)))
 
 
+_QUIET = None
+
+
+def _silence_llama_log(llama_cpp) -> None:
+    # llama.cpp logs every pass that computes all outputs ("embeddings required ...
+    # overriding"), which is every pass here: that is thousands of lines per run.
+    global _QUIET
+    if _QUIET is None:
+        _QUIET = llama_cpp.llama_log_callback(lambda level, text, user_data: None)
+        llama_cpp.llama_log_set(_QUIET, ctypes.c_void_p(0))
+
+
 class LlamaCppLM:
     """One sequence's state for a GGUF model run by llama.cpp (see backend.CausalLM)."""
 
@@ -37,6 +49,7 @@ class LlamaCppLM:
             raise ModelLoadError("the llama.cpp backend needs llama-cpp-python "
                                  "(pip install 'autojudge[llama]')") from exc
         self._c = llama_cpp
+        _silence_llama_log(llama_cpp)
         self.name = name
         self.gguf_file = str(gguf_file)
         self.n_threads = n_threads or default_threads()

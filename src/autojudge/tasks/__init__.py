@@ -5,9 +5,10 @@ from __future__ import annotations
 import importlib
 
 from autojudge.tasks.base import Problem, Task
+from autojudge.tasks.code import MBPP, HumanEval
 from autojudge.tasks.gsm8k import GSM8K
 
-TASKS = {"gsm8k": GSM8K}
+TASKS = {"gsm8k": GSM8K, "mbpp": MBPP, "humaneval": HumanEval}
 
 __all__ = ["Problem", "Task", "TASKS", "get_task"]
 

@@ -25,8 +25,9 @@ class Task(Protocol):
         """Zero-shot chat messages ({"role", "content"}) asking the model to solve `problem`."""
         ...
 
-    def extract_answer(self, text: str) -> str | None:
-        """The answer a model's output commits to, in the task's canonical form."""
+    def extract_answer(self, text: str, problem: Problem) -> str | None:
+        """The answer a model's output to `problem` commits to, in the task's canonical
+        form (a number for GSM8K, per-test pass/fail for code), or None without one."""
         ...
 
     def equivalent(self, a: str | None, b: str | None) -> bool:

@@ -101,7 +101,11 @@ class GSM8K:
         return load_gsm8k(split)
 
     messages = staticmethod(messages)
-    extract_answer = staticmethod(extract_answer)
+
+    @staticmethod
+    def extract_answer(text: str, problem: Problem | None = None) -> str | None:
+        return extract_answer(text)
+
     equivalent = staticmethod(equivalent)
     is_correct = staticmethod(is_correct)
     follows_format = staticmethod(follows_format)

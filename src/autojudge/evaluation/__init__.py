@@ -1,0 +1,1 @@
+"""Accuracy against speed per decoding mode, like the paper's Figure 3."""

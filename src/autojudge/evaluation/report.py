@@ -1,0 +1,143 @@
+"""Summaries of an evaluation run: JSON, CSV, a Markdown table and the trade-off plot.
+
+Modes are compared only on the problems that all of them finished. Accuracy comes
+with a Wilson 95% interval; speed ratios are against target-only and exact
+speculative decoding measured in the same run, on the same problems.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+Z95 = 1.959963984540054
+
+
+def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
+    if n == 0:
+        return 0.0, 1.0
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def summarize(records: list[dict], modes: list[str]) -> list[dict]:
+    by_problem: dict[int, dict[str, dict]] = {}
+    for record in records:
+        if record["mode"] in modes:
+            by_problem.setdefault(record["problem"], {})[record["mode"]] = record
+    complete = [runs for runs in by_problem.values() if all(m in runs for m in modes)]
+    rows = []
+    for mode in modes:
+        runs = [r[mode] for r in complete]
+        n, correct = len(runs), sum(r["correct"] for r in runs)
+        tokens, cycles = sum(r["new_tokens"] for r in runs), sum(r["cycles"] for r in runs)
+        seconds = sum(r["seconds"] for r in runs)
+        low, high = wilson(correct, n)
+        rows.append({"mode": mode, "problems": n, "accuracy": correct / n if n else None,
+                     "ci_low": low, "ci_high": high, "mean_accepted": tokens / cycles if cycles else None,
+                     "tokens_per_second": tokens / seconds if seconds else None,
+                     "accepted_mismatches_per_100_tokens":
+                         100 * sum(r["accepted_mismatches"] for r in runs) / tokens if tokens else None,
+                     "mean_length": tokens / n if n else None})
+    speed = {r["mode"]: r for r in rows}
+    for row in rows:
+        for base in ("target", "exact"):
+            ref = speed.get(base)
+            ok = ref and ref["tokens_per_second"] and row["tokens_per_second"]
+            row[f"speed_vs_{base}"] = row["tokens_per_second"] / ref["tokens_per_second"] if ok else None
+            ok = ref and ref["mean_accepted"] and row["mean_accepted"]
+            row[f"accepted_vs_{base}"] = row["mean_accepted"] / ref["mean_accepted"] if ok else None
+        exact = speed.get("exact")
+        row["accuracy_drop_vs_exact"] = (exact["accuracy"] - row["accuracy"]
+                                         if exact and exact["accuracy"] is not None and row["accuracy"] is not None
+                                         else None)
+    return rows
+
+
+def operating_point(rows: list[dict], max_drop: float = 0.01) -> dict | None:
+    """The lossy mode with the most accepted tokens per cycle within `max_drop` of exact."""
+    lossy = [r for r in rows if r["mode"] not in ("target", "exact") and r["accuracy_drop_vs_exact"] is not None
+             and r["accuracy_drop_vs_exact"] <= max_drop + 1e-12]
+    return max(lossy, key=lambda r: r["mean_accepted"], default=None)
+
+
+def _fmt(value, spec: str, suffix: str = "") -> str:
+    return "-" if value is None else f"{value:{spec}}{suffix}"
+
+
+def markdown_table(rows: list[dict]) -> str:
+    lines = ["| mode | problems | accuracy (95% CI) | drop vs exact | tokens/cycle | vs exact | tok/s "
+             "| speed vs target | speed vs exact | judged-in tokens /100 |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        accuracy = (f"{r['accuracy']:.1%} ({r['ci_low']:.1%}-{r['ci_high']:.1%})"
+                    if r["accuracy"] is not None else "-")
+        drop = "-" if r["accuracy_drop_vs_exact"] is None else f"{100 * r['accuracy_drop_vs_exact']:+.1f} pt"
+        lines.append(f"| {r['mode']} | {r['problems']} | {accuracy} | {drop} | {_fmt(r['mean_accepted'], '.2f')} | "
+                     f"{_fmt(r['accepted_vs_exact'], '.2f', 'x')} | {_fmt(r['tokens_per_second'], '.2f')} | "
+                     f"{_fmt(r['speed_vs_target'], '.2f', 'x')} | {_fmt(r['speed_vs_exact'], '.2f', 'x')} | "
+                     f"{_fmt(r['accepted_mismatches_per_100_tokens'], '.1f')} |")
+    return "\n".join(lines)
+
+
+def _error_bars(rows: list[dict]) -> list[list[float]]:
+    # max(0, ...): the interval's ends can sit a rounding error inside the point.
+    return [[max(0.0, 100 * (r["accuracy"] - r["ci_low"])) for r in rows],
+            [max(0.0, 100 * (r["ci_high"] - r["accuracy"])) for r in rows]]
+
+
+def plot(rows: list[dict], path: Path, title: str) -> None:
+    """Accuracy against mean accepted tokens per cycle: judge and Top-K sweeps, exact, target."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
+    series = {"judge (threshold sweep)": [r for r in rows if r["mode"].startswith("judge")],
+              "Top-K (K sweep)": [r for r in rows if r["mode"].startswith("topk")]}
+    for label, points in series.items():
+        points = sorted((r for r in points if r["mean_accepted"] is not None), key=lambda r: r["mean_accepted"])
+        if points:
+            ax.errorbar([r["mean_accepted"] for r in points], [100 * r["accuracy"] for r in points],
+                        yerr=_error_bars(points),
+                        marker="o", capsize=3, label=label)
+            for r in points:
+                ax.annotate(r["mode"].split(":", 1)[-1].split("@", 1)[-1], (r["mean_accepted"], 100 * r["accuracy"]),
+                            textcoords="offset points", xytext=(4, 4), fontsize=7)
+    for mode, marker in (("exact", "*"), ("target", "s")):
+        row = next((r for r in rows if r["mode"] == mode and r["mean_accepted"] is not None), None)
+        if row:
+            ax.errorbar([row["mean_accepted"]], [100 * row["accuracy"]],
+                        yerr=_error_bars([row]),
+                        marker=marker, markersize=10, capsize=3, linestyle="none",
+                        label="exact speculative decoding" if mode == "exact" else "target alone")
+    ax.set_xlabel("mean accepted tokens per cycle (tokens per target pass)")
+    ax.set_ylabel("accuracy, % (95% CI)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def write_report(records: list[dict], modes: list[str], out: Path, *, title: str, meta: dict) -> list[dict]:
+    rows = summarize(records, modes)
+    best = operating_point(rows)
+    (out / "summary.json").write_text(json.dumps({"meta": meta, "rows": rows, "operating_point": best}, indent=2))
+    with open(out / "summary.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    table = markdown_table(rows)
+    if best is not None:
+        table += (f"\n\nOperating point (at most 1 point below exact): {best['mode']}, "
+                  f"{_fmt(best['accepted_vs_exact'], '.2f', 'x')} the accepted tokens per cycle of exact, "
+                  f"{_fmt(best['speed_vs_exact'], '.2f', 'x')} its tokens/s.")
+    (out / "summary.md").write_text(table + "\n")
+    plot(rows, out / "tradeoff.png", title)
+    return rows

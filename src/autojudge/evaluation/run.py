@@ -1,0 +1,72 @@
+"""Run decoding modes over a task split, one problem at a time, resumable.
+
+All modes run on a problem before the next problem starts, so slow drift of a noisy
+machine hits every mode alike, and every mode starts with empty caches. Each
+(mode, problem) result is appended to records.jsonl as soon as it exists; a rerun
+with the same settings skips what is there (more modes or problems may be added).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from autojudge.decoding.modes import decode, is_judge_mode
+from autojudge.errors import AutojudgeError
+from autojudge.evaluation.report import write_report
+from autojudge.jsonl import append_record, read_records
+from autojudge.models.loading import ModelPair
+from autojudge.prompting import chat_prompt_ids
+from autojudge.tasks.base import Task
+
+
+def check_meta(out: Path, meta: dict) -> None:
+    path = out / "meta.json"
+    if path.exists():
+        old = json.loads(path.read_text())
+        changed = sorted(k for k in set(old) | set(meta) if old.get(k) != meta.get(k))
+        if changed:
+            raise AutojudgeError(f"{out} holds an evaluation with other settings ({', '.join(changed)}); "
+                                 "use another --out, or the same settings to resume")
+        return
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(meta, indent=2))
+    os.replace(tmp, path)
+
+
+def run_eval(pair: ModelPair, task: Task, split: str, modes: list[str], out: str | Path, *,
+             limit: int | None = None, window: int = 16, max_new_tokens: int = 256,
+             judge=None, judge_path: str | None = None) -> list[dict]:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    meta = {"task": task.name, "split": split, **pair.describe(), "window": window,
+            "max_new_tokens": max_new_tokens, "judge": judge_path if judge is not None else None}
+    check_meta(out, meta)
+    records_path = out / "records.jsonl"
+    records = read_records(records_path)
+    done = {(r["mode"], r["problem"]) for r in records}
+
+    problems = task.load(split)[:limit]
+    todo = [(p, m) for p in problems for m in modes if (m, p.id) not in done]
+    bar = tqdm(todo, desc=f"eval {task.name}/{split}", unit="run")
+    for problem, mode in bar:
+        bar.set_postfix(problem=problem.id, mode=mode)
+        for model in (pair.target, pair.draft):
+            if model is not None:
+                model.reset()
+        prompt_ids = chat_prompt_ids(pair.tokenizer, task.messages(problem))
+        result = decode(pair, prompt_ids, mode, window=window, max_new_tokens=max_new_tokens,
+                        judge=judge if is_judge_mode(mode) else None)
+        text = pair.tokenizer.decode(result.token_ids, skip_special_tokens=True)
+        stats = result.stats
+        record = {"mode": mode, "problem": problem.id, "correct": task.is_correct(text, problem),
+                  "answer": task.extract_answer(text, problem), "new_tokens": stats.new_tokens,
+                  "cycles": stats.cycles, "seconds": stats.seconds,
+                  "accepted_mismatches": stats.accepted_mismatches, "stop_reason": result.stop_reason,
+                  "token_ids": result.token_ids, "text": text}
+        append_record(records_path, record)
+        records.append(record)
+    return write_report(records, modes, out, title=f"{task.name} {split}", meta=meta)

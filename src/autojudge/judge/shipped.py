@@ -1,0 +1,33 @@
+"""Judges shipped with the package for the default pair, one per task.
+
+Trained by the commands in README ("Reproduce the shipped judges") on the mining
+runs under data/mined/. A judge fits only the pair and runtimes it was trained on;
+`load_judge` checks that, so the default judge is never applied to another pair.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from autojudge.judge.model import Judge, JudgeError
+from autojudge.models.loading import ModelPair
+
+SHIPPED_DIR = Path(__file__).resolve().parent.parent / "judges"
+# HumanEval has no mining split: the judge mined on MBPP serves it, as in the paper.
+JUDGE_FOR_TASK = {"gsm8k": "gsm8k", "mbpp": "mbpp", "humaneval": "mbpp"}
+
+
+def shipped_judge_path(task: str) -> Path:
+    return SHIPPED_DIR / f"{JUDGE_FOR_TASK.get(task, task)}-llamacpp.safetensors"
+
+
+def load_judge(pair: ModelPair, path: str | Path | None = None, task: str = "gsm8k") -> Judge:
+    """The judge at `path`, or the shipped one for `task`; refused unless it fits `pair`."""
+    if path is None:
+        path = shipped_judge_path(task)
+        if not path.exists():
+            raise JudgeError(f"no judge is shipped for task {task!r}; mine and train one "
+                             "(autojudge mine, autojudge train) and pass --judge")
+    judge = Judge.load(path)
+    judge.check_compatible(pair.describe(), pair.draft.hidden_size, pair.target.hidden_size)
+    return judge

@@ -1,0 +1,104 @@
+"""Code tasks: MBPP (mining) and HumanEval (evaluation), checked by running unit tests.
+
+A response's answer is its program's pass/fail result on each of the problem's tests,
+as a string such as "PPF": two responses are equivalent when every test gives the same
+result, and correct when every test passes. Programs run only in the sandbox, one
+process per test, so a test that loops or crashes does not decide the others.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+
+from autojudge.tasks.base import Problem
+from autojudge.tasks.datasets import load_humaneval, load_mbpp
+from autojudge.tasks.sandbox import Limits, run_python
+
+# Generous for MBPP/HumanEval solutions (milliseconds each), short for loops.
+TEST_LIMITS = Limits(wall_seconds=6.0, cpu_seconds=3)
+
+_FENCE = re.compile(r"```[ \t]*(?:python|py|Python)?[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL)
+
+
+def extract_program(text: str) -> str | None:
+    """The first fenced code block that defines something (else the first block), or None."""
+    blocks = [block.strip("\n") for block in _FENCE.findall(text)]
+    blocks = [block for block in blocks if block.strip()]
+    if not blocks:
+        return None
+    return next((block for block in blocks if re.search(r"^\s*(def|class) ", block, re.M)), blocks[0])
+
+
+@functools.lru_cache(maxsize=4096)
+def run_tests(program: str, tests: tuple[str, ...]) -> str:
+    """"P" or "F" per test; cached, since swaps in prose leave the program unchanged."""
+    return "".join("P" if run_python(f"{program}\n\n{test}\n", TEST_LIMITS).passed else "F"
+                   for test in tests)
+
+
+def equivalent(a: str | None, b: str | None) -> bool:
+    return a is not None and a == b
+
+
+class MBPP:
+    """MBPP's 500 test problems (ids 11-510), all of them for mining ("mine" = "all")."""
+
+    name = "mbpp"
+
+    def load(self, split: str) -> list[Problem]:
+        if split not in ("mine", "all", "eval"):
+            raise ValueError(f"unknown MBPP split {split!r}; choose one of: mine, eval, all")
+        return load_mbpp()
+
+    def messages(self, problem: Problem) -> list[dict[str, str]]:
+        tests = "\n".join(problem.extra["test_list"])
+        return [{"role": "user", "content": (
+            f"{problem.prompt}\nYour code should pass these tests:\n\n{tests}\n\n"
+            "Write the Python function in one ```python code block.")}]
+
+    def extract_answer(self, text: str, problem: Problem) -> str | None:
+        program = extract_program(text)
+        if program is None:
+            return None
+        setup = problem.extra.get("test_setup_code") or ""
+        return run_tests(f"{setup}\n{program}" if setup else program, tuple(problem.extra["test_list"]))
+
+    equivalent = staticmethod(equivalent)
+
+    def is_correct(self, text: str, problem: Problem) -> bool:
+        answer = self.extract_answer(text, problem)
+        return answer is not None and set(answer) == {"P"}
+
+
+class HumanEval:
+    """HumanEval's 164 problems; one result per problem (its `check` function)."""
+
+    name = "humaneval"
+
+    def load(self, split: str) -> list[Problem]:
+        if split not in ("eval", "all"):
+            raise ValueError(f"unknown HumanEval split {split!r}; choose one of: eval, all")
+        return load_humaneval()
+
+    def messages(self, problem: Problem) -> list[dict[str, str]]:
+        return [{"role": "user", "content": (
+            "Complete the following Python function. Write the whole function, with its "
+            f"imports, in one ```python code block.\n\n```python\n{problem.prompt}```")}]
+
+    def extract_answer(self, text: str, problem: Problem) -> str | None:
+        program = extract_program(text)
+        if program is None:
+            return None
+        entry = problem.extra["entry_point"]
+        if not re.search(rf"^\s*def {re.escape(entry)}\s*\(", program, re.M):
+            program = problem.prompt + program  # a body without its signature
+        else:  # keep the prompt's imports (typing.List and the like)
+            imports = [line for line in problem.prompt.splitlines() if line.startswith(("import ", "from "))]
+            program = "\n".join(imports + [program])
+        return run_tests(program, (f"{problem.extra['test']}\ncheck({entry})",))
+
+    equivalent = staticmethod(equivalent)
+
+    def is_correct(self, text: str, problem: Problem) -> bool:
+        return self.extract_answer(text, problem) == "P"

@@ -1,0 +1,173 @@
+"""Judge decoding modes and the evaluation harness, on tiny random models."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from autojudge.decoding.modes import decode, mode_policy, parse_judge_mode
+from autojudge.evaluation.report import operating_point, summarize, wilson
+from autojudge.evaluation.run import run_eval
+from autojudge.jsonl import append_record, read_records
+from autojudge.judge.model import Judge
+from autojudge.mining.run import bench_mining, mine
+from autojudge.judge.train import load_mined, train_judge
+from autojudge.prompting import chat_prompt_ids
+from tests.toy_task import ToyTask, tiny_pair
+
+
+@pytest.fixture(scope="module")
+def pair(tiny_target_dir, tiny_draft_dir):
+    return tiny_pair(tiny_target_dir, tiny_draft_dir)
+
+
+def constant_judge(pair, p_important: float) -> Judge:
+    """A judge that fits `pair` and says P(important) = p_important everywhere."""
+    d, t = pair.draft.hidden_size, pair.target.hidden_size
+    bias = float(torch.logit(torch.tensor(p_important)))
+    meta = {"pair": pair.describe(), "features": "both", "hidden": {"draft": d, "target": t},
+            "validation_auc": 0.5, "thresholds": [{"threshold": 0.3, "recall": 1.0, "accept_rate": 0.0},
+                                                  {"threshold": 0.7, "recall": 0.0, "accept_rate": 1.0}]}
+    return Judge(torch.zeros(d + t), torch.ones(d + t), torch.zeros(d + t), bias, meta)
+
+
+def test_judge_mode_names_parse_and_bad_ones_are_refused(pair):
+    assert parse_judge_mode("judge:0.2") == ("threshold", 0.2)
+    assert parse_judge_mode("judge@0.9") == ("recall", 0.9)
+    for bad in ("judge:", "judge:x", "judge:1.5", "judge@-1"):
+        with pytest.raises(ValueError):
+            parse_judge_mode(bad)
+    with pytest.raises(ValueError, match="needs a judge"):
+        mode_policy("judge:0.1")
+    judge = constant_judge(pair, 0.5)
+    assert mode_policy("judge@1.0", judge).threshold == 0.3  # the threshold table's recall-1 row
+    assert mode_policy("judge@0.0", judge).threshold == 0.7
+
+
+def test_judge_mode_spans_lossless_to_accepting_every_draft_token(pair):
+    task = ToyTask()
+    ids = chat_prompt_ids(pair.tokenizer, task.messages(task.load("all")[0]))
+    target = decode(pair, ids, "target", max_new_tokens=40)
+    judge = constant_judge(pair, 0.5)
+    strict = decode(pair, ids, "judge:0.5", window=8, max_new_tokens=40, judge=judge)
+    assert strict.token_ids == target.token_ids and strict.stats.accepted_mismatches == 0
+    loose = decode(pair, ids, "judge:0.6", window=8, max_new_tokens=40, judge=judge)
+    assert loose.stats.accepted_mismatches > 0
+    assert loose.stats.mean_accepted > strict.stats.mean_accepted
+
+
+def test_eval_writes_every_report_and_resumes_without_repeating(pair, tmp_path):
+    task, out = ToyTask(), tmp_path / "eval"
+    modes = ["target", "exact", "topk:2", "judge:0.5", "judge:0.6"]
+    judge = constant_judge(pair, 0.5)
+    rows = run_eval(pair, task, "all", modes, out, limit=3, window=6, max_new_tokens=24, judge=judge)
+    records = read_records(out / "records.jsonl")
+    assert len(records) == 3 * len(modes)
+    by = {(r["mode"], r["problem"]): r for r in records}
+    for problem in range(3):  # lossless modes reproduce the target's own output
+        assert by["exact", problem]["token_ids"] == by["target", problem]["token_ids"]
+        assert by["judge:0.5", problem]["token_ids"] == by["target", problem]["token_ids"]
+    assert [r["mode"] for r in rows] == modes and all(r["problems"] == 3 for r in rows)
+    summary = {r["mode"]: r for r in rows}
+    assert summary["target"]["mean_accepted"] == 1.0
+    assert summary["judge:0.6"]["mean_accepted"] > summary["exact"]["mean_accepted"]
+    assert summary["exact"]["accuracy_drop_vs_exact"] == 0.0
+    for name in ("summary.json", "summary.csv", "summary.md", "tradeoff.png"):
+        assert (out / name).stat().st_size > 0
+    assert (out / "tradeoff.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with open(out / "summary.csv") as handle:
+        assert [row["mode"] for row in csv.DictReader(handle)] == modes
+
+    # A rerun with one more problem decodes only that problem.
+    run_eval(pair, task, "all", modes, out, limit=4, window=6, max_new_tokens=24, judge=judge)
+    records = read_records(out / "records.jsonl")
+    assert len(records) == 4 * len(modes)
+    assert len({(r["mode"], r["problem"]) for r in records}) == len(records)
+    # Other settings on the same directory are refused.
+    with pytest.raises(Exception, match="other settings"):
+        run_eval(pair, task, "all", modes, out, limit=4, window=7, max_new_tokens=24, judge=judge)
+
+
+def test_torn_last_line_is_dropped_and_appends_stay_whole(tmp_path):
+    path = tmp_path / "r.jsonl"
+    append_record(path, {"a": 1})
+    append_record(path, {"a": 2})
+    with open(path, "a") as handle:
+        handle.write('{"a": 3, "b"')  # a kill mid-write
+    assert read_records(path) == [{"a": 1}, {"a": 2}]
+    append_record(path, {"a": 4})
+    assert read_records(path) == [{"a": 1}, {"a": 2}, {"a": 4}]
+
+
+def test_wilson_interval_and_operating_point():
+    assert wilson(5, 10) == pytest.approx((0.2366, 0.7634), abs=1e-4)
+    low, high = wilson(0, 10)
+    assert low == 0.0 and high == pytest.approx(0.2775, abs=1e-4)
+    records = []
+    for problem in range(100):
+        for mode, correct_below, tokens in (("exact", 60, 4.0), ("judge:0.1", 60, 6.0),
+                                            ("judge:0.3", 59, 8.0), ("judge:0.5", 50, 12.0)):
+            records.append({"mode": mode, "problem": problem, "correct": problem < correct_below,
+                            "new_tokens": int(tokens * 10), "cycles": 10, "seconds": 1.0,
+                            "accepted_mismatches": 0})
+    rows = summarize(records, ["exact", "judge:0.1", "judge:0.3", "judge:0.5"])
+    best = operating_point(rows)  # 1 point below exact is allowed, 10 points is not
+    assert best["mode"] == "judge:0.3" and best["accepted_vs_exact"] == pytest.approx(2.0)
+
+
+def test_trained_judge_on_mined_tiny_data_drives_decoding(pair, tmp_path):
+    store = mine(pair, ToyTask(), "all", str(tmp_path / "mined"), max_new_tokens=40)
+    assert store.records
+    judge, meta = train_judge(load_mined(tmp_path / "mined"), c_grid=(1e-2, 1.0))
+    judge.save(tmp_path / "judge.safetensors")
+    loaded = Judge.load(tmp_path / "judge.safetensors")
+    loaded.check_compatible(pair.describe(), pair.draft.hidden_size, pair.target.hidden_size)
+    task = ToyTask()
+    ids = chat_prompt_ids(pair.tokenizer, task.messages(task.load("all")[1]))
+    result = decode(pair, ids, "judge:1.0", window=8, max_new_tokens=24, judge=loaded)
+    assert result.stats.new_tokens == 24
+
+
+def test_bench_mining_runs_plain_and_fast_on_the_same_problems(pair):
+    rows = bench_mining(pair, ToyTask(), "all", 2, max_new_tokens=24)
+    plain, fast = rows
+    assert plain["labels"] == fast["labels"] > 0
+    assert plain["labels_equal"] == fast["labels_equal"] == "2/2 problems"
+
+
+def run_cli(*args, env_home):
+    env = {**os.environ, "PYTHONPATH": os.getcwd(), "AUTOJUDGE_HOME": str(env_home)}
+    return subprocess.run([sys.executable, "-m", "autojudge", *args], env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_generate_judge_mode_from_the_command_line(pair, tmp_path, tiny_target_dir, tiny_draft_dir):
+    judge = constant_judge(pair, 0.5)
+    judge.save(tmp_path / "fits.safetensors")
+    models = ["--draft", str(tiny_draft_dir), "--target", str(tiny_target_dir), "--linear", "default",
+              "--backend", "torch", "--max-new-tokens", "16"]
+    done = run_cli("generate", "--prompt", "hello", *models, "--mode", "judge", "--judge",
+                   str(tmp_path / "fits.safetensors"), "--threshold", "0.6", "--json", env_home=tmp_path)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["threshold"] == 0.6 and report["stats"]["accepted_mismatches"] >= 0
+    assert len(report["token_ids"]) == 16
+
+    foreign = Judge(judge.mean, judge.scale, judge.weight, judge.bias,
+                    {**judge.meta, "pair": {**judge.meta["pair"], "target": "another-model"}})
+    foreign.save(tmp_path / "foreign.safetensors")
+    (tmp_path / "corrupt.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}garbage")
+    for path, message in (("foreign.safetensors", "does not fit the loaded pair"),
+                          ("corrupt.safetensors", "not a readable judge file"),
+                          ("missing.safetensors", "no such judge file")):
+        done = run_cli("generate", "--prompt", "hello", *models, "--mode", "judge", "--judge",
+                       str(tmp_path / path), env_home=tmp_path)
+        assert done.returncode == 1 and message in done.stderr and "Traceback" not in done.stderr
+    done = run_cli("generate", "--prompt", "hello", *models, "--threshold", "0.3", env_home=tmp_path)
+    assert done.returncode == 1 and "go with --mode judge" in done.stderr
