@@ -171,3 +171,31 @@ def test_generate_judge_mode_from_the_command_line(pair, tmp_path, tiny_target_d
         assert done.returncode == 1 and message in done.stderr and "Traceback" not in done.stderr
     done = run_cli("generate", "--prompt", "hello", *models, "--threshold", "0.3", env_home=tmp_path)
     assert done.returncode == 1 and "go with --mode judge" in done.stderr
+
+
+def test_shards_split_the_problems_and_train_reads_them_together(pair, tmp_path):
+    first = mine(pair, ToyTask(), "all", str(tmp_path / "s1"), max_new_tokens=24, shard=(1, 2))
+    second = mine(pair, ToyTask(), "all", str(tmp_path / "s2"), max_new_tokens=24, shard=(2, 2))
+    assert sorted(first.done()) == [0, 2, 4] and sorted(second.done()) == [1, 3, 5]
+    both = load_mined([tmp_path / "s1", tmp_path / "s2"])
+    labelled = {r["problem_id"] for r in first.records + second.records if r["mismatches"]}
+    assert set(both.problem.tolist()) == labelled
+    with pytest.raises(Exception, match="repeats problems"):
+        load_mined([tmp_path / "s1", tmp_path / "s1"])
+
+
+def test_eval_command_end_to_end(pair, tmp_path, tiny_target_dir, tiny_draft_dir):
+    constant_judge(pair, 0.5).save(tmp_path / "judge.safetensors")
+    out = tmp_path / "eval-cli"
+    done = run_cli("eval", "--task", "tests.toy_task:ToyTask", "--split", "all", "--limit", "2",
+                   "--modes", "target,exact,topk:2,judge:0.6", "--window", "4", "--max-new-tokens", "12",
+                   "--judge", str(tmp_path / "judge.safetensors"), "--out", str(out),
+                   "--draft", str(tiny_draft_dir), "--target", str(tiny_target_dir), "--linear", "default",
+                   "--backend", "torch", env_home=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "| judge:0.6 | 2 |" in done.stdout
+    assert (out / "tradeoff.png").exists() and len(read_records(out / "records.jsonl")) == 8
+    bad = run_cli("eval", "--task", "tests.toy_task:ToyTask", "--split", "all", "--modes", "exact,judge:2",
+                  "--out", str(tmp_path / "x"), "--draft", str(tiny_draft_dir), "--target", str(tiny_target_dir),
+                  env_home=tmp_path)
+    assert bad.returncode == 1 and "must lie in [0, 1]" in bad.stderr

@@ -72,3 +72,25 @@ def test_the_working_directory_is_usable_and_thrown_away():
     assert result.passed
     workdir = result.stdout.splitlines()[0]
     assert not os.path.exists(workdir)
+
+
+def _namespaces_allowed() -> bool:
+    import subprocess
+    try:
+        return subprocess.run(["unshare", "-rn", "true"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+@pytest.mark.skipif(not _namespaces_allowed(), reason="this kernel forbids network namespaces here")
+def test_the_program_sees_no_network_interface_but_loopback():
+    result = run_python("print(open('/proc/net/dev').read())", FAST)
+    assert result.passed
+    interfaces = [line.split(":")[0].strip() for line in result.stdout.splitlines()[2:] if ":" in line]
+    assert interfaces == ["lo"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root switches to nobody")
+def test_as_root_the_program_runs_as_nobody():
+    result = run_python("import os\nprint(os.getuid())", FAST)
+    assert result.passed and result.stdout.splitlines()[0] == "65534"

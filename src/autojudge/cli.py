@@ -19,6 +19,17 @@ def _positive(text: str) -> int:
     return value
 
 
+def _shard(text: str) -> tuple[int, int]:
+    index, _, count = text.partition("/")
+    try:
+        shard = int(index), int(count)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"write I/N, e.g. 1/2; got {text!r}") from None
+    if not 1 <= shard[0] <= shard[1]:
+        raise argparse.ArgumentTypeError(f"need 1 <= I <= N, got {text!r}")
+    return shard
+
+
 def _add_pair_options(parser: argparse.ArgumentParser, backends: bool = True) -> None:
     parser.add_argument("--draft", default=DEFAULT_DRAFT,
                         help="registered name, local directory or Hugging Face id (default: %(default)s)")
@@ -90,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     mine.add_argument("--window", type=int, default=4,
                       help="draft window for the first answer; 0: the target alone (default: %(default)s)")
     mine.add_argument("--max-new-tokens", type=_positive, default=256)
+    mine.add_argument("--shard", type=_shard, default=(1, 1), metavar="I/N",
+                      help="mine every N-th problem from the I-th, e.g. 2/4; run N processes with "
+                           "different --out and train on all their directories")
     mine.add_argument("--plain", action="store_true",
                       help="regenerate with plain greedy decoding (slow reference; same labels)")
 
@@ -102,7 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_pair_options(mbench)
 
     train = commands.add_parser("train", help="fit the judge on a mining run")
-    train.add_argument("--data", required=True, help="a directory written by `autojudge mine`")
+    train.add_argument("--data", required=True, nargs="+",
+                       help="one or more directories written by `autojudge mine` (e.g. its shards)")
     train.add_argument("--features", choices=["draft", "target", "both"], default="both")
     train.add_argument("--out", required=True, help="judge file to write (.safetensors)")
     train.add_argument("--seed", type=int, default=0, help="seed of the by-problem split")
@@ -309,7 +324,7 @@ def cmd_mine(args) -> int:
         raise AutojudgeError(str(exc)) from None
     pair = load_pair(args.draft, args.target, **pair_options(args))
     store = mine(pair, task, args.split, args.out, limit=args.limit, max_new_tokens=args.max_new_tokens,
-                 window=args.window, fast=not args.plain)
+                 window=args.window, fast=not args.plain, shard=args.shard)
     labels = [m for r in store.records for m in r["mismatches"]]
     important = sum(m["important"] for m in labels)
     print(f"{len(store.records)} problems, {len(labels)} labelled mismatches, "

@@ -41,7 +41,25 @@ class MinedData:
                 "both": np.concatenate([self.draft, self.target], axis=1)}[which]
 
 
-def load_mined(run_dir: str | Path) -> MinedData:
+def load_mined(run_dirs: str | Path | list) -> MinedData:
+    """The labels and features of one mining run, or of several (shards of one run)."""
+    if isinstance(run_dirs, (str, Path)):
+        return _load_one(run_dirs)
+    parts = [_load_one(d) for d in run_dirs]
+    first = parts[0]
+    for run_dir, part in zip(run_dirs[1:], parts[1:]):
+        if part.meta != first.meta:
+            raise AutojudgeError(f"{run_dir} was mined with other settings than {run_dirs[0]}")
+        if overlap := set(part.problem.tolist()) & set(first.problem.tolist()):
+            raise AutojudgeError(f"{run_dir} repeats problems of another run directory "
+                                 f"(e.g. {sorted(overlap)[:3]}); give each shard its own problems")
+        first = MinedData(np.concatenate([first.draft, part.draft]), np.concatenate([first.target, part.target]),
+                          np.concatenate([first.important, part.important]),
+                          np.concatenate([first.problem, part.problem]), first.meta)
+    return first
+
+
+def _load_one(run_dir: str | Path) -> MinedData:
     root = Path(run_dir)
     try:
         meta = json.loads((root / "meta.json").read_text())

@@ -27,9 +27,14 @@ def mining_meta(pair: ModelPair, task: Task, max_new_tokens: int) -> dict:
 
 
 def mine(pair: ModelPair, task: Task, split: str, out: str, *, limit: int | None = None,
-         max_new_tokens: int = 256, window: int = 4, fast: bool = True) -> MiningStore:
+         max_new_tokens: int = 256, window: int = 4, fast: bool = True,
+         shard: tuple[int, int] = (1, 1)) -> MiningStore:
+    """Mine the first `limit` problems of `split`, or shard i of n of them (every n-th
+    from the i-th), so that n processes, each with its own `out`, share the work;
+    `autojudge train` reads several run directories at once."""
     store = MiningStore(out, mining_meta(pair, task, max_new_tokens))
-    problems = task.load(split)[:limit]
+    index, count = shard
+    problems = task.load(split)[:limit][index - 1::count]
     done = store.done()
     todo = [p for p in problems if p.id not in done]
     labels = sum(len(r["mismatches"]) for r in store.records)

@@ -36,6 +36,9 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
+# Loaded here, not in the child: between fork and exec only plain system calls are
+# safe in a process with other threads (the models' thread pools).
+_LIBC = ctypes.CDLL(None, use_errno=True)
 CLONE_NEWNET = 0x40000000
 CLONE_NEWUSER = 0x10000000
 NOBODY = 65534
@@ -165,11 +168,10 @@ def run_python(source: str, limits: Limits = Limits()) -> RunResult:
 
 def _lock_down(limits: Limits, as_nobody: bool) -> None:
     """In the child, between fork and exec: isolate the network, drop rights, set limits."""
-    libc = ctypes.CDLL(None, use_errno=True)
     if os.geteuid() == 0:
-        libc.unshare(CLONE_NEWNET)
+        _LIBC.unshare(CLONE_NEWNET)
     else:  # an unprivileged user may create a network namespace inside a user namespace
-        libc.unshare(CLONE_NEWUSER | CLONE_NEWNET)
+        _LIBC.unshare(CLONE_NEWUSER | CLONE_NEWNET)
     for name, value in ((resource.RLIMIT_CPU, limits.cpu_seconds),
                         (resource.RLIMIT_AS, limits.memory_bytes),
                         (resource.RLIMIT_FSIZE, limits.file_bytes),
