@@ -14,7 +14,7 @@ import torch
 from autojudge.decoding.modes import decode, mode_policy, parse_judge_mode
 from autojudge.evaluation.report import operating_point, summarize, wilson
 from autojudge.evaluation.run import run_eval
-from autojudge.jsonl import append_record, read_records
+from autojudge.runfiles import append_record, read_records
 from autojudge.judge.model import Judge
 from autojudge.mining.run import bench_mining, mine
 from autojudge.judge.train import load_mined, train_judge

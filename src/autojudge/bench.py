@@ -29,7 +29,7 @@ from autojudge.models.loading import (
     load_tokenizer,
     stop_token_ids,
 )
-from autojudge.jsonl import append_record, read_records
+from autojudge.runfiles import append_record, read_records
 from autojudge.prompting import chat_prompt_ids
 from autojudge.tasks.datasets import load_gsm8k
 from autojudge.tasks.gsm8k import GSM8K

@@ -401,7 +401,7 @@ def cmd_costs(args) -> int:
 def check_costs(args) -> int:
     from pathlib import Path
 
-    from autojudge.jsonl import read_records
+    from autojudge.runfiles import read_records
     from autojudge.costmodel import check_against_runs, load_costs
     torch_costs, llama_costs = load_costs(args.torch_costs), load_costs(args.llamacpp_costs)
     runtimes = {

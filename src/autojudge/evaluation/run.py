@@ -8,33 +8,16 @@ with the same settings skips what is there (more modes or problems may be added)
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
 from autojudge.decoding.modes import decode, is_judge_mode
-from autojudge.errors import AutojudgeError
 from autojudge.evaluation.report import write_report
-from autojudge.jsonl import append_record, read_records
+from autojudge.runfiles import append_record, check_meta, read_records
 from autojudge.models.loading import ModelPair
 from autojudge.prompting import chat_prompt_ids
 from autojudge.tasks.base import Task
-
-
-def check_meta(out: Path, meta: dict) -> None:
-    path = out / "meta.json"
-    if path.exists():
-        old = json.loads(path.read_text())
-        changed = sorted(k for k in set(old) | set(meta) if old.get(k) != meta.get(k))
-        if changed:
-            raise AutojudgeError(f"{out} holds an evaluation with other settings ({', '.join(changed)}); "
-                                 "use another --out, or the same settings to resume")
-        return
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(meta, indent=2))
-    os.replace(tmp, path)
 
 
 def run_eval(pair: ModelPair, task: Task, split: str, modes: list[str], out: str | Path, *,
@@ -44,7 +27,7 @@ def run_eval(pair: ModelPair, task: Task, split: str, modes: list[str], out: str
     out.mkdir(parents=True, exist_ok=True)
     meta = {"task": task.name, "split": split, **pair.describe(), "window": window,
             "max_new_tokens": max_new_tokens, "judge": judge_path if judge is not None else None}
-    check_meta(out, meta)
+    check_meta(out, meta, "evaluation")
     records_path = out / "records.jsonl"
     records = read_records(records_path)
     done = {(r["mode"], r["problem"]) for r in records}

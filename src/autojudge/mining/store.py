@@ -7,13 +7,12 @@
 A problem counts as done only when its line is in problems.jsonl. Its feature file is
 written first, under a temporary name renamed into place, then the line is appended
 and fsynced; a kill between the two leaves a feature file that the rerun overwrites.
-A torn last line (killed mid-write) is dropped on open (see autojudge.jsonl). So nothing is lost or counted
+A torn last line (killed mid-write) is dropped on open (see autojudge.runfiles). So nothing is lost or counted
 twice, and no file is ever half-written.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict
 from pathlib import Path
@@ -21,8 +20,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from autojudge.errors import AutojudgeError
-from autojudge.jsonl import append_record, read_records
+from autojudge.runfiles import append_record, check_meta, read_records
 from autojudge.mining.algorithm import MinedProblem
 
 FEATURE_DTYPE = torch.float16
@@ -34,21 +32,8 @@ class MiningStore:
         self.features = self.root / "features"
         self.features.mkdir(parents=True, exist_ok=True)
         self.lines = self.root / "problems.jsonl"
-        self._check_meta(meta)
+        check_meta(self.root, meta, "mining run")
         self.records = read_records(self.lines)
-
-    def _check_meta(self, meta: dict) -> None:
-        path = self.root / "meta.json"
-        if path.exists():
-            old = json.loads(path.read_text())
-            if old != meta:
-                changed = sorted(k for k in set(old) | set(meta) if old.get(k) != meta.get(k))
-                raise AutojudgeError(f"{self.root} was mined with other settings ({', '.join(changed)}); "
-                                     "use another --out, or the same settings to resume")
-            return
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(meta, indent=2))
-        os.replace(tmp, path)
 
     def done(self) -> set[int]:
         return {r["problem_id"] for r in self.records}

@@ -1,6 +1,8 @@
-"""Append-only JSON-lines files that survive kill -9: the results of every long job.
+"""The files of every long, resumable job (mining, benchmark, evaluation).
 
-A record counts once its line is whole. Appends are flushed and fsynced one by one;
+meta.json holds the settings that shape the results; a rerun must bring the same.
+Results are append-only JSON lines that survive kill -9: a record counts once its
+line is whole. Appends are flushed and fsynced one by one;
 on open, a last line torn by a kill is dropped and the file rewritten without it, so
 the next append starts on a clean line. Nothing whole is lost, nothing counted twice.
 """
@@ -10,6 +12,23 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+
+from autojudge.errors import AutojudgeError
+
+
+def check_meta(root: str | Path, meta: dict, what: str = "run") -> None:
+    """Write root/meta.json, or refuse to resume a run made with other settings."""
+    path = Path(root) / "meta.json"
+    if path.exists():
+        old = json.loads(path.read_text())
+        changed = sorted(k for k in set(old) | set(meta) if old.get(k) != meta.get(k))
+        if changed:
+            raise AutojudgeError(f"{root} holds a {what} with other settings ({', '.join(changed)}); "
+                                 "use another --out, or the same settings to resume")
+        return
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(meta, indent=2))
+    os.replace(tmp, path)
 
 
 def read_records(path: str | Path) -> list[dict]:
