@@ -9,7 +9,7 @@ from pathlib import Path
 
 from autojudge.bench import markdown_table, parse_methods, summarize
 from autojudge.costmodel import PassCosts, check_against_runs, costs_report, load_costs
-from autojudge.jsonl import read_records
+from autojudge.runfiles import read_records
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "docs" / "bench"
