@@ -50,6 +50,8 @@ def run_eval(pair: ModelPair, task: Task, split: str, modes: list[str], out: str
                   "cycles": stats.cycles, "seconds": stats.seconds,
                   "accepted_mismatches": stats.accepted_mismatches, "stop_reason": result.stop_reason,
                   "token_ids": result.token_ids, "text": text}
+        if hasattr(task, "follows_format"):  # GSM8K: does the last line read "The answer is N"?
+            record["follows_format"] = task.follows_format(text)
         append_record(records_path, record)
         records.append(record)
     return write_report(records, modes, out, title=f"{task.name} {split}", meta=meta)
