@@ -79,3 +79,24 @@ def test_exact_speculative_equals_llamacpp_greedy_up_to_near_ties():
             top2 = logits.topk(2)
             assert set(top2.indices.tolist()) == {spec.token_ids[split], alone[split]}
             assert float(top2.values[0] - top2.values[1]) < 0.25  # seen: 0.008 and 0.086
+
+
+def test_the_shipped_judge_fits_the_llamacpp_pair_and_decodes():
+    from autojudge.decoding.modes import decode
+    from autojudge.judge.model import JudgeError
+    from autojudge.judge.shipped import load_judge
+
+    pair = load_pair(backend="llamacpp")
+    judge = load_judge(pair)  # the shipped GSM8K judge
+    assert judge.meta["pair"]["target"] == "qwen2.5-coder-1.5b-instruct"
+    task = GSM8K()
+    ids = chat_prompt_ids(pair.tokenizer, task.messages(task.load("eval")[0]))
+    exact = decode(pair, ids, "exact", window=8, max_new_tokens=48)
+    # Threshold 0: P(important) < 0 never holds, so the judge accepts no mismatch.
+    strict = decode(pair, ids, "judge:0", window=8, max_new_tokens=48, judge=judge)
+    assert strict.token_ids == exact.token_ids and strict.stats.accepted_mismatches == 0
+    loose = decode(pair, ids, "judge:1", window=8, max_new_tokens=48, judge=judge)
+    assert loose.stats.accepted_mismatches > 0 and loose.stats.mean_accepted > exact.stats.mean_accepted
+    # Features from another runtime are not what it was trained on.
+    with pytest.raises(JudgeError, match="does not fit the loaded pair"):
+        load_judge(load_pair(backend="torch"))
