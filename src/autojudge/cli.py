@@ -146,6 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--max-new-tokens", type=_positive, default=256)
     ev.add_argument("--judge", metavar="PATH", help="judge file (default: the shipped judge for the task)")
     ev.add_argument("--out", required=True, help="run directory (resumed when it exists)")
+    ev.add_argument("--report-only", action="store_true",
+                    help="decode nothing: write the report from the problems done so far")
     _add_pair_options(ev)
 
     demo = commands.add_parser("demo", help="answer GSM8K eval problems with the default pair")
@@ -300,7 +302,8 @@ def cmd_eval(args) -> int:
         from autojudge.judge.shipped import load_judge
         judge = load_judge(pair, args.judge, task=task.name)
     rows = run_eval(pair, task, args.split, modes, args.out, limit=args.limit, window=args.window,
-                    max_new_tokens=args.max_new_tokens, judge=judge, judge_path=args.judge or "shipped")
+                    max_new_tokens=args.max_new_tokens, judge=judge, judge_path=args.judge or "shipped",
+                    report_only=args.report_only)
     print(markdown_table(rows))
     best = operating_point(rows)
     if best is not None:

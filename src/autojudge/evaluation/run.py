@@ -22,7 +22,8 @@ from autojudge.tasks.base import Task
 
 def run_eval(pair: ModelPair, task: Task, split: str, modes: list[str], out: str | Path, *,
              limit: int | None = None, window: int = 16, max_new_tokens: int = 256,
-             judge=None, judge_path: str | None = None) -> list[dict]:
+             judge=None, judge_path: str | None = None, report_only: bool = False) -> list[dict]:
+    """Decode what is missing (unless `report_only`), then write the report."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     meta = {"task": task.name, "split": split, **pair.describe(), "window": window,
@@ -33,7 +34,7 @@ def run_eval(pair: ModelPair, task: Task, split: str, modes: list[str], out: str
     done = {(r["mode"], r["problem"]) for r in records}
 
     problems = task.load(split)[:limit]
-    todo = [(p, m) for p in problems for m in modes if (m, p.id) not in done]
+    todo = [] if report_only else [(p, m) for p in problems for m in modes if (m, p.id) not in done]
     bar = tqdm(todo, desc=f"eval {task.name}/{split}", unit="run")
     for problem, mode in bar:
         bar.set_postfix(problem=problem.id, mode=mode)
