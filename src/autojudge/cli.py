@@ -180,6 +180,14 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def _load_task(name: str):
+    from autojudge.tasks import get_task
+    try:
+        return get_task(name)
+    except ValueError as exc:
+        raise AutojudgeError(str(exc)) from None
+
+
 def pair_options(args) -> dict:
     return {"backend": args.backend, "draft_backend": args.draft_backend, "linear": args.linear}
 
@@ -283,11 +291,10 @@ def cmd_eval(args) -> int:
     from autojudge.evaluation.report import markdown_table, operating_point
     from autojudge.evaluation.run import run_eval
     from autojudge.models.loading import load_pair
-    from autojudge.tasks import get_task
 
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    task = _load_task(args.task)
     try:
-        task = get_task(args.task)
         for mode in modes:
             if is_judge_mode(mode):
                 parse_judge_mode(mode)
@@ -320,11 +327,7 @@ def cmd_bench(args) -> int:
 def cmd_mine(args) -> int:
     from autojudge.mining.run import mine
     from autojudge.models.loading import load_pair
-    from autojudge.tasks import get_task
-    try:
-        task = get_task(args.task)
-    except ValueError as exc:
-        raise AutojudgeError(str(exc)) from None
+    task = _load_task(args.task)
     pair = load_pair(args.draft, args.target, **pair_options(args))
     store = mine(pair, task, args.split, args.out, limit=args.limit, max_new_tokens=args.max_new_tokens,
                  window=args.window, fast=not args.plain, shard=args.shard)
@@ -338,11 +341,7 @@ def cmd_mine(args) -> int:
 def cmd_bench_mining(args) -> int:
     from autojudge.mining.run import bench_mining
     from autojudge.models.loading import load_pair
-    from autojudge.tasks import get_task
-    try:
-        task = get_task(args.task)
-    except ValueError as exc:
-        raise AutojudgeError(str(exc)) from None
+    task = _load_task(args.task)
     pair = load_pair(args.draft, args.target, **pair_options(args))
     rows = bench_mining(pair, task, args.split, args.n, args.max_new_tokens)
     runtime = pair.target.describe()["backend"]
