@@ -92,6 +92,15 @@ def test_eval_writes_every_report_and_resumes_without_repeating(pair, tmp_path):
     # Other settings on the same directory are refused.
     with pytest.raises(Exception, match="other settings"):
         run_eval(pair, task, "all", modes, out, limit=4, window=7, max_new_tokens=24, judge=judge)
+    # Another judge (say, retrained): only the judge modes are decoded again, and the
+    # report counts only the new judge's records.
+    retrained = constant_judge(pair, 0.55)
+    rows = run_eval(pair, task, "all", modes, out, limit=4, window=6, max_new_tokens=24, judge=retrained)
+    records = read_records(out / "records.jsonl")
+    assert len(records) == 4 * len(modes) + 4 * 2
+    assert {r["judge"] for r in records[4 * len(modes):]} == {retrained.fingerprint()}
+    assert retrained.fingerprint() != judge.fingerprint()
+    assert all(row["problems"] == 4 for row in rows)
 
 
 def test_torn_last_line_is_dropped_and_appends_stay_whole(tmp_path):

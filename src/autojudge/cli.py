@@ -309,7 +309,7 @@ def cmd_eval(args) -> int:
         from autojudge.judge.shipped import load_judge
         judge = load_judge(pair, args.judge, task=task.name)
     rows = run_eval(pair, task, args.split, modes, args.out, limit=args.limit, window=args.window,
-                    max_new_tokens=args.max_new_tokens, judge=judge, judge_path=args.judge or "shipped",
+                    max_new_tokens=args.max_new_tokens, judge=judge,
                     report_only=args.report_only)
     print(markdown_table(rows))
     best = operating_point(rows)

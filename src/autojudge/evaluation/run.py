@@ -22,15 +22,22 @@ from autojudge.tasks.base import Task
 
 def run_eval(pair: ModelPair, task: Task, split: str, modes: list[str], out: str | Path, *,
              limit: int | None = None, window: int = 16, max_new_tokens: int = 256,
-             judge=None, judge_path: str | None = None, report_only: bool = False) -> list[dict]:
-    """Decode what is missing (unless `report_only`), then write the report."""
+             judge=None, report_only: bool = False) -> list[dict]:
+    """Decode what is missing (unless `report_only`), then write the report.
+
+    A judge-mode record carries the judge's fingerprint. After retraining the judge, a
+    rerun decodes the judge modes again and keeps every other mode's records; records
+    of another judge stay in the file but are left out of the report.
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     meta = {"task": task.name, "split": split, **pair.describe(), "window": window,
-            "max_new_tokens": max_new_tokens, "judge": judge_path if judge is not None else None}
+            "max_new_tokens": max_new_tokens}
     check_meta(out, meta, "evaluation")
+    fingerprint = judge.fingerprint() if judge is not None else None
     records_path = out / "records.jsonl"
-    records = read_records(records_path)
+    records = [r for r in read_records(records_path)
+               if not is_judge_mode(r["mode"]) or r.get("judge") == fingerprint]
     done = {(r["mode"], r["problem"]) for r in records}
 
     problems = task.load(split)[:limit]
@@ -42,17 +49,19 @@ def run_eval(pair: ModelPair, task: Task, split: str, modes: list[str], out: str
             if model is not None:
                 model.reset()
         prompt_ids = chat_prompt_ids(pair.tokenizer, task.messages(problem))
+        judged = is_judge_mode(mode)
         result = decode(pair, prompt_ids, mode, window=window, max_new_tokens=max_new_tokens,
-                        judge=judge if is_judge_mode(mode) else None)
+                        judge=judge if judged else None)
         text = pair.tokenizer.decode(result.token_ids, skip_special_tokens=True)
         stats = result.stats
         record = {"mode": mode, "problem": problem.id, "correct": task.is_correct(text, problem),
                   "answer": task.extract_answer(text, problem), "new_tokens": stats.new_tokens,
                   "cycles": stats.cycles, "seconds": stats.seconds,
                   "accepted_mismatches": stats.accepted_mismatches, "stop_reason": result.stop_reason,
-                  "token_ids": result.token_ids, "text": text}
+                  "judge": fingerprint if judged else None, "token_ids": result.token_ids, "text": text}
         if hasattr(task, "follows_format"):  # GSM8K: does the last line read "The answer is N"?
             record["follows_format"] = task.follows_format(text)
         append_record(records_path, record)
         records.append(record)
-    return write_report(records, modes, out, title=f"{task.name} {split}", meta=meta)
+    return write_report(records, modes, out, title=f"{task.name} {split}",
+                        meta={**meta, "judge": fingerprint})

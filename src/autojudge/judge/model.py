@@ -9,6 +9,7 @@ trained on.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,13 @@ class Judge:
     def prob_important(self, draft_hidden: torch.Tensor | None, target_hidden: torch.Tensor | None) -> torch.Tensor:
         x = (self.featurize(draft_hidden, target_hidden) - self.mean) / self.scale
         return torch.sigmoid(x @ self.weight + self.bias)
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the parameters and metadata: names this exact judge in results."""
+        digest = hashlib.sha256(json.dumps(self.meta, sort_keys=True).encode())
+        for tensor in (self.mean, self.scale, self.weight, torch.tensor([self.bias])):
+            digest.update(tensor.float().contiguous().numpy().tobytes())
+        return digest.hexdigest()
 
     def threshold_for_recall(self, recall: float) -> float:
         """The largest threshold whose validation recall of important mismatches is >= recall."""
