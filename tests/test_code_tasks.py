@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from autojudge.tasks import get_task
-from autojudge.tasks.code import extract_program
+from autojudge.tasks.code import extract_program, program_settled
 
 
 @pytest.fixture(scope="module")
@@ -23,6 +23,28 @@ def test_extract_program_prefers_the_block_that_defines_something():
     assert extract_program(text) == "def f(x):\n    return x"
     assert extract_program("no code at all") is None
     assert extract_program("```python\ndef g():\n    return 1") == "def g():\n    return 1"  # cut off
+
+
+SUFFIXES = ["", "\n```python\ndef f(x):\n    return -x\n```", "```", "`\nclass C: pass\n", "\n```\nmore"]
+
+
+@pytest.mark.parametrize("text, settled", [
+    ("```python\ndef f(x):\n    return x\n```", True),
+    ("```python\ndef f(x):\n    return x\n```\nIt returns x.", True),
+    ("```python\nprint(1)\n```\n```python\ndef f(x):\n    return x\n```", True),
+    ("```python\ndef f(x):\n    return x\n", False),  # the block may still grow
+    ("```python\ndef f(x):\n    return x\n``", False),
+    ("```python\nprint(f(2))\n```", False),  # a later block that defines f would win
+    ("```python\n\n```\n", False),
+    ("Let me think.", False),
+])
+def test_a_settled_program_is_what_every_continuation_extracts(text, settled):
+    assert program_settled(text) == settled
+    programs = {extract_program(text + suffix) for suffix in SUFFIXES}
+    if settled:
+        assert programs == {extract_program(text)}
+    else:
+        assert len(programs) > 1  # some continuation changes the program
 
 
 @pytest.mark.parametrize("problem_id", [11, 12, 100, 250, 510])

@@ -16,7 +16,7 @@ from autojudge.decoding import generate
 from autojudge.mining.algorithm import hidden_after, mine_problem
 from autojudge.mining.run import mine
 from autojudge.prompting import chat_prompt_ids
-from tests.toy_task import ToyTask, tiny_pair
+from tests.toy_task import SettlingToyTask, ToyTask, UnsettlingToyTask, tiny_pair
 
 MAX_NEW = 40
 
@@ -40,6 +40,31 @@ def test_fast_mining_labels_equal_plain_algorithm_1(pair):
         assert fast.target_passes <= plain.target_passes
         kinds.update(m.important for m in plain.mismatches)
     assert kinds == {True, False}  # both labels occur, so the comparison means something
+
+
+def test_a_settled_answer_skips_regenerations_and_keeps_every_earlier_label(pair):
+    """Before the settle point: Algorithm 1's labels and response; after it: unimportant."""
+    settling, plain = SettlingToyTask(chars=20), UnsettlingToyTask(chars=20)
+    key = lambda m: (m.position, m.target_token, m.draft_token, m.important, m.alt_answer)  # noqa: E731
+    seen_settled = seen_regenerated = 0
+    for problem in settling.load("all")[:4]:
+        ids = chat_prompt_ids(pair.tokenizer, settling.messages(problem))
+        short = mine_problem(pair, settling, problem, ids, max_new_tokens=MAX_NEW, fast=True)
+        assert short.mismatches == mine_problem(pair, settling, problem, ids, max_new_tokens=MAX_NEW,
+                                                fast=False).mismatches
+        reference = mine_problem(pair, plain, problem, ids, max_new_tokens=MAX_NEW, fast=False)
+        assert short.answer == reference.answer
+        # s: the first position whose prefix settles the answer, the same in both runs.
+        y = short.token_ids
+        s = next((t for t in range(len(y) + 1) if settling.settled(
+            pair.tokenizer.decode(y[:t], skip_special_tokens=True), problem)), len(y) + 1)
+        assert [key(m) for m in short.mismatches if not m.settled] == \
+            [key(m) for m in reference.mismatches if m.position < s]
+        assert all(m.position >= s and not m.important for m in short.mismatches if m.settled)
+        assert not any(m.important for m in reference.mismatches if m.position >= s)
+        seen_settled += sum(m.settled for m in short.mismatches)
+        seen_regenerated += sum(not m.settled for m in short.mismatches)
+    assert seen_settled and seen_regenerated  # both kinds occur, so the comparison means something
 
 
 def test_a_known_mismatch_is_labelled_from_a_real_regeneration(pair):
@@ -90,7 +115,7 @@ def test_mining_features_are_the_numbers_decoding_sees(pair):
 
 CHILD = """
 import sys
-from tests.toy_task import ToyTask, tiny_pair
+from tests.toy_task import SettlingToyTask, ToyTask, UnsettlingToyTask, tiny_pair
 from autojudge.mining.run import mine
 mine(tiny_pair(sys.argv[1], sys.argv[2]), ToyTask(), "all", sys.argv[3], max_new_tokens=40)
 """

@@ -33,3 +33,25 @@ class ToyTask:
 def tiny_pair(target_dir, draft_dir):
     from autojudge.models.loading import load_pair
     return load_pair(str(draft_dir), str(target_dir), backend="torch", linear="default")
+
+
+class SettlingToyTask(ToyTask):
+    """The toy answer counted over the first `chars` characters only: once the text is
+    that long, no continuation changes it, which the task says through `settled`."""
+
+    name = "toy-settling"
+
+    def __init__(self, chars: int = 60):
+        self.chars = chars
+
+    def extract_answer(self, text: str, problem: Problem | None = None) -> str | None:
+        return super().extract_answer(text[: self.chars], problem)
+
+    def settled(self, text: str, problem: Problem) -> bool:
+        return len(text) >= self.chars
+
+
+class UnsettlingToyTask(SettlingToyTask):
+    """The same answers, without saying when they are settled: plain Algorithm 1."""
+
+    settled = None

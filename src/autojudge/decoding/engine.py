@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 
@@ -76,12 +76,14 @@ def generate(
     window: int = 8,
     max_new_tokens: int = 256,
     stop_ids: frozenset[int] = frozenset(),
+    stop_when: Callable[[list[int]], bool] | None = None,
 ) -> Generation:
     """Decode greedily from `target`, speculating with a draft model or another drafter.
 
     Without either (or with window 0) this is plain greedy decoding through the same
     code path, which is what `exact` speculative decoding is tested against. Cached
     keys and values of a shared prefix with the previous call are reused, not recomputed.
+    `stop_when(new_tokens)`, checked after every cycle, ends decoding ("settled") when true.
     """
     if draft is not None and drafter is not None:
         raise ValueError("pass a draft model or a drafter, not both")
@@ -137,6 +139,9 @@ def generate(
                 stop_reason = "eos"
                 break
         if stop_reason == "eos":
+            break
+        if stop_when is not None and stop_when(seq[len(prompt_ids):]):
+            stop_reason = "settled"
             break
         # The target saw [pending, d_0..d_{k-1}]; only [pending, d_0..d_{n-1}] stays valid.
         target.truncate(before + accepted)

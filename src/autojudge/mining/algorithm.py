@@ -9,6 +9,15 @@ important and y stays. The reference is the target's own answer, not the gold on
 Regeneration is most of the cost. The old answer usually re-converges with the new
 one, so it is proposed as a draft (`LookupDrafter`) and verified many tokens per
 target pass; with exact verification the labels are those of plain regeneration.
+
+A task may say when a text's answer is settled: no continuation can change it (code:
+the program's block is closed). Then a regeneration stops at that point (its
+alternative response ends there), and a mismatch after it is labelled unimportant
+without regenerating, since every regeneration would find the same answer. Such a
+label keeps the current response (`settled=True`; its alternative response is the
+prefix with the draft token). The response itself is finished greedily once, at the
+end, so the prose after a program is labelled too. Up to the settle point, labels and
+response are those of plain Algorithm 1.
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ class LabelledMismatch:
     important: bool
     alt_answer: str | None
     alt_response: str  # the whole response with the draft token swapped in
+    settled: bool = False  # the answer was settled before the swap: no regeneration needed
 
 
 @dataclass
@@ -40,6 +50,7 @@ class MinedProblem:
     problem_id: int
     answer: str | None  # the target's own answer: the reference for every label
     response: str
+    token_ids: list[int] = field(default_factory=list)  # of the response
     mismatches: list[LabelledMismatch] = field(default_factory=list)
     draft_features: list[torch.Tensor] = field(default_factory=list)  # [draft hidden] each
     target_features: list[torch.Tensor] = field(default_factory=list)
@@ -71,14 +82,28 @@ def mine_problem(pair: ModelPair, task: Task, problem: Problem, prompt_ids: list
     """
     target, draft, stop = pair.target, pair.draft, pair.stop_ids
     decode = lambda ids: pair.tokenizer.decode(ids, skip_special_tokens=True)  # noqa: E731
+    settles = getattr(task, "settled", None)
+    is_settled = (lambda ids: settles(decode(ids), problem)) if settles else (lambda ids: False)  # noqa: E731
     x = list(prompt_ids)
+
+    def finish(head: list[int], until_settled: bool = True, **speculation) -> tuple[list[int], bool, int]:
+        """Greedy continuation of x + head until EOS, the budget or (if asked) a settled
+        answer: (continuation, whether it stopped at the settle point, target passes)."""
+        budget = max_new_tokens - len(head)
+        if (head and head[-1] in stop) or budget <= 0:
+            return [], False, 0
+        watch = (lambda new: is_settled(head + new)) if settles and until_settled else None  # noqa: E731
+        out = generate(target, x + head, max_new_tokens=budget, stop_ids=stop, stop_when=watch, **speculation)
+        new = out.token_ids
+        if out.stop_reason == "settled":  # a cycle may overshoot: end exactly at the settle point
+            while len(new) > 1 and is_settled(head + new[:-1]):
+                new = new[:-1]
+        return new, out.stop_reason == "settled", out.stats.target_forwards
+
     # window 0: the target alone, the fastest on llama.cpp, where a draft does not pay off.
-    first = generate(target, x, draft=draft if window else None, window=window,
-                     max_new_tokens=max_new_tokens, stop_ids=stop)
-    y = first.token_ids
-    passes = first.stats.target_forwards
+    y, cut, passes = finish([], draft=draft if window else None, window=window)
     answer = task.extract_answer(decode(y), problem)
-    result = MinedProblem(problem.id, answer, decode(y))
+    result = MinedProblem(problem.id, answer, decode(y), list(y))
     if answer is None:  # nothing to compare against: no labels from this problem
         return result
 
@@ -87,27 +112,36 @@ def mine_problem(pair: ModelPair, task: Task, problem: Problem, prompt_ids: list
     while True:
         t = next((i for i in range(t, len(y)) if y[i] != predicted[i]), None)
         if t is None:
-            break
+            if not cut:
+                break
+            # y stopped at its settle point: finish it, then label the rest (all settled).
+            start = len(y)
+            rest, cut, more = finish(y, until_settled=False)
+            y, passes = y + rest, passes + more
+            predicted = predicted[:start] + next_token_predictions(draft, x + y, len(x) + start - 1)[: len(rest)]
+            t = start
+            continue
         swapped = predicted[t]
         prefix = x + y[:t] + [swapped]
         result.draft_features.append(hidden_after(draft, prefix))
         result.target_features.append(hidden_after(target, prefix))
         passes += 1
-        budget = max_new_tokens - t - 1
-        continuation = []
-        if swapped not in stop and budget > 0:
-            regen = generate(target, prefix, drafter=LookupDrafter(x + y) if fast else None,
-                             window=regen_window if fast else 0, max_new_tokens=budget, stop_ids=stop)
-            continuation = regen.token_ids
-            passes += regen.stats.target_forwards
+        if is_settled(y[:t]):
+            result.mismatches.append(LabelledMismatch(t, y[t], swapped, False, answer,
+                                                      decode(y[:t] + [swapped]), settled=True))
+            t += 1
+            continue
+        continuation, regen_cut, more = finish(y[:t] + [swapped], drafter=LookupDrafter(x + y) if fast else None,
+                                               window=regen_window if fast else 0)
+        passes += more
         alt = y[:t] + [swapped] + continuation
         alt_answer = task.extract_answer(decode(alt), problem)
         important = not task.equivalent(alt_answer, answer)
         result.mismatches.append(LabelledMismatch(t, y[t], swapped, important, alt_answer, decode(alt)))
         if not important:
-            y = alt
+            y, cut = alt, regen_cut
             predicted = predicted[: t + 1] + next_token_predictions(draft, x + y, len(x) + t)[: len(y) - t - 1]
         t += 1
-    result.response = decode(y)
+    result.response, result.token_ids = decode(y), y
     result.target_passes = passes
     return result

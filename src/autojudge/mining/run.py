@@ -20,10 +20,13 @@ def mining_meta(pair: ModelPair, task: Task, max_new_tokens: int) -> dict:
     """
     described = {key: ({k: v for k, v in value.items() if k != "threads"} if isinstance(value, dict) else value)
                  for key, value in pair.describe().items()}
-    return {"task": task.name, **described, "max_new_tokens": max_new_tokens,
+    meta = {"task": task.name, **described, "max_new_tokens": max_new_tokens,
             "features": {"draft": pair.draft.hidden_size, "target": pair.target.hidden_size,
                          "dtype": str(FEATURE_DTYPE).removeprefix("torch."),
                          "position": "after reading the draft token, final norm"}}
+    if getattr(task, "settled", None):  # labels after the settle point keep the response
+        meta["settled_answers"] = "labelled without regeneration"
+    return meta
 
 
 def mine(pair: ModelPair, task: Task, split: str, out: str, *, limit: int | None = None,

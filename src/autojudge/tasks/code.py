@@ -30,6 +30,21 @@ def extract_program(text: str) -> str | None:
     return next((block for block in blocks if re.search(r"^\s*(def|class) ", block, re.M)), blocks[0])
 
 
+def program_settled(text: str) -> bool:
+    """Whether no continuation of `text` can change `extract_program`'s choice.
+
+    True once every block up to the first one that defines something is closed: later
+    text can only add blocks after it. (An unclosed block runs to the end of the text,
+    so it may still grow.)
+    """
+    for match in _FENCE.finditer(text):
+        if not match.group(0).endswith("```"):
+            return False
+        if match.group(1).strip() and re.search(r"^\s*(def|class) ", match.group(1), re.M):
+            return True
+    return False
+
+
 @functools.lru_cache(maxsize=4096)
 def run_tests(program: str, tests: tuple[str, ...]) -> str:
     """"P" or "F" per test; cached, since swaps in prose leave the program unchanged."""
@@ -66,6 +81,9 @@ class MBPP:
 
     equivalent = staticmethod(equivalent)
 
+    def settled(self, text: str, problem: Problem) -> bool:
+        return program_settled(text)
+
     def is_correct(self, text: str, problem: Problem) -> bool:
         answer = self.extract_answer(text, problem)
         return answer is not None and set(answer) == {"P"}
@@ -99,6 +117,9 @@ class HumanEval:
         return run_tests(program, (f"{problem.extra['test']}\ncheck({entry})",))
 
     equivalent = staticmethod(equivalent)
+
+    def settled(self, text: str, problem: Problem) -> bool:
+        return program_settled(text)
 
     def is_correct(self, text: str, problem: Problem) -> bool:
         return self.extract_answer(text, problem) == "P"
