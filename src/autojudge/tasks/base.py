@@ -37,3 +37,7 @@ class Task(Protocol):
     def is_correct(self, text: str, problem: Problem) -> bool:
         """Whether a model's output reaches the problem's gold answer."""
         ...
+
+    # Optional: `settled(text, problem) -> bool`, true when no continuation of `text`
+    # can change its answer. Mining then stops regenerations there and labels later
+    # mismatches without regenerating (see autojudge.mining.algorithm).
