@@ -9,7 +9,7 @@ import torch
 from autojudge.decoding import Exact, generate
 from autojudge.judge.model import Judge, JudgeError
 from autojudge.judge.policy import JudgePolicy
-from autojudge.judge.train import MinedData, split_by_problem, train_judge
+from autojudge.judge.train import MinedData, problem_folds, train_judge
 from tests.tiny import backend, noisy_copy, tiny_model
 
 PAIR = {"draft": "d", "target": "t", "draft_backend": {"backend": "transformers"},
@@ -28,11 +28,14 @@ def synthetic(n_problems=60, per_problem=20, draft_dim=8, target_dim=12, seed=0)
     return MinedData(draft, target, important, problem, meta)
 
 
-def test_split_never_puts_a_problem_on_both_sides():
+def test_folds_never_put_a_problem_on_both_sides_and_score_each_once():
     data = synthetic()
-    train, val = split_by_problem(data)
-    assert not set(data.problem[train]) & set(data.problem[val])
-    assert len(val) and len(train)
+    folds = problem_folds(data)
+    for train, val in folds:
+        assert not set(data.problem[train]) & set(data.problem[val])
+        assert len(val) and len(train)
+    held_out = np.concatenate([val for _, val in folds])
+    assert sorted(held_out.tolist()) == list(range(len(data.important)))
 
 
 @pytest.mark.parametrize("features", ["draft", "target", "both"])

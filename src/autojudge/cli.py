@@ -373,9 +373,9 @@ def cmd_train(args) -> int:
         with open(args.report + ".md", "w") as handle:
             handle.write(auc_markdown(report) + "\n")
         print(auc_markdown(report), end="\n\n")
-    print(f"validation ROC-AUC {meta['validation_auc']:.3f} at C={meta['C']:g} "
-          f"({meta['train']['mismatches']} train / {meta['validation']['mismatches']} validation "
-          f"mismatches, {meta['important_fraction']:.1%} important) -> {args.out}")
+    print(f"ROC-AUC {meta['validation_auc']:.3f} ({meta['validation']['method']}) at C={meta['C']:g}; "
+          f"{meta['train']['mismatches']} mismatches from {meta['train']['problems']} problems, "
+          f"{meta['important_fraction']:.1%} important -> {args.out}")
     print("| recall of important | threshold | mismatches accepted |")
     print("|---|---|---|")
     for recall in (0.99, 0.95, 0.9, 0.8, 0.7, 0.5):

@@ -1,9 +1,13 @@
 """Fit the judge on a mining run: StandardScaler + logistic regression, split by problem.
 
-The validation split holds whole problems, never single tokens: mismatches of one
-answer are strongly correlated, and a token-level split would overstate the AUC.
-C is chosen by validation ROC-AUC; the threshold table then tells, for each decision
-threshold, the recall of important mismatches and the share of mismatches accepted.
+Validation holds whole problems, never single tokens: mismatches of one answer are
+strongly correlated, and a token-level split would overstate the AUC. With a few dozen
+mined problems a single held-out split is too small to trust, so every figure here is
+cross-validated by problem (k folds; each problem is scored once, by a model that never
+saw it). C is chosen by that out-of-fold ROC-AUC; the threshold table (for each
+decision threshold: the recall of important mismatches and the share of mismatches
+accepted) comes from the same out-of-fold scores; the shipped model is then refit on
+every problem at the chosen C.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import torch
 from safetensors.torch import load_file
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
-from sklearn.model_selection import GroupShuffleSplit
+from sklearn.model_selection import GroupKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -26,6 +30,7 @@ from autojudge.errors import AutojudgeError
 from autojudge.judge.model import FEATURE_SETS, Judge
 
 C_GRID = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+FOLDS = 5
 
 
 @dataclass
@@ -82,10 +87,43 @@ def _load_one(run_dir: str | Path) -> MinedData:
                      np.array(problem), meta)
 
 
-def split_by_problem(data: MinedData, validation: float = 0.2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    splitter = GroupShuffleSplit(n_splits=1, test_size=validation, random_state=seed)
-    train, val = next(splitter.split(data.important, data.important, groups=data.problem))
-    return train, val
+def problem_folds(data: MinedData, folds: int = FOLDS, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(train, validation) index pairs; every problem is in exactly one validation fold."""
+    n_problems = len(np.unique(data.problem))
+    if n_problems < 2:
+        raise AutojudgeError("cross-validation needs at least 2 mined problems")
+    splitter = GroupKFold(n_splits=min(folds, n_problems), shuffle=True, random_state=seed)
+    return list(splitter.split(data.important, data.important, groups=data.problem))
+
+
+def out_of_fold_scores(x: np.ndarray, y: np.ndarray, folds, c: float, train_subset=None) -> np.ndarray:
+    """P(important) for every mismatch from the model of the fold that held it out.
+
+    `train_subset(train_indices)` may shrink each fold's training part (learning curves).
+    """
+    scores = np.empty(len(y))
+    for train, val in folds:
+        if train_subset is not None:
+            train = train_subset(train)
+        if len(set(y[train])) < 2:
+            raise AutojudgeError("a training fold holds only one label; mine more problems")
+        scores[val] = fit(x[train], y[train], c).predict_proba(x[val])[:, 1]
+    return scores
+
+
+def cross_validate(data: MinedData, features: str, folds, c_grid=C_GRID,
+                   train_subset=None) -> dict[float, tuple[float, np.ndarray]]:
+    """For each C: (out-of-fold ROC-AUC, out-of-fold scores)."""
+    x, y = data.features(features), data.important
+    results = {}
+    for c in c_grid:
+        scores = out_of_fold_scores(x, y, folds, c, train_subset)
+        results[c] = (float(roc_auc_score(y, scores)), scores)
+    return results
+
+
+def best_c(results: dict[float, tuple[float, np.ndarray]]) -> float:
+    return max(results, key=lambda c: results[c][0])
 
 
 def threshold_table(p_important: np.ndarray, important: np.ndarray) -> list[dict]:
@@ -109,28 +147,29 @@ def fit(x: np.ndarray, y: np.ndarray, c: float):
     return model.fit(x, y)
 
 
-def train_judge(data: MinedData, features: str = "both", c_grid=C_GRID, seed: int = 0) -> tuple[Judge, dict]:
+def train_judge(data: MinedData, features: str = "both", c_grid=C_GRID, seed: int = 0,
+                folds: int = FOLDS) -> tuple[Judge, dict]:
     if features not in FEATURE_SETS:
         raise AutojudgeError(f"unknown feature set {features!r}; choose one of {', '.join(FEATURE_SETS)}")
-    train, val = split_by_problem(data, seed=seed)
     x, y = data.features(features), data.important
-    if len(set(y[train])) < 2 or len(set(y[val])) < 2:
-        raise AutojudgeError("both labels must occur in training and validation; mine more problems")
-    aucs = {}
-    for c in c_grid:
-        aucs[c] = float(roc_auc_score(y[val], fit(x[train], y[train], c).predict_proba(x[val])[:, 1]))
-    best_c = max(aucs, key=aucs.get)
-    model = fit(x[train], y[train], best_c)
+    if len(set(y)) < 2:
+        raise AutojudgeError("both labels must occur in the mined data; mine more problems")
+    splits = problem_folds(data, folds, seed)
+    results = cross_validate(data, features, splits, c_grid)
+    c = best_c(results)
+    table = threshold_table(results[c][1], y)
+    model = fit(x, y, c)
     scaler, logistic = model[0], model[1]
-    table = threshold_table(model.predict_proba(x[val])[:, 1], y[val])
+    n_problems = int(len(np.unique(data.problem)))
     meta = {
         "pair": {k: data.meta[k] for k in ("draft", "target", "draft_backend", "target_backend")},
         "task": data.meta["task"], "features": features,
         "hidden": {"draft": int(data.draft.shape[1]), "target": int(data.target.shape[1])},
         "layout": "draft hidden then target hidden, final norm, after reading the draft token",
-        "C": best_c, "validation_auc": aucs[best_c], "auc_by_C": {str(c): a for c, a in aucs.items()},
-        "train": {"mismatches": int(len(train)), "problems": int(len(set(data.problem[train])))},
-        "validation": {"mismatches": int(len(val)), "problems": int(len(set(data.problem[val])))},
+        "C": c, "validation_auc": results[c][0], "auc_by_C": {str(k): auc for k, (auc, _) in results.items()},
+        "train": {"mismatches": int(len(y)), "problems": n_problems},
+        "validation": {"method": f"{len(splits)}-fold cross-validation by problem",
+                       "mismatches": int(len(y)), "problems": n_problems},
         "important_fraction": float(y.mean()), "sklearn": sklearn.__version__, "thresholds": table,
     }
     judge = Judge(torch.tensor(scaler.mean_, dtype=torch.float32), torch.tensor(scaler.scale_, dtype=torch.float32),
@@ -138,49 +177,49 @@ def train_judge(data: MinedData, features: str = "both", c_grid=C_GRID, seed: in
     return judge, meta
 
 
-def best_validation_auc(data: MinedData, features: str, train: np.ndarray, val: np.ndarray,
-                        c_grid=C_GRID) -> tuple[float, float]:
-    """(AUC, C): the best validation ROC-AUC over the C grid."""
-    x, y = data.features(features), data.important
-    aucs = {c: float(roc_auc_score(y[val], fit(x[train], y[train], c).predict_proba(x[val])[:, 1]))
-            for c in c_grid}
-    best = max(aucs, key=aucs.get)
-    return aucs[best], best
+def auc_report(data: MinedData, seed: int = 0, fractions=(0.25, 0.5, 0.75, 1.0), folds: int = FOLDS) -> dict:
+    """Cross-validated AUC per feature set, and how it grows with the number of problems.
 
-
-def auc_report(data: MinedData, seed: int = 0, fractions=(0.25, 0.5, 0.75, 1.0)) -> dict:
-    """Validation AUC per feature set, and how it grows with the number of mined problems.
-
-    The validation problems stay fixed; the learning curve trains on the first fraction
-    of the training problems (in a seeded random order), with both feature sets.
+    The learning curve keeps the folds' validation problems and trains each fold on the
+    first fraction of its training problems (in a seeded random order), both features.
     """
-    train, val = split_by_problem(data, seed=seed)
+    splits = problem_folds(data, folds, seed)
     by_features = {}
     for features in FEATURE_SETS:
-        auc, c = best_validation_auc(data, features, train, val)
-        by_features[features] = {"auc": auc, "C": c}
-    problems = np.unique(data.problem[train])
-    np.random.default_rng(seed).shuffle(problems)
+        results = cross_validate(data, features, splits)
+        c = best_c(results)
+        by_features[features] = {"auc": results[c][0], "C": c}
+    order = np.unique(data.problem)
+    np.random.default_rng(seed).shuffle(order)
+    rank = {problem: i for i, problem in enumerate(order)}
     curve = []
     for fraction in fractions:
-        chosen = set(problems[: max(2, int(round(fraction * len(problems))))].tolist())
-        subset = train[np.isin(data.problem[train], list(chosen))]
-        if len(set(data.important[subset])) < 2:
+        def first_fraction(train: np.ndarray, fraction=fraction) -> np.ndarray:
+            problems = sorted(set(data.problem[train].tolist()), key=rank.get)
+            chosen = problems[: max(2, int(round(fraction * len(problems))))]
+            return train[np.isin(data.problem[train], chosen)]
+        try:
+            results = cross_validate(data, "both", splits, train_subset=first_fraction)
+        except AutojudgeError:  # a fold this small lacks one of the labels
             continue
-        auc, c = best_validation_auc(data, "both", subset, val)
-        curve.append({"problems": len(chosen), "mismatches": int(len(subset)), "auc": auc, "C": c})
+        c = best_c(results)
+        sizes = [len(first_fraction(train)) for train, _ in splits]
+        problems = [len(set(data.problem[first_fraction(train)].tolist())) for train, _ in splits]
+        curve.append({"problems": int(round(np.mean(problems))), "mismatches": int(round(np.mean(sizes))),
+                      "auc": results[c][0], "C": c})
     return {"labels": int(len(data.important)), "problems": int(len(np.unique(data.problem))),
             "important_fraction": float(data.important.mean()),
-            "validation": {"problems": int(len(np.unique(data.problem[val]))), "mismatches": int(len(val))},
+            "validation": {"method": f"{len(splits)}-fold cross-validation by problem",
+                           "problems": int(len(np.unique(data.problem))), "mismatches": int(len(data.important))},
             "by_features": by_features, "learning_curve": curve}
 
 
 def auc_markdown(report: dict) -> str:
     lines = [f"{report['problems']} problems, {report['labels']} labelled mismatches, "
-             f"{report['important_fraction']:.1%} important; validation: {report['validation']['problems']} "
-             f"problems, {report['validation']['mismatches']} mismatches.", "",
-             "| features | validation ROC-AUC | C |", "|---|---|---|"]
+             f"{report['important_fraction']:.1%} important; ROC-AUC by {report['validation']['method']} "
+             "(each problem scored once, by a model that never saw it).", "",
+             "| features | ROC-AUC | C |", "|---|---|---|"]
     lines += [f"| {name} | {row['auc']:.3f} | {row['C']:g} |" for name, row in report["by_features"].items()]
-    lines += ["", "| training problems | training mismatches | validation ROC-AUC (both) |", "|---|---|---|"]
+    lines += ["", "| training problems per fold | training mismatches per fold | ROC-AUC (both) |", "|---|---|---|"]
     lines += [f"| {row['problems']} | {row['mismatches']} | {row['auc']:.3f} |" for row in report["learning_curve"]]
     return "\n".join(lines)
