@@ -17,18 +17,25 @@ JUDGES = ROOT / "data" / "judges"
 EVALS = ROOT / "docs" / "eval"
 
 
+def mining_row(name: str, records: list[dict]) -> str:
+    labels = [m for r in records for m in r["mismatches"]]
+    hours = sum(r["seconds"] for r in records) / 3600
+    passes = sum(r["target_passes"] for r in records)
+    important = sum(m["important"] for m in labels)
+    return (f"| {name} | {len(records)} | {len(labels)} | {important} ({important / max(len(labels), 1):.1%}) | "
+            f"{hours:.2f} | {len(labels) / hours if hours else 0:.0f} | {passes / max(len(labels), 1):.0f} |")
+
+
 def mining_table() -> str:
     lines = ["| run | problems | labelled mismatches | important | mining hours (core-hours) | labels/hour | "
              "target passes/label |", "|---|---|---|---|---|---|---|"]
-    for run in sorted(p for p in MINED.glob("*/*") if (p / "problems.jsonl").exists()):
-        records = [json.loads(line) for line in (run / "problems.jsonl").read_text().splitlines()]
-        labels = [m for r in records for m in r["mismatches"]]
-        hours = sum(r["seconds"] for r in records) / 3600
-        passes = sum(r["target_passes"] for r in records)
-        important = sum(m["important"] for m in labels)
-        lines.append(f"| {run.relative_to(MINED)} | {len(records)} | {len(labels)} | "
-                     f"{important} ({important / max(len(labels), 1):.1%}) | {hours:.2f} | "
-                     f"{len(labels) / hours if hours else 0:.0f} | {passes / max(len(labels), 1):.0f} |")
+    for task in sorted(p for p in MINED.iterdir() if p.is_dir()):
+        runs = sorted(p for p in task.iterdir() if (p / "problems.jsonl").exists())
+        per_run = {run: [json.loads(line) for line in (run / "problems.jsonl").read_text().splitlines()]
+                   for run in runs}
+        lines += [mining_row(str(run.relative_to(MINED)), records) for run, records in per_run.items()]
+        if len(runs) > 1:
+            lines.append(mining_row(f"**{task.name}, all runs**", [r for rs in per_run.values() for r in rs]))
     return "\n".join(lines)
 
 
@@ -46,8 +53,7 @@ def main() -> None:
              "## Mining (Algorithm 1)", "", mining_table(), ""]
     for judge in sorted(JUDGES.glob("*-auc.md")):
         parts.append(section(f"Judge: {judge.stem.removesuffix('-auc')}", judge,
-                             "Validation ROC-AUC (split by problem) per feature set, and against the "
-                             "number of training problems:\n\n"))
+                             "ROC-AUC per feature set, and against the number of training problems:\n\n"))
     bench = ROOT / "docs" / "bench" / "mining.md"
     parts.append(section("Mining speed: plain vs fast regeneration", bench))
     for summary in sorted(EVALS.glob("*/summary.md")):
