@@ -74,6 +74,7 @@ def test_eval_writes_every_report_and_resumes_without_repeating(pair, tmp_path):
         assert by["exact", problem]["token_ids"] == by["target", problem]["token_ids"]
         assert by["judge:0.5", problem]["token_ids"] == by["target", problem]["token_ids"]
     assert [r["mode"] for r in rows] == modes and all(r["problems"] == 3 for r in rows)
+    assert [r["threshold"] for r in rows] == [None, None, None, 0.5, 0.6]
     summary = {r["mode"]: r for r in rows}
     assert summary["target"]["mean_accepted"] == 1.0
     assert summary["judge:0.6"]["mean_accepted"] > summary["exact"]["mean_accepted"]

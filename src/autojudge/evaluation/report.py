@@ -42,7 +42,9 @@ def summarize(records: list[dict], modes: list[str]) -> list[dict]:
                      "tokens_per_second": tokens / seconds if seconds else None,
                      "accepted_mismatches_per_100_tokens":
                          100 * sum(r["accepted_mismatches"] for r in runs) / tokens if tokens else None,
-                     "mean_length": tokens / n if n else None})
+                     "mean_length": tokens / n if n else None,
+                     # judge@R: the threshold the judge's table gave for recall R
+                     "threshold": next((r.get("threshold") for r in runs), None)})
     speed = {r["mode"]: r for r in rows}
     for row in rows:
         for base in ("target", "exact"):
@@ -77,7 +79,8 @@ def markdown_table(rows: list[dict]) -> str:
         accuracy = (f"{r['accuracy']:.1%} ({r['ci_low']:.1%}-{r['ci_high']:.1%})"
                     if r["accuracy"] is not None else "-")
         drop = "-" if r["accuracy_drop_vs_exact"] is None else f"{100 * r['accuracy_drop_vs_exact']:+.1f} pt"
-        lines.append(f"| {r['mode']} | {r['problems']} | {accuracy} | {drop} | {_fmt(r['mean_accepted'], '.2f')} | "
+        mode = r["mode"] if "@" not in r["mode"] or r["threshold"] is None else f"{r['mode']} (T={r['threshold']:.3g})"
+        lines.append(f"| {mode} | {r['problems']} | {accuracy} | {drop} | {_fmt(r['mean_accepted'], '.2f')} | "
                      f"{_fmt(r['accepted_vs_exact'], '.2f', 'x')} | {_fmt(r['tokens_per_second'], '.2f')} | "
                      f"{_fmt(r['speed_vs_target'], '.2f', 'x')} | {_fmt(r['speed_vs_exact'], '.2f', 'x')} | "
                      f"{_fmt(r['accepted_mismatches_per_100_tokens'], '.1f')} |")
@@ -88,6 +91,11 @@ def _error_bars(rows: list[dict]) -> list[list[float]]:
     # max(0, ...): the interval's ends can sit a rounding error inside the point.
     return [[max(0.0, 100 * (r["accuracy"] - r["ci_low"])) for r in rows],
             [max(0.0, 100 * (r["ci_high"] - r["accuracy"])) for r in rows]]
+
+
+def _point_label(mode: str) -> str:
+    # judge:0.3 -> "0.3" (threshold), judge@0.9 -> "R0.9" (validation recall), topk:8 -> "8"
+    return mode.split(":", 1)[1] if ":" in mode else "R" + mode.split("@", 1)[1]
 
 
 def plot(rows: list[dict], path: Path, title: str) -> None:
@@ -106,7 +114,7 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
                         yerr=_error_bars(points),
                         marker="o", capsize=3, label=label)
             for r in points:
-                ax.annotate(r["mode"].split(":", 1)[-1].split("@", 1)[-1], (r["mean_accepted"], 100 * r["accuracy"]),
+                ax.annotate(_point_label(r["mode"]), (r["mean_accepted"], 100 * r["accuracy"]),
                             textcoords="offset points", xytext=(4, 4), fontsize=7)
     for mode, marker in (("exact", "*"), ("target", "s")):
         row = next((r for r in rows if r["mode"] == mode and r["mean_accepted"] is not None), None)

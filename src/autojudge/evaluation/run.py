@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from autojudge.decoding.modes import decode, is_judge_mode
+from autojudge.decoding.modes import decode, is_judge_mode, mode_policy
 from autojudge.evaluation.report import write_report
 from autojudge.runfiles import append_record, check_meta, read_records
 from autojudge.models.loading import ModelPair
@@ -58,7 +58,9 @@ def run_eval(pair: ModelPair, task: Task, split: str, modes: list[str], out: str
                   "answer": task.extract_answer(text, problem), "new_tokens": stats.new_tokens,
                   "cycles": stats.cycles, "seconds": stats.seconds,
                   "accepted_mismatches": stats.accepted_mismatches, "stop_reason": result.stop_reason,
-                  "judge": fingerprint if judged else None, "token_ids": result.token_ids, "text": text}
+                  "judge": fingerprint if judged else None,
+                  "threshold": mode_policy(mode, judge).threshold if judged else None,
+                  "token_ids": result.token_ids, "text": text}
         if hasattr(task, "follows_format"):  # GSM8K: does the last line read "The answer is N"?
             record["follows_format"] = task.follows_format(text)
         append_record(records_path, record)
