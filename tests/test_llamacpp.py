@@ -89,6 +89,9 @@ def test_the_shipped_judge_fits_the_llamacpp_pair_and_decodes():
     pair = load_pair(backend="llamacpp")
     judge = load_judge(pair)  # the shipped GSM8K judge
     assert judge.meta["pair"]["target"] == "qwen2.5-coder-1.5b-instruct"
+    # Each task gets its own judge; HumanEval has no mining split and uses MBPP's.
+    for task, mined_on in (("gsm8k", "gsm8k"), ("mbpp", "mbpp"), ("humaneval", "mbpp")):
+        assert load_judge(pair, task=task).meta["task"] == mined_on
     task = GSM8K()
     ids = chat_prompt_ids(pair.tokenizer, task.messages(task.load("eval")[0]))
     exact = decode(pair, ids, "exact", window=8, max_new_tokens=48)
