@@ -123,3 +123,16 @@ def test_auc_report_compares_feature_sets_and_grows_with_data():
     small, full = report["learning_curve"]
     assert small["problems"] < full["problems"] and full["auc"] > 0.8
     assert "| both |" in auc_markdown(report)
+
+
+def test_auc_report_reuses_the_trained_judges_cross_validation():
+    # train_judge and auc_report must split the same problems into the same folds, so
+    # the CLI can hand the shipped feature set's AUC over instead of computing it twice.
+    from autojudge.judge.train import auc_report
+    data = synthetic(n_problems=30)
+    _, meta = train_judge(data, features="both", seed=3)
+    fresh = auc_report(data, seed=3, fractions=(1.0,))
+    reused = auc_report(data, seed=3, fractions=(1.0,), known={"both": {"auc": meta["validation_auc"], "C": meta["C"]}})
+    for features in ("draft", "target", "both"):
+        assert reused["by_features"][features] == pytest.approx(fresh["by_features"][features])
+    assert list(reused["by_features"]) == ["draft", "target", "both"]

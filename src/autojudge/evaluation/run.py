@@ -42,6 +42,8 @@ def run_eval(pair: ModelPair, task: Task, split: str, modes: list[str], out: str
 
     problems = task.load(split)[:limit]
     todo = [] if report_only else [(p, m) for p in problems for m in modes if (m, p.id) not in done]
+    # Recorded with each judge-mode run, so a table can say which threshold R stood for.
+    thresholds = {m: mode_policy(m, judge).threshold for m in modes if is_judge_mode(m)}
     bar = tqdm(todo, desc=f"eval {task.name}/{split}", unit="run")
     for problem, mode in bar:
         bar.set_postfix(problem=problem.id, mode=mode)
@@ -59,7 +61,7 @@ def run_eval(pair: ModelPair, task: Task, split: str, modes: list[str], out: str
                   "cycles": stats.cycles, "seconds": stats.seconds,
                   "accepted_mismatches": stats.accepted_mismatches, "stop_reason": result.stop_reason,
                   "judge": fingerprint if judged else None,
-                  "threshold": mode_policy(mode, judge).threshold if judged else None,
+                  "threshold": thresholds.get(mode),
                   "token_ids": result.token_ids, "text": text}
         if hasattr(task, "follows_format"):  # GSM8K: does the last line read "The answer is N"?
             record["follows_format"] = task.follows_format(text)

@@ -96,28 +96,22 @@ def problem_folds(data: MinedData, folds: int = FOLDS, seed: int = 0) -> list[tu
     return list(splitter.split(data.important, data.important, groups=data.problem))
 
 
-def out_of_fold_scores(x: np.ndarray, y: np.ndarray, folds, c: float, train_subset=None) -> np.ndarray:
-    """P(important) for every mismatch from the model of the fold that held it out.
-
-    `train_subset(train_indices)` may shrink each fold's training part (learning curves).
-    """
+def out_of_fold_scores(x: np.ndarray, y: np.ndarray, folds, c: float) -> np.ndarray:
+    """P(important) for every mismatch from the model of the fold that held it out."""
     scores = np.empty(len(y))
     for train, val in folds:
-        if train_subset is not None:
-            train = train_subset(train)
         if len(set(y[train])) < 2:
             raise AutojudgeError("a training fold holds only one label; mine more problems")
         scores[val] = fit(x[train], y[train], c).predict_proba(x[val])[:, 1]
     return scores
 
 
-def cross_validate(data: MinedData, features: str, folds, c_grid=C_GRID,
-                   train_subset=None) -> dict[float, tuple[float, np.ndarray]]:
+def cross_validate(data: MinedData, features: str, folds, c_grid=C_GRID) -> dict[float, tuple[float, np.ndarray]]:
     """For each C: (out-of-fold ROC-AUC, out-of-fold scores)."""
     x, y = data.features(features), data.important
     results = {}
     for c in c_grid:
-        scores = out_of_fold_scores(x, y, folds, c, train_subset)
+        scores = out_of_fold_scores(x, y, folds, c)
         results[c] = (float(roc_auc_score(y, scores)), scores)
     return results
 
@@ -177,35 +171,41 @@ def train_judge(data: MinedData, features: str = "both", c_grid=C_GRID, seed: in
     return judge, meta
 
 
-def auc_report(data: MinedData, seed: int = 0, fractions=(0.25, 0.5, 0.75, 1.0), folds: int = FOLDS) -> dict:
+def auc_report(data: MinedData, seed: int = 0, fractions=(0.25, 0.5, 0.75, 1.0), folds: int = FOLDS,
+               known: dict | None = None) -> dict:
     """Cross-validated AUC per feature set, and how it grows with the number of problems.
 
+    `known` maps a feature set already cross-validated on the same folds (same data and
+    seed, e.g. by `train_judge`) to its {"auc", "C"}, which is then not computed again.
     The learning curve keeps the folds' validation problems and trains each fold on the
     first fraction of its training problems (in a seeded random order), both features.
     """
     splits = problem_folds(data, folds, seed)
-    by_features = {}
+    by_features = dict(known or {})
     for features in FEATURE_SETS:
-        results = cross_validate(data, features, splits)
-        c = best_c(results)
-        by_features[features] = {"auc": results[c][0], "C": c}
+        if features not in by_features:
+            results = cross_validate(data, features, splits)
+            c = best_c(results)
+            by_features[features] = {"auc": results[c][0], "C": c}
+    by_features = {features: by_features[features] for features in FEATURE_SETS}
     order = np.unique(data.problem)
     np.random.default_rng(seed).shuffle(order)
     rank = {problem: i for i, problem in enumerate(order)}
     curve = []
     for fraction in fractions:
-        def first_fraction(train: np.ndarray, fraction=fraction) -> np.ndarray:
+        smaller = []
+        for train, val in splits:
             problems = sorted(set(data.problem[train].tolist()), key=rank.get)
             chosen = problems[: max(2, int(round(fraction * len(problems))))]
-            return train[np.isin(data.problem[train], chosen)]
+            smaller.append((train[np.isin(data.problem[train], chosen)], val))
         try:
-            results = cross_validate(data, "both", splits, train_subset=first_fraction)
+            results = cross_validate(data, "both", smaller)
         except AutojudgeError:  # a fold this small lacks one of the labels
             continue
         c = best_c(results)
-        sizes = [len(first_fraction(train)) for train, _ in splits]
-        problems = [len(set(data.problem[first_fraction(train)].tolist())) for train, _ in splits]
-        curve.append({"problems": int(round(np.mean(problems))), "mismatches": int(round(np.mean(sizes))),
+        problems = [len(np.unique(data.problem[train])) for train, _ in smaller]
+        curve.append({"problems": int(round(np.mean(problems))),
+                      "mismatches": int(round(np.mean([len(train) for train, _ in smaller]))),
                       "auc": results[c][0], "C": c})
     return {"labels": int(len(data.important)), "problems": int(len(np.unique(data.problem))),
             "important_fraction": float(data.important.mean()),
