@@ -107,6 +107,18 @@ def test_draft_and_target_vocabularies_differ(home, tiny_target_dir, tiny_other_
     assert "different vocabularies" in message
 
 
+def test_llamacpp_backend_on_a_gpu_is_refused(home, tiny_target_dir):
+    message = error_line(run_cli(home, "generate", "--prompt", PROMPT, "--target", tiny_target_dir,
+                                 "--mode", "target", "--backend", "llamacpp", "--device", "cuda"))
+    assert message == "the llama.cpp backend runs on the CPU; use --backend torch for --device cuda"
+
+
+def test_unusable_device(home, tiny_target_dir):
+    message = error_line(run_cli(home, "generate", "--prompt", PROMPT, "--target", tiny_target_dir,
+                                 "--mode", "target", "--device", "nosuch"))
+    assert message.startswith("cannot use device 'nosuch': ")
+
+
 def generate_json(home, mode, draft, target) -> dict:
     result = run_cli(home, "generate", "--prompt", PROMPT, "--draft", draft, "--target", target,
                      "--mode", mode, "--window", 4, "--max-new-tokens", 8, "--json",

@@ -166,3 +166,42 @@ def test_shared_prefix_is_reused_not_recomputed():
     # The cache already holds the prompt and 4 generated tokens: one more to read, no prefill.
     assert second.stats.target_forwards == 5
     assert second.token_ids == hf_greedy(target_model, longer, 5)
+
+
+def test_decoder_and_head_called_apart_give_the_whole_models_outputs():
+    model = tiny_model(2)
+    apart, whole = backend(model, "apart"), backend(model, "whole")
+    assert apart.split
+    whole.split = False
+    for chunk, n_logits in (([5, 9, 11], None), ([20], 1), ([33, 34, 35, 36], 2)):
+        a, b = apart.forward(chunk, n_logits=n_logits), whole.forward(chunk, n_logits=n_logits)
+        assert torch.equal(a.logits, b.logits) and torch.equal(a.hidden, b.hidden)
+        assert len(a.logits) == (n_logits or len(chunk))
+
+
+def test_a_model_with_its_own_logit_processing_keeps_the_general_path():
+    from transformers import Qwen2ForCausalLM
+
+    class ScaledLogits(Qwen2ForCausalLM):  # like Gemma's soft-capping or Cohere's logit scale
+        def forward(self, *args, **kwargs):
+            out = super().forward(*args, **kwargs)
+            out.logits = out.logits * 2
+            return out
+
+    model = tiny_model(2)
+    scaled = ScaledLogits(model.config).eval()
+    scaled.load_state_dict(model.state_dict())
+    lm = backend(scaled, "scaled")
+    assert not lm.split
+    with torch.no_grad():
+        expected = scaled(torch.tensor([[5, 9, 11]])).logits[0]
+    assert torch.allclose(lm.forward([5, 9, 11]).logits, expected)
+
+
+def test_pass_costs_are_timed_per_size_and_leave_the_context_cached():
+    from autojudge.costmodel import measure_pass_costs
+    lm = backend(tiny_model(1), "t")
+    costs = measure_pass_costs(lm, context=20, sizes=(1, 4), repeats=2)
+    assert set(costs.seconds) == {1, 4} and all(s > 0 for s in costs.seconds.values())
+    assert lm.cached_length == 20
+    assert costs(2) == pytest.approx(costs(1) + (costs(4) - costs(1)) / 3)

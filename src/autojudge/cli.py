@@ -40,6 +40,11 @@ def _add_pair_options(parser: argparse.ArgumentParser, backends: bool = True) ->
                                  "GGUF-backed models, else torch)")
         parser.add_argument("--draft-backend", choices=["torch", "llamacpp"],
                             help="another runtime for the draft only (a mixed pair)")
+        parser.add_argument("--device", default="cpu",
+                            help="torch device for the models, e.g. cuda or cuda:1 (default: %(default)s; "
+                                 "with --backend auto, a GPU means torch)")
+        parser.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], default="auto",
+                            help="torch weights (default: auto: float32 on CPU, bfloat16 on a GPU)")
     parser.add_argument("--linear", choices=["onednn", "default"], default="onednn",
                         help="torch CPU float32 linear kernels (default: %(default)s, faster verification)")
 
@@ -128,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     costs = commands.add_parser("costs", help="per-pass costs and the speed-up ceiling (cost model)")
     _add_pair_options(costs)
     costs.add_argument("--context", type=_positive, default=300, help="KV-cache length to time at")
+    costs.add_argument("--repeats", type=_positive, default=3, help="timed passes per size (median)")
     costs.add_argument("--out", help="write the costs as JSON here")
     costs.add_argument("--check", metavar="BENCH_DIR",
                        help="instead of measuring: compare the cost model's predictions with a bench run, "
@@ -189,7 +195,12 @@ def _load_task(name: str):
 
 
 def pair_options(args) -> dict:
-    return {"backend": args.backend, "draft_backend": args.draft_backend, "linear": args.linear}
+    import torch
+    dtype = args.dtype
+    if dtype == "auto":
+        dtype = "float32" if args.device == "cpu" else "bfloat16"
+    return {"backend": args.backend, "draft_backend": args.draft_backend, "linear": args.linear,
+            "device": args.device, "dtype": getattr(torch, dtype)}
 
 
 def _quiet_libraries() -> None:
@@ -393,7 +404,8 @@ def cmd_costs(args) -> int:
     if args.check:
         return check_costs(args)
     pair = load_pair(args.draft, args.target, **pair_options(args))
-    draft, target = (measure_pass_costs(m, context=args.context) for m in (pair.draft, pair.target))
+    draft, target = (measure_pass_costs(m, context=args.context, repeats=args.repeats)
+                     for m in (pair.draft, pair.target))
     print(costs_report(draft, target))
     if args.out:
         with open(args.out, "w") as handle:

@@ -122,7 +122,7 @@ def generate(
         out = target.forward([seq[-1], *drafted])
         stats.target_forwards += 1
         view = Window(
-            draft_tokens=torch.tensor(drafted, dtype=torch.long),
+            draft_tokens=torch.tensor(drafted, dtype=torch.long, device=out.logits.device),
             target_logits=out.logits,
             target_hidden=out.hidden[1:],
             draft_hidden=draft_hidden,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -36,18 +36,32 @@ class Judge:
     weight: torch.Tensor
     bias: float
     meta: dict  # pair, features ("draft" | "target" | "both"), hidden sizes, thresholds...
+    _copies: dict = field(default_factory=dict, init=False, repr=False, compare=False)  # per device
 
     @property
     def features(self) -> str:
         return self.meta["features"]
 
     def featurize(self, draft_hidden: torch.Tensor | None, target_hidden: torch.Tensor | None) -> torch.Tensor:
+        """The feature rows, on the device of the last part (a mixed pair's draft may be
+        on the CPU while its target is on a GPU)."""
         parts = {"draft": [draft_hidden], "target": [target_hidden], "both": [draft_hidden, target_hidden]}
-        return torch.cat([p.float() for p in parts[self.features]], dim=-1)
+        parts = parts[self.features]
+        device = parts[-1].device
+        return torch.cat([p.to(device, torch.float32) for p in parts], dim=-1)
 
     def prob_important(self, draft_hidden: torch.Tensor | None, target_hidden: torch.Tensor | None) -> torch.Tensor:
-        x = (self.featurize(draft_hidden, target_hidden) - self.mean) / self.scale
-        return torch.sigmoid(x @ self.weight + self.bias)
+        x = self.featurize(draft_hidden, target_hidden)
+        mean, scale, weight = self._parameters_on(x.device)
+        return torch.sigmoid((x - mean) / scale @ weight + self.bias)
+
+    def _parameters_on(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """mean, scale, weight on `device`, copied there once (decoding calls this per cycle)."""
+        if self.mean.device == device:
+            return self.mean, self.scale, self.weight
+        if device not in self._copies:
+            self._copies[device] = tuple(t.to(device) for t in (self.mean, self.scale, self.weight))
+        return self._copies[device]
 
     def fingerprint(self) -> str:
         """SHA-256 of the parameters and metadata: names this exact judge in results."""

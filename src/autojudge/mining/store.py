@@ -40,8 +40,8 @@ class MiningStore:
 
     def add(self, mined: MinedProblem, seconds: float) -> None:
         if mined.mismatches:
-            tensors = {"draft": torch.stack(mined.draft_features).to(FEATURE_DTYPE).contiguous(),
-                       "target": torch.stack(mined.target_features).to(FEATURE_DTYPE).contiguous()}
+            tensors = {"draft": torch.stack(mined.draft_features).to("cpu", FEATURE_DTYPE).contiguous(),
+                       "target": torch.stack(mined.target_features).to("cpu", FEATURE_DTYPE).contiguous()}
             final = self.features / f"{mined.problem_id}.safetensors"
             tmp = final.with_suffix(".tmp")
             save_file(tensors, str(tmp))

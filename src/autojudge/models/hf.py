@@ -25,6 +25,30 @@ class HFCausalLM:
         self.dtype = next(model.parameters()).dtype
         self.cache = DynamicCache(config=model.config)
         self.tokens: list[int] = []  # what the cache holds, so callers can reuse a shared prefix
+        self.split = self._split_agrees()
+
+    def _split_agrees(self) -> bool:
+        """Whether calling the decoder and the LM head apart gives the whole model's logits
+        and last hidden state (it does for Llama-like models: the final norm ends the
+        decoder, a plain projection follows). Asking transformers for hidden states
+        instead records every layer's through hooks, a quarter of a GPU step for the
+        default target. Checked on a probe, so a model with extra logit processing
+        (scaling, soft-capping) keeps the general path."""
+        decoder = getattr(self.model, self.model.base_model_prefix, None)
+        if decoder is None or self.model.get_output_embeddings() is None:
+            return False
+        probe = [1, 2, 3, 4, 5]
+        self.split = False
+        whole = self.forward(probe)
+        self.reset()
+        self.split = True
+        try:
+            parts = self.forward(probe)
+        except Exception:  # noqa: BLE001 - any failure means: use the general path
+            return False
+        finally:
+            self.reset()
+        return torch.equal(whole.logits, parts.logits) and torch.equal(whole.hidden, parts.hidden)
 
     @property
     def cached_length(self) -> int:
@@ -35,17 +59,19 @@ class HFCausalLM:
         check_room(self, len(token_ids))
         input_ids = torch.tensor([list(token_ids)], device=self.device)
         keep = len(token_ids) if n_logits is None else n_logits
-        out = self.model(
-            input_ids=input_ids,
-            past_key_values=self.cache,
-            use_cache=True,
-            output_hidden_states=True,
+        if self.split:
+            decoder = getattr(self.model, self.model.base_model_prefix)
+            out = decoder(input_ids=input_ids, past_key_values=self.cache, use_cache=True)
+            # The last layer after the final norm: the judge's feature.
+            hidden = out.last_hidden_state[0, -keep:]
             # Skipping the vocabulary projection where nobody reads it is a large saving.
-            logits_to_keep=keep,
-        )
+            logits = self.model.get_output_embeddings()(hidden)
+        else:
+            out = self.model(input_ids=input_ids, past_key_values=self.cache, use_cache=True,
+                             output_hidden_states=True, logits_to_keep=keep)
+            hidden, logits = out.hidden_states[-1][0, -keep:], out.logits[0]
         self.tokens.extend(token_ids)
-        # hidden_states[-1] is the last layer after the final norm: the judge's feature.
-        return StepOutput(logits=out.logits[0].float(), hidden=out.hidden_states[-1][0, -keep:].float())
+        return StepOutput(logits=logits.float(), hidden=hidden.float())
 
     def truncate(self, length: int) -> None:
         excess = self.cached_length - length

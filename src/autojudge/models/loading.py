@@ -125,6 +125,14 @@ def load_torch(name: str, dtype: torch.dtype, device: str, linear: str) -> HFCau
     return HFCausalLM(model, name=name, linear=linear)
 
 
+def check_device(device: str) -> None:
+    """Fail with one line, before any weights are read, on a device torch cannot use."""
+    try:
+        torch.empty(1, device=device)
+    except (RuntimeError, AssertionError) as exc:
+        raise ModelLoadError(f"cannot use device {device!r}: {_first_line(exc)}") from exc
+
+
 def check_same_vocabulary(draft_name: str, draft_tok, target_name: str, target_tok) -> None:
     draft_vocab, target_vocab = draft_tok.get_vocab(), target_tok.get_vocab()
     if draft_vocab != target_vocab:
@@ -164,6 +172,10 @@ def load_pair(draft: str | None = DEFAULT_DRAFT, target: str = DEFAULT_TARGET, *
     """
     if backend == "auto":
         backend = auto_backend(draft, target, device=device)
+    if device != "cpu" and "llamacpp" in (backend, draft_backend):
+        raise ModelLoadError(f"the llama.cpp backend runs on the CPU; use --backend torch for --device {device}")
+    if device != "cpu":
+        check_device(device)
     target_tok = load_tokenizer(target)
     stop_ids = stop_token_ids(target, target_tok)
     if draft is not None:
