@@ -136,3 +136,21 @@ def test_auc_report_reuses_the_trained_judges_cross_validation():
     for features in ("draft", "target", "both"):
         assert reused["by_features"][features] == pytest.approx(fresh["by_features"][features])
     assert list(reused["by_features"]) == ["draft", "target", "both"]
+
+
+def test_a_target_only_judge_spares_the_draft_pass_for_hidden_states():
+    target_model = tiny_model(3)
+    draft_model = noisy_copy(target_model, 4, scale=1.0)
+    prompt = [5, 17, 33, 2, 8, 61, 40]
+    runs = {}
+    for features in ("both", "target"):
+        judge = _constant_judge(64, 64, bias=0.0)
+        judge.meta["features"] = features
+        if features == "target":
+            judge.mean, judge.scale, judge.weight = torch.zeros(64), torch.ones(64), torch.zeros(64)
+        target, draft = backend(target_model, "t"), backend(draft_model, "d")
+        runs[features] = generate(target, prompt, draft=draft, policy=JudgePolicy(judge, 0.51),
+                                  window=4, max_new_tokens=32)
+    # Same decisions (P(important) = 0.5 everywhere), one draft pass fewer per cycle.
+    assert runs["target"].token_ids == runs["both"].token_ids
+    assert runs["both"].stats.draft_forwards - runs["target"].stats.draft_forwards == runs["both"].stats.cycles

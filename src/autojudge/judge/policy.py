@@ -11,11 +11,12 @@ class JudgePolicy:
     has P(important) below the threshold; the target's logits after an accepted token
     were computed with that token in place, so later comparisons stay valid."""
 
-    needs_hidden = True
-
     def __init__(self, judge: Judge, threshold: float):
         self.judge = judge
         self.threshold = threshold
+        # The draft's hidden states cost one more draft pass per cycle: only ask for them
+        # when the judge reads them.
+        self.needs_hidden = judge.features != "target"
         self.name = f"judge:{threshold:g}"
 
     def __call__(self, window: Window) -> int:
