@@ -25,6 +25,9 @@ class HFCausalLM:
         self.dtype = next(model.parameters()).dtype
         self.cache = DynamicCache(config=model.config)
         self.tokens: list[int] = []  # what the cache holds, so callers can reuse a shared prefix
+        # Looked up once: forward() runs per decoding step.
+        self._decoder = getattr(model, model.base_model_prefix, None)
+        self._head = model.get_output_embeddings()
         self.split = self._split_agrees()
 
     def _split_agrees(self) -> bool:
@@ -34,8 +37,7 @@ class HFCausalLM:
         instead records every layer's through hooks, a quarter of a GPU step for the
         default target. Checked on a probe, so a model with extra logit processing
         (scaling, soft-capping) keeps the general path."""
-        decoder = getattr(self.model, self.model.base_model_prefix, None)
-        if decoder is None or self.model.get_output_embeddings() is None:
+        if self._decoder is None or self._head is None:
             return False
         probe = [1, 2, 3, 4, 5]
         self.split = False
@@ -60,12 +62,11 @@ class HFCausalLM:
         input_ids = torch.tensor([list(token_ids)], device=self.device)
         keep = len(token_ids) if n_logits is None else n_logits
         if self.split:
-            decoder = getattr(self.model, self.model.base_model_prefix)
-            out = decoder(input_ids=input_ids, past_key_values=self.cache, use_cache=True)
+            out = self._decoder(input_ids=input_ids, past_key_values=self.cache, use_cache=True)
             # The last layer after the final norm: the judge's feature.
             hidden = out.last_hidden_state[0, -keep:]
             # Skipping the vocabulary projection where nobody reads it is a large saving.
-            logits = self.model.get_output_embeddings()(hidden)
+            logits = self._head(hidden)
         else:
             out = self.model(input_ids=input_ids, past_key_values=self.cache, use_cache=True,
                              output_hidden_states=True, logits_to_keep=keep)

@@ -172,9 +172,9 @@ def load_pair(draft: str | None = DEFAULT_DRAFT, target: str = DEFAULT_TARGET, *
     """
     if backend == "auto":
         backend = auto_backend(draft, target, device=device)
-    if device != "cpu" and "llamacpp" in (backend, draft_backend):
-        raise ModelLoadError(f"the llama.cpp backend runs on the CPU; use --backend torch for --device {device}")
     if device != "cpu":
+        if "llamacpp" in (backend, draft_backend):
+            raise ModelLoadError(f"the llama.cpp backend runs on the CPU; use --backend torch for --device {device}")
         check_device(device)
     target_tok = load_tokenizer(target)
     stop_ids = stop_token_ids(target, target_tok)
