@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from autojudge.decoding.modes import decode, mode_policy, parse_judge_mode
-from autojudge.evaluation.report import operating_point, summarize, wilson
+from autojudge.evaluation.report import operating_point, paired_difference, summarize, wilson
 from autojudge.evaluation.run import run_eval
 from autojudge.runfiles import append_record, read_records
 from autojudge.judge.model import Judge
@@ -78,7 +78,8 @@ def test_eval_writes_every_report_and_resumes_without_repeating(pair, tmp_path):
     summary = {r["mode"]: r for r in rows}
     assert summary["target"]["mean_accepted"] == 1.0
     assert summary["judge:0.6"]["mean_accepted"] > summary["exact"]["mean_accepted"]
-    assert summary["exact"]["accuracy_drop_vs_exact"] == 0.0
+    assert summary["exact"]["accuracy_vs_exact"] is None  # exact is the reference
+    assert summary["judge:0.5"]["accuracy_vs_exact"] == 0.0  # lossless: the same answers
     for name in ("summary.json", "summary.csv", "summary.md", "tradeoff.png"):
         assert (out / name).stat().st_size > 0
     assert (out / "tradeoff.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -129,6 +130,28 @@ def test_wilson_interval_and_operating_point():
     rows = summarize(records, ["exact", "judge:0.1", "judge:0.3", "judge:0.5"])
     best = operating_point(rows)  # 1 point below exact is allowed, 10 points is not
     assert best["mode"] == "judge:0.3" and best["accepted_vs_exact"] == pytest.approx(2.0)
+    by_mode = {r["mode"]: r for r in rows}
+    # judge:0.5 fails exactly the 10 problems 50-59 that exact decoding solves: a paired
+    # difference of -10 points, whose interval excludes 0 although the two accuracies'
+    # own intervals (50% and 60%, +-10 points each) overlap.
+    assert by_mode["judge:0.5"]["accuracy_vs_exact"] == pytest.approx(-0.10)
+    assert by_mode["judge:0.5"]["vs_exact_ci_high"] < 0
+    assert by_mode["exact"]["ci_low"] < by_mode["judge:0.5"]["ci_high"]
+    assert by_mode["judge:0.1"]["accuracy_vs_exact"] == 0.0
+
+
+def test_paired_difference_matches_the_published_interval():
+    # Cavo et al. 2012, the worked example of Fagerland, Lydersen & Laake, "Statistical
+    # Analysis of Contingency Tables", chapter 8: -0.0621 (95% CI -0.1186 to -0.0046).
+    difference, low, high = paired_difference(59, 6, 16, 80)
+    assert (difference, low, high) == pytest.approx((-0.0621, -0.1186, -0.0046), abs=1e-4)
+    # Swapping the two methods mirrors the interval.
+    assert paired_difference(59, 16, 6, 80) == pytest.approx((0.0621, 0.0046, 0.1186), abs=1e-4)
+    # Positively correlated results make the paired interval narrower than the unpaired one.
+    paired = paired_difference(55, 5, 5, 35)
+    unpaired = paired_difference(36, 24, 24, 16)  # same accuracies (60%), independent results
+    assert paired[0] == unpaired[0] == 0.0
+    assert paired[2] - paired[1] < (unpaired[2] - unpaired[1]) * 0.6
 
 
 def test_trained_judge_on_mined_tiny_data_drives_decoding(pair, tmp_path):
