@@ -54,45 +54,44 @@ def regenerations(runs: list[Path], task, split: str, tokenizer) -> list[tuple[l
     return cases
 
 
+def _matching(draft: list[int], goal: list[int], at: int) -> int:
+    """How many of `draft` equal `goal` from position `at`: what verification accepts."""
+    n = 0
+    while n < len(draft) and draft[n] == goal[at + n]:
+        n += 1
+    return n
+
+
 def replay(cases, propose, cost) -> tuple[int, float]:
     """Target passes and modelled seconds of greedy verification of `propose`'s drafts."""
     passes, seconds = 0, 0.0
     for reference, head, continuation in cases:
         drafter, goal, seq = propose(reference), head + continuation, list(head)
         while len(seq) < len(goal):
-            k = min(REGEN_WINDOW, len(goal) - len(seq) - 1)
-            draft = drafter(seq, k, goal)
-            accepted = 0
-            while accepted < len(draft) and draft[accepted] == goal[len(seq) + accepted]:
-                accepted += 1
+            draft = drafter(seq, min(REGEN_WINDOW, len(goal) - len(seq) - 1), goal)
+            accepted = _matching(draft, goal, len(seq))
             passes, seconds = passes + 1, seconds + cost(1 + len(draft))
             seq = goal[:len(seq) + accepted + 1]  # the accepted drafts and the target's own token
-            if hasattr(drafter, "rollback"):
-                drafter.rollback(len(seq) - 1)
+            drafter.rollback(len(seq) - 1)
     return passes, seconds
 
 
 class _Lookup:
-    def __init__(self, reference, cap=REGEN_WINDOW):
-        self.lookup, self.cap = LookupDrafter(reference), cap
+    """The shipped lookup capped at `cap` tokens (0: plain greedy); `oracle`: its proposal
+    cut to what will be accepted, looking as far as the window."""
+
+    def __init__(self, reference, cap=REGEN_WINDOW, oracle=False):
+        self.lookup, self.cap, self.oracle = LookupDrafter(reference), cap, oracle
+        if oracle:
+            self.lookup.length = REGEN_WINDOW  # and never adapted: see rollback
 
     def __call__(self, seq, k, goal):
-        return self.lookup.propose(seq, min(k, self.cap), frozenset(), False).tokens
+        draft = self.lookup.propose(seq, min(k, self.cap), frozenset(), False).tokens if self.cap else []
+        return draft[:_matching(draft, goal, len(seq))] if self.oracle else draft
 
     def rollback(self, length):
-        self.lookup.rollback(length)
-
-
-def _oracle(reference):
-    lookup = LookupDrafter(reference, start_length=REGEN_WINDOW)  # never rolled back: stays at 32
-
-    def propose(seq, k, goal):
-        draft = lookup.propose(seq, k, frozenset(), False).tokens
-        n = 0
-        while n < len(draft) and draft[n] == goal[len(seq) + n]:
-            n += 1
-        return draft[:n]
-    return propose
+        if not self.oracle:
+            self.lookup.rollback(length)
 
 
 def main() -> None:
@@ -107,11 +106,11 @@ def main() -> None:
     tokenizer = load_tokenizer(args.target)
     cases = regenerations(args.runs, get_task(args.task), args.split, tokenizer)
     cost = load_costs(args.costs)[args.target]
-    rules = {"plain greedy (no proposal)": lambda reference: (lambda seq, k, goal: []),
+    rules = {"plain greedy (no proposal)": lambda reference: _Lookup(reference, cap=0),
              "shipped lookup, window 32": _Lookup}
     rules.update({f"lookup, at most {cap}": (lambda reference, cap=cap: _Lookup(reference, cap))
                   for cap in (1, 2, 3, 4, 8, 16)})
-    rules["oracle: exactly what is accepted"] = _oracle
+    rules["oracle: exactly what is accepted"] = lambda reference: _Lookup(reference, oracle=True)
     tokens = sum(len(c) for _, _, c in cases)
     print(f"{len(cases)} regenerations, {tokens} tokens; pass costs from {args.costs}\n")
     print("| proposals | target passes | tokens/pass | modelled seconds | vs plain | vs shipped |")

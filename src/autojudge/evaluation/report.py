@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+from collections import Counter
 from pathlib import Path
 
 Z95 = 1.959963984540054
@@ -50,9 +51,8 @@ def paired_difference(a: int, b: int, c: int, d: int, z: float = Z95) -> tuple[f
 
 
 def _versus_exact(runs: list[dict], exact_runs: list[dict]) -> tuple[float, float, float]:
-    pairs = [(bool(r["correct"]), bool(e["correct"])) for r, e in zip(runs, exact_runs)]
-    count = lambda mine, theirs: sum(1 for p in pairs if p == (mine, theirs))  # noqa: E731
-    return paired_difference(count(True, True), count(True, False), count(False, True), count(False, False))
+    both = Counter((bool(r["correct"]), bool(e["correct"])) for r, e in zip(runs, exact_runs))
+    return paired_difference(both[True, True], both[True, False], both[False, True], both[False, False])
 
 
 def summarize(records: list[dict], modes: list[str]) -> list[dict]:
@@ -61,6 +61,7 @@ def summarize(records: list[dict], modes: list[str]) -> list[dict]:
         if record["mode"] in modes:
             by_problem.setdefault(record["problem"], {})[record["mode"]] = record
     complete = [runs for runs in by_problem.values() if all(m in runs for m in modes)]
+    exact_runs = [r["exact"] for r in complete] if "exact" in modes else None
     rows = []
     for mode in modes:
         runs = [r[mode] for r in complete]
@@ -76,9 +77,9 @@ def summarize(records: list[dict], modes: list[str]) -> list[dict]:
                      "mean_length": tokens / n if n else None,
                      # judge@R: the threshold the judge's table gave for recall R
                      "threshold": next((r.get("threshold") for r in runs), None)})
-        if "exact" in modes:  # same problems, same order: paired with exact decoding
+        if exact_runs is not None:  # same problems, same order: paired with exact decoding
             compared = n and mode != "exact"
-            difference, low, high = _versus_exact(runs, [r["exact"] for r in complete]) if compared else (None,) * 3
+            difference, low, high = _versus_exact(runs, exact_runs) if compared else (None,) * 3
             rows[-1].update(accuracy_vs_exact=difference, vs_exact_ci_low=low, vs_exact_ci_high=high)
     speed = {r["mode"]: r for r in rows}
     for row in rows:
