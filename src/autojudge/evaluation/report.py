@@ -111,8 +111,8 @@ def markdown_table(rows: list[dict]) -> str:
         accuracy = (f"{r['accuracy']:.1%} ({r['ci_low']:.1%}-{r['ci_high']:.1%})"
                     if r["accuracy"] is not None else "-")
         versus = ("-" if r.get("accuracy_vs_exact") is None else
-                f"{100 * r['accuracy_vs_exact']:+.1f} pt ({100 * r['vs_exact_ci_low']:+.1f} to "
-                f"{100 * r['vs_exact_ci_high']:+.1f})")
+                  f"{100 * r['accuracy_vs_exact']:+.1f} pt ({100 * r['vs_exact_ci_low']:+.1f} to "
+                  f"{100 * r['vs_exact_ci_high']:+.1f})")
         mode = r["mode"] if "@" not in r["mode"] or r["threshold"] is None else f"{r['mode']} (T={r['threshold']:.3g})"
         lines.append(f"| {mode} | {r['problems']} | {accuracy} | {versus} | {_fmt(r['mean_accepted'], '.2f')} | "
                      f"{_fmt(r['accepted_vs_exact'], '.2f', 'x')} | {_fmt(r['tokens_per_second'], '.2f')} | "
