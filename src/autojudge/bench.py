@@ -224,8 +224,9 @@ def run_bench(args) -> int:
 
     rows = summarize(records, methods)
     table = markdown_table(rows)
-    meta = {"runtimes": {k: p.describe() for k, p in pairs.items()}, "methods": [m.name for m in methods], "max_new_tokens": args.max_new_tokens,
-            "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count()}
+    meta = {"runtimes": {k: p.describe() for k, p in pairs.items()}, "methods": [m.name for m in methods],
+            "max_new_tokens": args.max_new_tokens, "torch_threads": torch.get_num_threads(),
+            "cpu_count": os.cpu_count()}
     (out / "summary.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     (out / "summary.md").write_text(table + "\n")
     print(table)

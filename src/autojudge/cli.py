@@ -159,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="answer GSM8K eval problems with the default pair")
     demo.add_argument("--n", type=_positive, default=3)
     demo.add_argument("--window", type=_positive, default=16)
+    demo.add_argument("--max-new-tokens", type=_positive, default=256)
     demo.add_argument("--backend", choices=["auto", "torch", "llamacpp"], default="auto",
                       help="the shipped judge fits the llama.cpp pair (default: %(default)s)")
     demo.add_argument("--judge", metavar="PATH", help="judge file (default: the shipped GSM8K judge)")
@@ -434,6 +435,6 @@ def cmd_demo(args) -> int:
     return run_demo(args)
 
 
-COMMANDS = {"models": cmd_models, "data": cmd_data, "generate": cmd_generate,
-            "bench": cmd_bench, "costs": cmd_costs, "mine": cmd_mine, "train": cmd_train, "eval": cmd_eval, "bench-mining": cmd_bench_mining,
-            "demo": cmd_demo}
+COMMANDS = {"models": cmd_models, "data": cmd_data, "generate": cmd_generate, "bench": cmd_bench,
+            "costs": cmd_costs, "mine": cmd_mine, "bench-mining": cmd_bench_mining, "train": cmd_train,
+            "eval": cmd_eval, "demo": cmd_demo}

@@ -36,7 +36,7 @@ def run_demo(args) -> int:
             for model in (pair.target, pair.draft):
                 model.reset()  # each mode from a cold cache, so their speeds compare fairly
             result = decode(pair, chat_prompt_ids(pair.tokenizer, task.messages(problem)), mode,
-                            window=args.window, judge=judge)
+                            window=args.window, max_new_tokens=args.max_new_tokens, judge=judge)
             text = pair.tokenizer.decode(result.token_ids, skip_special_tokens=True)
             stats, correct = result.stats, task.is_correct(text, problem)
             total = totals[mode]
@@ -55,7 +55,7 @@ def run_demo(args) -> int:
               f"{total['tokens'] / total['cycles']:.2f} accepted tokens/cycle, "
               f"{total['tokens'] / total['seconds']:.2f} tok/s")
     exact, lossy = totals["exact"], totals[judge_mode]
-    print(f"  judge vs exact: {(lossy['tokens'] / lossy['cycles']) / (exact['tokens'] / exact['cycles']):.2f}x "
-          f"accepted tokens per cycle, {(lossy['tokens'] / lossy['seconds']) / (exact['tokens'] / exact['seconds']):.2f}x "
-          "tokens/s")
+    per_cycle = (lossy["tokens"] / lossy["cycles"]) / (exact["tokens"] / exact["cycles"])
+    per_second = (lossy["tokens"] / lossy["seconds"]) / (exact["tokens"] / exact["seconds"])
+    print(f"  judge vs exact: {per_cycle:.2f}x accepted tokens per cycle, {per_second:.2f}x tokens/s")
     return 0
