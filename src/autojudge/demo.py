@@ -50,12 +50,12 @@ def run_demo(args) -> int:
                   f"{stats.mean_accepted:.2f} accepted tokens/cycle, {stats.tokens_per_second:.2f} tok/s, "
                   f"{stats.accepted_mismatches} mismatches accepted | {textwrap.shorten(last, 60)}")
     print(f"\nsummary over {len(problems)} problem(s):")
-    for mode, total in totals.items():
-        print(f"  {mode:12s} accuracy {total['correct']}/{len(problems)}, "
-              f"{total['tokens'] / total['cycles']:.2f} accepted tokens/cycle, "
-              f"{total['tokens'] / total['seconds']:.2f} tok/s")
-    exact, lossy = totals["exact"], totals[judge_mode]
-    per_cycle = (lossy["tokens"] / lossy["cycles"]) / (exact["tokens"] / exact["cycles"])
-    per_second = (lossy["tokens"] / lossy["seconds"]) / (exact["tokens"] / exact["seconds"])
-    print(f"  judge vs exact: {per_cycle:.2f}x accepted tokens per cycle, {per_second:.2f}x tokens/s")
+    # (accepted tokens per cycle, tokens per second) of each mode over all problems
+    rates = {mode: (t["tokens"] / t["cycles"], t["tokens"] / t["seconds"]) for mode, t in totals.items()}
+    for mode, (per_cycle, per_second) in rates.items():
+        print(f"  {mode:12s} accuracy {totals[mode]['correct']}/{len(problems)}, "
+              f"{per_cycle:.2f} accepted tokens/cycle, {per_second:.2f} tok/s")
+    (exact_cycle, exact_second), (judge_cycle, judge_second) = rates["exact"], rates[judge_mode]
+    print(f"  judge vs exact: {judge_cycle / exact_cycle:.2f}x accepted tokens per cycle, "
+          f"{judge_second / exact_second:.2f}x tokens/s")
     return 0
