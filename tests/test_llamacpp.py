@@ -103,3 +103,63 @@ def test_the_shipped_judge_fits_the_llamacpp_pair_and_decodes():
     # Features from another runtime are not what it was trained on.
     with pytest.raises(JudgeError, match="does not fit the loaded pair"):
         load_judge(load_pair(backend="torch"))
+
+
+def _side_by_side(jobs: list) -> list:
+    """Run each job in its own thread; their results (or errors), in order."""
+    import threading
+    results: list = [None] * len(jobs)
+
+    def run(i):
+        try:
+            results[i] = jobs[i]()
+        except Exception as exc:  # noqa: BLE001 - handed to the test
+            results[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(jobs))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+def test_parallel_sequences_share_passes_and_keep_their_own_cache(draft_llama):
+    import threading
+    from autojudge.models.batching import PassGate
+
+    texts = [[9707, 11, 1246, 525, 498, 30, 358, 1079, 6915, 13], [40, 1079, 264, 3460, 14, 1207, 34, 2082, 13]]
+    alone = []
+    for tokens in texts:  # each sequence alone, in the same two passes
+        draft_llama.reset()
+        first, second = draft_llama.forward(tokens[:-3]), draft_llama.forward(tokens[-3:])
+        alone.append((torch.cat([first.logits, second.logits]), torch.cat([first.hidden, second.hidden])))
+
+    gate = PassGate(patience=10.0)  # wait for the other thread however slow the machine
+    models = draft_llama.parallel(2, gate)
+    ready = threading.Barrier(2)
+
+    def job(model, tokens):
+        def run():
+            with gate.member():
+                ready.wait()
+                first, second = model.forward(tokens[:-3]), model.forward(tokens[-3:])
+                return torch.cat([first.logits, second.logits]), torch.cat([first.hidden, second.hidden])
+        return run
+
+    together = _side_by_side([job(m, t) for m, t in zip(models, texts)])
+    assert (gate.requests, gate.passes) == (4, 2)  # both threads' passes were merged
+    for (logits, hidden), (solo_logits, solo_hidden), model, tokens in zip(together, alone, models, texts):
+        assert model.tokens == tokens
+        # Other pass shapes, so not bit-equal (see the first test); but the same text.
+        assert torch.equal(logits.argmax(-1), solo_logits.argmax(-1))
+        assert torch.nn.functional.cosine_similarity(hidden, solo_hidden, dim=-1).min() > 0.999
+
+    # One thread's bad pass fails that thread alone; the other's tokens are decoded.
+    models[0].truncate(5)
+    results = _side_by_side([job(models[0], texts[0][5:]),
+                             job(models[1], [draft_llama.vocab_size + 7] + [13] * 4)])
+    assert isinstance(results[1], RuntimeError) and "llama_decode" in str(results[1])
+    assert models[1].tokens == texts[1]  # nothing of the failed pass is kept
+    assert models[0].tokens == texts[0]
+    assert torch.equal(results[0][0].argmax(-1), alone[0][0][5:].argmax(-1))

@@ -1,7 +1,10 @@
-"""Mine a task split into a store, one problem at a time, with a progress bar."""
+"""Mine a task split into a store, problem by problem (several side by side), with a progress bar."""
 
 from __future__ import annotations
 
+import functools
+import tempfile
+import threading
 import time
 
 from tqdm.auto import tqdm
@@ -31,39 +34,122 @@ def mining_meta(pair: ModelPair, task: Task, max_new_tokens: int) -> dict:
 
 def mine(pair: ModelPair, task: Task, split: str, out: str, *, limit: int | None = None,
          max_new_tokens: int = 256, window: int = 4, fast: bool = True,
-         shard: tuple[int, int] = (1, 1)) -> MiningStore:
+         shard: tuple[int, int] = (1, 1), parallel: int = 1) -> MiningStore:
     """Mine the first `limit` problems of `split`, or shard i of n of them (every n-th
     from the i-th), so that n processes, each with its own `out`, share the work;
-    `autojudge train` reads several run directories at once."""
+    `autojudge train` reads several run directories at once.
+
+    `parallel` > 1 mines that many problems side by side in threads whose passes are
+    merged (llama.cpp; see autojudge.models.batching): the same labels, more per hour.
+    Problems then finish out of order; the store resumes by problem id, so that is fine.
+    """
     store = MiningStore(out, mining_meta(pair, task, max_new_tokens))
     index, count = shard
     problems = task.load(split)[:limit][index - 1::count]
     done = store.done()
-    todo = [p for p in problems if p.id not in done]
+    todo = iter([p for p in problems if p.id not in done])
     labels = sum(len(r["mismatches"]) for r in store.records)
     important = sum(m["important"] for r in store.records for m in r["mismatches"])
-    bar = tqdm(todo, desc=f"mine {task.name}/{split}", unit="problem", initial=len(problems) - len(todo),
+    bar = tqdm(desc=f"mine {task.name}/{split}", unit="problem", initial=len(done & {p.id for p in problems}),
                total=len(problems))
-    for problem in bar:
-        start = time.perf_counter()
-        mined = mine_problem(pair, task, problem, chat_prompt_ids(pair.tokenizer, task.messages(problem)),
-                             max_new_tokens=max_new_tokens, window=window, fast=fast)
-        store.add(mined, time.perf_counter() - start)
-        labels += len(mined.mismatches)
-        important += sum(m.important for m in mined.mismatches)
-        bar.set_postfix(mismatches=labels, important=f"{important / max(labels, 1):.1%}")
+    lock = threading.Lock()  # guards todo, the store and the counters
+    clock = _SharedClock()
+    failed = threading.Event()
+
+    def work(worker_pair: ModelPair) -> None:
+        nonlocal labels, important
+        while not failed.is_set():
+            with lock:
+                problem = next(todo, None)
+            if problem is None:
+                return
+            clock.enter()
+            mined = mine_problem(worker_pair, task, problem,
+                                 chat_prompt_ids(worker_pair.tokenizer, task.messages(problem)),
+                                 max_new_tokens=max_new_tokens, window=window, fast=fast)
+            with lock:
+                store.add(mined, clock.leave())
+                labels += len(mined.mismatches)
+                important += sum(m.important for m in mined.mismatches)
+                bar.update()
+                bar.set_postfix(mismatches=labels, important=f"{important / max(labels, 1):.1%}")
+
+    if parallel == 1:
+        work(pair)
+    else:
+        pairs, gate = pair.parallel(parallel)
+
+        def member(worker_pair: ModelPair) -> None:
+            with gate.member():
+                work(worker_pair)
+
+        _run_threads([functools.partial(member, p) for p in pairs], failed)
+        if gate.passes:
+            bar.write(f"{gate.requests} passes of {parallel} problems merged into {gate.passes} "
+                      f"({gate.requests / gate.passes:.2f} per pass)")
+    bar.close()
     return store
 
 
-def bench_mining(pair: ModelPair, task: Task, split: str, n: int, max_new_tokens: int) -> list[dict]:
+def _run_threads(jobs: list, failed: threading.Event) -> None:
+    """Run each job in a thread; the first error stops the others (after their problem
+    in flight) and is raised here. Daemon threads: Ctrl-C ends the process at once."""
+    errors: list[BaseException] = []
+
+    def guarded(job) -> None:
+        try:
+            job()
+        except BaseException as exc:
+            errors.append(exc)
+            failed.set()
+
+    threads = [threading.Thread(target=guarded, args=(job,), daemon=True) for job in jobs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        while thread.is_alive():
+            thread.join(timeout=0.5)  # a timed join lets Ctrl-C through
+    if errors:
+        raise errors[0]
+
+
+class _SharedClock:
+    """Each problem's share of the wall time: while k problems are mined side by side,
+    each is charged 1/k of every second, so the shares add up to the wall time."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._charged: dict[int, float] = {}  # thread id -> seconds charged so far
+        self._since = time.perf_counter()
+
+    def _settle(self) -> None:
+        now = time.perf_counter()
+        for key in self._charged:
+            self._charged[key] += (now - self._since) / len(self._charged)
+        self._since = now
+
+    def enter(self) -> None:
+        with self._lock:
+            self._settle()
+            self._charged[threading.get_ident()] = 0.0
+
+    def leave(self) -> float:
+        with self._lock:
+            self._settle()
+            return self._charged.pop(threading.get_ident())
+
+
+def bench_mining(pair: ModelPair, task: Task, split: str, n: int, max_new_tokens: int,
+                 parallel: int = 1) -> list[dict]:
     """Plain vs fast mining on the same problems, in one run: labels/hour, passes/label.
 
     Each problem is mined both ways from cold caches; the labels must agree (on torch
-    exactly; on llama.cpp up to its near-ties, reported as `labels_equal`).
+    exactly; on llama.cpp up to its near-ties, reported as `labels_equal`). With
+    `parallel` > 1, the same problems are then mined fast, that many side by side.
     """
     rows = {name: {"mode": name, "problems": 0, "labels": 0, "seconds": 0.0, "target_passes": 0}
             for name in ("plain", "fast")}
-    equal = []
+    equal, fast_labels = [], {}
     for problem in tqdm(task.load(split)[:n], desc="bench mining", unit="problem"):
         prompt_ids = chat_prompt_ids(pair.tokenizer, task.messages(problem))
         labels = {}
@@ -73,15 +159,33 @@ def bench_mining(pair: ModelPair, task: Task, split: str, n: int, max_new_tokens
             start = time.perf_counter()
             mined = mine_problem(pair, task, problem, prompt_ids, max_new_tokens=max_new_tokens,
                                  window=0, fast=name == "fast")
-            row = rows[name]
-            row["problems"] += 1
-            row["seconds"] += time.perf_counter() - start
-            row["labels"] += len(mined.mismatches)
-            row["target_passes"] += mined.target_passes
+            _count(rows[name], len(mined.mismatches), mined.target_passes, time.perf_counter() - start)
             labels[name] = [(m.position, m.draft_token, m.important) for m in mined.mismatches]
         equal.append(labels["plain"] == labels["fast"])
+        fast_labels[problem.id] = labels["fast"]
+    rows["plain"]["labels_equal"] = rows["fast"]["labels_equal"] = f"{sum(equal)}/{len(equal)} problems"
+    if parallel > 1:
+        row = rows["parallel"] = {"mode": f"fast, {parallel} side by side", "problems": 0, "labels": 0,
+                                  "seconds": 0.0, "target_passes": 0}
+        with tempfile.TemporaryDirectory() as out:
+            start = time.perf_counter()
+            store = mine(pair, task, split, out, limit=n, max_new_tokens=max_new_tokens, window=0,
+                         parallel=parallel)
+            seconds = time.perf_counter() - start
+        for record in store.records:
+            _count(row, len(record["mismatches"]), record["target_passes"], 0.0)
+        row["seconds"] = seconds
+        same = [[(m["position"], m["draft_token"], m["important"]) for m in r["mismatches"]]
+                == fast_labels[r["problem_id"]] for r in store.records]
+        row["labels_equal"] = f"{sum(same)}/{len(same)} problems (vs fast)"
     for row in rows.values():
         row["labels_per_hour"] = 3600 * row["labels"] / row["seconds"] if row["seconds"] else 0.0
         row["target_passes_per_label"] = row["target_passes"] / row["labels"] if row["labels"] else None
-        row["labels_equal"] = f"{sum(equal)}/{len(equal)} problems"
     return list(rows.values())
+
+
+def _count(row: dict, labels: int, target_passes: int, seconds: float) -> None:
+    row["problems"] += 1
+    row["labels"] += labels
+    row["target_passes"] += target_passes
+    row["seconds"] += seconds

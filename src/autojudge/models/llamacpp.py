@@ -5,20 +5,30 @@ logits and the final-norm hidden state (embeddings with pooling "none"), so the
 judge's features cost nothing extra. The KV cache is rolled back with
 `llama_memory_seq_rm`. Only the low-level API is used: the high-level `Llama.eval`
 splits input into batches and would overwrite the hidden states of earlier batches.
+
+A loaded model (`_Runtime`) can hold several sequences in one KV cache. Each
+`LlamaCppLM` is one of them; `LlamaCppLM.parallel` makes several, and threads that
+drive them through a shared `PassGate` (autojudge.models.batching) have their
+passes merged into one `llama_decode`: on a CPU, four tokens in one pass cost about
+twice one token, so independent work done side by side costs about half as much.
 """
 
 from __future__ import annotations
 
 import ctypes
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import torch
 
 from autojudge.errors import ModelLoadError
 from autojudge.models.backend import StepOutput, check_room
+
+if TYPE_CHECKING:
+    from autojudge.models.batching import PassGate
 
 
 def default_threads() -> int:
@@ -38,11 +48,19 @@ def _silence_llama_log(llama_cpp) -> None:
         llama_cpp.llama_log_set(_QUIET, ctypes.c_void_p(0))
 
 
-class LlamaCppLM:
-    """One sequence's state for a GGUF model run by llama.cpp (see backend.CausalLM)."""
+@dataclass
+class PassRequest:
+    """Tokens to append to one sequence, and which of them need outputs."""
+    seq_id: int
+    start: int  # position of the first token
+    tokens: Sequence[int]
+    wanted: list[bool]
 
-    def __init__(self, gguf_file: str | Path, name: str, n_ctx: int = 4096,
-                 n_threads: int | None = None, n_batch: int = 512):
+
+class _Runtime:
+    """One loaded GGUF model and its context; its KV cache holds every sequence's tokens."""
+
+    def __init__(self, gguf_file: str, n_ctx: int, n_threads: int, n_batch: int):
         try:
             import llama_cpp
         except ImportError as exc:
@@ -50,13 +68,12 @@ class LlamaCppLM:
                                  "(pip install 'autojudge[llama]')") from exc
         self._c = llama_cpp
         _silence_llama_log(llama_cpp)
-        self.name = name
-        self.gguf_file = str(gguf_file)
-        self.n_threads = n_threads or default_threads()
-        self.n_batch = n_batch
+        self.n_threads, self.n_batch = n_threads, n_batch
+        # With embeddings on, llama-cpp-python makes the KV cache unified and allows
+        # many sequences: n_ctx cells shared by all of them.
         self._llm = llama_cpp.Llama(
-            model_path=self.gguf_file, n_ctx=n_ctx, n_batch=n_batch, n_ubatch=n_batch,
-            n_threads=self.n_threads, n_threads_batch=self.n_threads,
+            model_path=gguf_file, n_ctx=n_ctx, n_batch=n_batch, n_ubatch=n_batch,
+            n_threads=n_threads, n_threads_batch=n_threads,
             logits_all=True, embedding=True, pooling_type=llama_cpp.LLAMA_POOLING_TYPE_NONE,
             verbose=False,
         )
@@ -64,9 +81,8 @@ class LlamaCppLM:
         model = self._llm._model.model
         self.vocab_size = llama_cpp.llama_vocab_n_tokens(llama_cpp.llama_model_get_vocab(model))
         self.hidden_size = llama_cpp.llama_model_n_embd(model)
-        self.max_context = n_ctx
+        self.max_sequences = llama_cpp.llama_n_seq_max(self._ctx)
         self._batch = llama_cpp.llama_batch_init(n_batch, 0, 1)
-        self.tokens: list[int] = []  # what the KV cache holds
 
     def __del__(self):
         batch = getattr(self, "_batch", None)
@@ -74,39 +90,29 @@ class LlamaCppLM:
             self._c.llama_batch_free(batch)
             self._batch = None
 
-    @property
-    def cached_length(self) -> int:
-        return len(self.tokens)
-
-    def forward(self, token_ids: Sequence[int], n_logits: int | None = None) -> StepOutput:
-        check_room(self, len(token_ids))
-        n_out = len(token_ids) if n_logits is None else min(n_logits, len(token_ids))
-        first_output = len(token_ids) - n_out
-        logits, hidden = [], []
-        for start in range(0, len(token_ids), self.n_batch):
-            chunk = token_ids[start:start + self.n_batch]
-            wanted = [start + i >= first_output for i in range(len(chunk))]
-            self._decode(chunk, wanted)
-            for i, want in enumerate(wanted):
-                if want:
-                    logits.append(self._row(self._c.llama_get_logits_ith(self._ctx, i), self.vocab_size))
-                    hidden.append(self._row(self._c.llama_get_embeddings_ith(self._ctx, i), self.hidden_size))
-        return StepOutput(logits=torch.from_numpy(np.stack(logits)),
-                          hidden=torch.from_numpy(np.stack(hidden)))
-
-    def _decode(self, chunk: Sequence[int], wanted: list[bool]) -> None:
+    def decode(self, requests: list[PassRequest]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Append every request's tokens, n_batch tokens per `llama_decode`; return each
+        request's (logits, hidden) rows for its wanted tokens, in order."""
+        flat = [(r, req.seq_id, req.start + i, token, want)
+                for r, req in enumerate(requests) for i, (token, want) in enumerate(zip(req.tokens, req.wanted))]
+        logits: list[list[np.ndarray]] = [[] for _ in requests]
+        hidden: list[list[np.ndarray]] = [[] for _ in requests]
         batch = self._batch
-        batch.n_tokens = len(chunk)
-        for i, token in enumerate(chunk):
-            batch.token[i] = token
-            batch.pos[i] = len(self.tokens) + i
-            batch.n_seq_id[i] = 1
-            batch.seq_id[i][0] = 0
-            batch.logits[i] = wanted[i]
-        code = self._c.llama_decode(self._ctx, batch)
-        if code != 0:
-            raise RuntimeError(f"{self.name}: llama_decode returned {code}")
-        self.tokens.extend(chunk)
+        for begin in range(0, len(flat), self.n_batch):
+            chunk = flat[begin:begin + self.n_batch]
+            batch.n_tokens = len(chunk)
+            for i, (_, seq_id, pos, token, want) in enumerate(chunk):
+                batch.token[i], batch.pos[i], batch.logits[i] = token, pos, want
+                batch.n_seq_id[i] = 1
+                batch.seq_id[i][0] = seq_id
+            code = self._c.llama_decode(self._ctx, batch)
+            if code != 0:
+                raise RuntimeError(f"llama_decode returned {code}")
+            for i, (r, *_, want) in enumerate(chunk):
+                if want:
+                    logits[r].append(self._row(self._c.llama_get_logits_ith(self._ctx, i), self.vocab_size))
+                    hidden[r].append(self._row(self._c.llama_get_embeddings_ith(self._ctx, i), self.hidden_size))
+        return [(np.stack(lo), np.stack(hi)) for lo, hi in zip(logits, hidden)]
 
     @staticmethod
     def _row(pointer, width: int) -> np.ndarray:
@@ -115,19 +121,69 @@ class LlamaCppLM:
         return np.ctypeslib.as_array(ctypes.cast(pointer, ctypes.POINTER(ctypes.c_float)),
                                      shape=(width,)).copy()
 
+    def remove(self, seq_id: int, start: int) -> bool:
+        """Drop a sequence's cached tokens from position `start` on."""
+        return self._c.llama_memory_seq_rm(self._c.llama_get_memory(self._ctx), seq_id, start, -1)
+
+    def describe(self) -> dict:
+        return {"threads": self.n_threads, "llama_cpp_python": self._c.__version__}
+
+
+class LlamaCppLM:
+    """One sequence's state for a GGUF model run by llama.cpp (see backend.CausalLM)."""
+
+    def __init__(self, gguf_file: str | Path, name: str, n_ctx: int = 4096,
+                 n_threads: int | None = None, n_batch: int = 512, *,
+                 _runtime: _Runtime | None = None, _seq_id: int = 0, _gate: PassGate | None = None):
+        self.name = name
+        self.gguf_file = str(gguf_file)
+        self.max_context = n_ctx  # this sequence's; the runtime's cache may hold several
+        self._runtime = _runtime or _Runtime(self.gguf_file, n_ctx, n_threads or default_threads(), n_batch)
+        self._seq_id, self._gate = _seq_id, _gate
+        self.n_threads = self._runtime.n_threads
+        self.vocab_size, self.hidden_size = self._runtime.vocab_size, self._runtime.hidden_size
+        self.tokens: list[int] = []  # what the KV cache holds for this sequence
+
+    def parallel(self, n: int, gate: PassGate) -> list[LlamaCppLM]:
+        """n fresh sequences of this model, each with this one's context length, in a
+        new KV cache large enough for all; their passes go through `gate`."""
+        runtime = _Runtime(self.gguf_file, n * self.max_context, self.n_threads, self._runtime.n_batch)
+        if n > runtime.max_sequences:
+            raise ValueError(f"{self.name}: llama.cpp allows {runtime.max_sequences} sequences, not {n}")
+        return [LlamaCppLM(self.gguf_file, self.name, self.max_context, _runtime=runtime, _seq_id=i, _gate=gate)
+                for i in range(n)]
+
+    @property
+    def cached_length(self) -> int:
+        return len(self.tokens)
+
+    def forward(self, token_ids: Sequence[int], n_logits: int | None = None) -> StepOutput:
+        check_room(self, len(token_ids))
+        n_out = len(token_ids) if n_logits is None else min(n_logits, len(token_ids))
+        request = PassRequest(self._seq_id, len(self.tokens), list(token_ids),
+                              [i >= len(token_ids) - n_out for i in range(len(token_ids))])
+        try:
+            if self._gate is None:
+                logits, hidden = self._runtime.decode([request])[0]
+            else:
+                logits, hidden = self._gate.run(self._runtime, request)
+        except RuntimeError as exc:
+            self._runtime.remove(self._seq_id, len(self.tokens))  # a failed pass may have cached a part
+            raise RuntimeError(f"{self.name}: {exc}") from exc
+        self.tokens.extend(token_ids)
+        return StepOutput(logits=torch.from_numpy(logits), hidden=torch.from_numpy(hidden))
+
     def truncate(self, length: int) -> None:
         if length > len(self.tokens):
             raise ValueError(f"cannot truncate {len(self.tokens)} cached tokens to {length}")
         if length < len(self.tokens):
-            memory = self._c.llama_get_memory(self._ctx)
-            if not self._c.llama_memory_seq_rm(memory, 0, length, -1):
+            if not self._runtime.remove(self._seq_id, length):
                 raise RuntimeError(f"{self.name}: llama.cpp could not drop cached tokens")
             del self.tokens[length:]
 
     def reset(self) -> None:
-        self._c.llama_memory_clear(self._c.llama_get_memory(self._ctx), True)
+        self._runtime.remove(self._seq_id, 0)
         self.tokens = []
 
     def describe(self) -> dict:
-        return {"backend": "llama.cpp", "gguf": Path(self.gguf_file).name,
-                "threads": self.n_threads, "llama_cpp_python": self._c.__version__}
+        return {"backend": "llama.cpp", "gguf": Path(self.gguf_file).name, **self._runtime.describe()}

@@ -12,6 +12,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -19,6 +20,9 @@ from autojudge.errors import ModelLoadError
 from autojudge.models.backend import CausalLM
 from autojudge.models.hf import HFCausalLM
 from autojudge.models.registry import DEFAULT_DRAFT, DEFAULT_TARGET, REGISTERED
+
+if TYPE_CHECKING:
+    from autojudge.models.batching import PassGate
 
 BACKENDS = ("auto", "torch", "llamacpp")
 
@@ -50,6 +54,18 @@ class ModelPair:
         if self.draft is not None:
             described.update(draft=self.draft.name, draft_backend=self.draft.describe())
         return described
+
+    def parallel(self, n: int) -> tuple[list[ModelPair], PassGate]:
+        """n pairs on the same weights, each with its own sequences, for n threads whose
+        passes the returned gate merges (each thread inside `gate.member()`)."""
+        from autojudge.models.batching import PassGate  # noqa: F811 (at run time)
+        models = [m for m in (self.target, self.draft) if m is not None]
+        if not all(hasattr(m, "parallel") for m in models):
+            raise ModelLoadError("running several sequences side by side needs the llama.cpp backend")
+        gate = PassGate()
+        targets = self.target.parallel(n, gate)
+        drafts = self.draft.parallel(n, gate) if self.draft is not None else [None] * n
+        return [ModelPair(d, t, self.tokenizer, self.stop_ids) for d, t in zip(drafts, targets)], gate
 
 
 def resolve(name: str, progress: bool = True) -> str:

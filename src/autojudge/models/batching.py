@@ -1,0 +1,91 @@
+"""Merge the forward passes of several threads into one llama.cpp pass per model.
+
+Each thread drives its own sequences (see `LlamaCppLM.parallel`) with ordinary,
+sequential code: mining one problem, say. When it calls `forward`, its request waits
+at the gate until every member thread has one waiting too; then one thread decodes
+them all, one `llama_decode` per model, and each gets its own rows back. A member busy
+elsewhere (running a sandboxed program, say) is waited for only `patience` seconds.
+
+Merging changes which tokens share a pass, not what any sequence attends to, so each
+thread computes what it would alone, up to float rounding in llama.cpp's kernels.
+"""
+
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+from typing import Iterator
+
+import numpy as np
+
+from autojudge.models.llamacpp import PassRequest, _Runtime
+
+
+class _Slot:
+    __slots__ = ("value", "error", "done")
+
+    def __init__(self):
+        self.value, self.error, self.done = None, None, False
+
+
+class PassGate:
+    def __init__(self, patience: float = 0.02):
+        self.patience = patience
+        self._cond = threading.Condition()
+        self._members = 0
+        self._pending: list[tuple[_Runtime, PassRequest, _Slot]] = []
+        self.passes = 0  # llama_decode groups run, for statistics
+        self.requests = 0
+
+    @contextmanager
+    def member(self) -> Iterator[None]:
+        """The calling thread takes part: its passes are waited for, while it is in here."""
+        with self._cond:
+            self._members += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._members -= 1
+                if self._pending and len(self._pending) >= self._members:
+                    self._flush()  # the others were waiting for this thread
+
+    def run(self, runtime: _Runtime, request: PassRequest) -> tuple[np.ndarray, np.ndarray]:
+        slot = _Slot()
+        with self._cond:
+            self._pending.append((runtime, request, slot))
+            while not slot.done:
+                if len(self._pending) >= self._members:
+                    self._flush()
+                elif not self._cond.wait(self.patience) and not slot.done:
+                    self._flush()  # a member is busy elsewhere: go without it
+        if slot.error is not None:
+            raise slot.error
+        return slot.value
+
+    def _flush(self) -> None:
+        """Decode everything pending, one group per model. Called holding the lock, when
+        no member can be adding requests (they are all waiting or busy elsewhere)."""
+        pending, self._pending = self._pending, []
+        runtimes = list(dict.fromkeys(runtime for runtime, _, _ in pending))
+        for runtime in runtimes:
+            group = [(request, slot) for r, request, slot in pending if r is runtime]
+            try:
+                outputs = runtime.decode([request for request, _ in group])
+            except Exception:
+                # One bad request (a token outside the vocabulary, say) must not fail the
+                # others: undo what the pass cached, then give each its own pass.
+                for request, slot in group:
+                    runtime.remove(request.seq_id, request.start)
+                    try:
+                        slot.value = runtime.decode([request])[0]
+                    except Exception as exc:
+                        slot.error = exc
+            else:
+                for (_, slot), output in zip(group, outputs):
+                    slot.value = output
+            self.passes += 1
+        self.requests += len(pending)
+        for _, _, slot in pending:
+            slot.done = True
+        self._cond.notify_all()
