@@ -40,7 +40,8 @@ def mine(pair: ModelPair, task: Task, split: str, out: str, *, limit: int | None
     `autojudge train` reads several run directories at once.
 
     `parallel` > 1 mines that many problems side by side in threads whose passes are
-    merged (llama.cpp; see autojudge.models.batching): the same labels, more per hour.
+    merged (llama.cpp; see autojudge.models.batching): more labels per hour, the
+    same labels up to llama.cpp's near-ties (its kernels depend on the pass's shape).
     Problems then finish out of order; the store resumes by problem id, so that is fine.
     """
     store = MiningStore(out, mining_meta(pair, task, max_new_tokens))
