@@ -110,8 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="mine every N-th problem from the I-th, e.g. 2/4; run N processes with "
                            "different --out and train on all their directories")
     mine.add_argument("--parallel", type=_positive, default=1, metavar="N",
-                      help="mine N problems side by side, their passes merged (llama.cpp; same labels, "
-                           "more per hour: try 4 per core)")
+                      help="mine N problems side by side, their passes merged (llama.cpp; more labels per "
+                           "hour, the same up to near-ties: try 4 per core)")
     mine.add_argument("--plain", action="store_true",
                       help="regenerate with plain greedy decoding (slow reference; same labels)")
 

@@ -148,8 +148,7 @@ def bench_mining(pair: ModelPair, task: Task, split: str, n: int, max_new_tokens
     exactly; on llama.cpp up to its near-ties, reported as `labels_equal`). With
     `parallel` > 1, the same problems are then mined fast, that many side by side.
     """
-    rows = {name: {"mode": name, "problems": 0, "labels": 0, "seconds": 0.0, "target_passes": 0}
-            for name in ("plain", "fast")}
+    rows = {name: _new_row(name) for name in ("plain", "fast")}
     equal, fast_labels = [], {}
     for problem in tqdm(task.load(split)[:n], desc="bench mining", unit="problem"):
         prompt_ids = chat_prompt_ids(pair.tokenizer, task.messages(problem))
@@ -166,8 +165,7 @@ def bench_mining(pair: ModelPair, task: Task, split: str, n: int, max_new_tokens
         fast_labels[problem.id] = labels["fast"]
     rows["plain"]["labels_equal"] = rows["fast"]["labels_equal"] = f"{sum(equal)}/{len(equal)} problems"
     if parallel > 1:
-        row = rows["parallel"] = {"mode": f"fast, {parallel} side by side", "problems": 0, "labels": 0,
-                                  "seconds": 0.0, "target_passes": 0}
+        row = rows["parallel"] = _new_row(f"fast, {parallel} side by side")
         with tempfile.TemporaryDirectory() as out:
             start = time.perf_counter()
             store = mine(pair, task, split, out, limit=n, max_new_tokens=max_new_tokens, window=0,
@@ -183,6 +181,10 @@ def bench_mining(pair: ModelPair, task: Task, split: str, n: int, max_new_tokens
         row["labels_per_hour"] = 3600 * row["labels"] / row["seconds"] if row["seconds"] else 0.0
         row["target_passes_per_label"] = row["target_passes"] / row["labels"] if row["labels"] else None
     return list(rows.values())
+
+
+def _new_row(mode: str) -> dict:
+    return {"mode": mode, "problems": 0, "labels": 0, "seconds": 0.0, "target_passes": 0}
 
 
 def _count(row: dict, labels: int, target_passes: int, seconds: float) -> None:
