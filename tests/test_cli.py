@@ -164,3 +164,10 @@ def test_generate_json_exact_is_lossless(home, tiny_draft_dir, tiny_target_dir):
     out = model.generate(torch.tensor([prompt_ids]), do_sample=False, max_new_tokens=8,
                          eos_token_id=eos, pad_token_id=eos)
     assert out[0, len(prompt_ids):].tolist() == ids
+
+
+def test_fetching_an_unregistered_model_names_the_registered_ones(home):
+    result = run_cli(home, "models", "fetch", "qwen-nope")
+    assert "Traceback" not in result.stderr
+    assert result.returncode == 2  # argparse's usage error, before anything is downloaded
+    assert "unknown model 'qwen-nope' (registered: qwen2.5-coder-0.5b-instruct" in result.stderr

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -65,3 +68,13 @@ def test_topk_accepts_mismatches_on_real_text(pair, prompts):
     result = generate(pair.target, prompts[1], draft=pair.draft, policy=TopK(8), window=8,
                       max_new_tokens=MAX_NEW, stop_ids=pair.stop_ids)
     assert result.stats.accepted_mismatches > 0
+
+
+def test_models_fetch_without_names_is_the_default_pair(pair):
+    """The README's `autojudge models fetch`: with the pair cached, it prints where it lies."""
+    result = subprocess.run([sys.executable, "-m", "autojudge", "models", "fetch"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    paths = result.stdout.split()
+    assert [p.rsplit("/", 1)[-1] for p in paths] == ["qwen2.5-coder-0.5b-instruct",
+                                                     "qwen2.5-coder-1.5b-instruct"]

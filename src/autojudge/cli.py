@@ -19,6 +19,13 @@ def _positive(text: str) -> int:
     return value
 
 
+def _registered_model(name: str) -> str:
+    if name not in REGISTERED:
+        raise argparse.ArgumentTypeError(
+            f"unknown model {name!r} (registered: {', '.join(sorted(REGISTERED))})")
+    return name
+
+
 def _shard(text: str) -> tuple[int, int]:
     index, _, count = text.partition("/")
     try:
@@ -68,8 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
     models = commands.add_parser("models", help="the offline default model pair")
     models_cmd = models.add_subparsers(dest="models_command", required=True)
     fetch = models_cmd.add_parser("fetch", help="download, verify and convert the default pair")
-    fetch.add_argument("names", nargs="*", default=[DEFAULT_DRAFT, DEFAULT_TARGET],
-                       choices=sorted(REGISTERED), metavar="NAME")
+    # Names are checked by `type`, not `choices`: argparse before Python 3.12 checks an
+    # empty positional list against `choices` and rejects the bare `models fetch`.
+    fetch.add_argument("names", nargs="*", type=_registered_model, metavar="NAME",
+                       help="registered models to fetch (default: the default pair)")
     models_cmd.add_parser("list", help="registered models and whether they are cached")
 
     data = commands.add_parser("data", help="the offline datasets")
@@ -225,7 +234,7 @@ def cmd_models(args) -> int:
             state = "cached" if converted_dir(model).exists() else "not fetched"
             print(f"{name:32s} {model.origin:40s} {state}")
         return 0
-    for name in args.names:
+    for name in args.names or [DEFAULT_DRAFT, DEFAULT_TARGET]:
         print(ensure_converted(REGISTERED[name]))
     return 0
 
