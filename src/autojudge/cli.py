@@ -75,8 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     models = commands.add_parser("models", help="the offline default model pair")
     models_cmd = models.add_subparsers(dest="models_command", required=True)
     fetch = models_cmd.add_parser("fetch", help="download, verify and convert the default pair")
-    # Names are checked by `type`, not `choices`: argparse before Python 3.12 checks an
-    # empty positional list against `choices` and rejects the bare `models fetch`.
+    # Names are checked by `type`, not `choices`: argparse (Python 3.11 here) checks an
+    # empty positional list against `choices` and so rejected the bare `models fetch`.
     fetch.add_argument("names", nargs="*", type=_registered_model, metavar="NAME",
                        help="registered models to fetch (default: the default pair)")
     models_cmd.add_parser("list", help="registered models and whether they are cached")
