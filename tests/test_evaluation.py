@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from autojudge.decoding.modes import decode, mode_policy, parse_judge_mode
-from autojudge.evaluation.report import operating_point, paired_difference, summarize, wilson
+from autojudge.evaluation.report import (markdown_table, operating_point, paired_difference, summarize,
+                                         wilson)
 from autojudge.evaluation.run import run_eval
 from autojudge.runfiles import append_record, read_records
 from autojudge.judge.model import Judge
@@ -94,15 +95,52 @@ def test_eval_writes_every_report_and_resumes_without_repeating(pair, tmp_path):
     # Other settings on the same directory are refused.
     with pytest.raises(Exception, match="other settings"):
         run_eval(pair, task, "all", modes, out, limit=4, window=7, max_new_tokens=24, judge=judge)
-    # Another judge (say, retrained): only the judge modes are decoded again, and the
-    # report counts only the new judge's records.
+    # Another judge (say, retrained): the judge modes are decoded again, with the speed
+    # baselines on the same problems in the same run; topk:2 is kept. The report counts
+    # only the new judge's records.
     retrained = constant_judge(pair, 0.55)
     rows = run_eval(pair, task, "all", modes, out, limit=4, window=6, max_new_tokens=24, judge=retrained)
     records = read_records(out / "records.jsonl")
-    assert len(records) == 4 * len(modes) + 4 * 2
-    assert {r["judge"] for r in records[4 * len(modes):]} == {retrained.fingerprint()}
+    new = records[4 * len(modes):]
+    assert sorted((r["mode"], r["problem"]) for r in new) == sorted(
+        (m, p) for m in ("target", "exact", "judge:0.5", "judge:0.6") for p in range(4))
+    assert {r["judge"] for r in new if r["mode"].startswith("judge")} == {retrained.fingerprint()}
     assert retrained.fingerprint() != judge.fingerprint()
-    assert all(row["problems"] == 4 for row in rows)
+    assert len({r["run"] for r in new}) == 1
+    assert new[0]["run"] not in {r["run"] for r in records[:4 * len(modes)]}
+    assert all(row["problems"] == 4 and row["speed_vs_target_problems"] == 4 for row in rows)
+    assert {row["mode"]: row["runs"] for row in rows} == {"target": 1, "exact": 1, "topk:2": 2,
+                                                           "judge:0.5": 1, "judge:0.6": 1}
+
+
+def test_speed_ratios_pair_records_measured_in_the_same_run():
+    def record(mode, problem, run, seconds):
+        return {"mode": mode, "problem": problem, "run": run, "correct": True, "new_tokens": 10,
+                "cycles": 5, "seconds": seconds, "accepted_mismatches": 0}
+
+    # Run "slow": every mode on a slow machine. Run "fast", on a machine twice as fast:
+    # the judge again, with its baselines. Run "late": the judge once more on problem 3,
+    # without baselines.
+    records = [record(m, p, "slow", s) for p in range(4)
+               for m, s in (("target", 1.0), ("exact", 2.0), ("topk:2", 1.0), ("judge:0.5", 1.0))]
+    records += [record(m, p, "fast", s) for p in range(4)
+                for m, s in (("target", 0.5), ("exact", 1.0), ("judge:0.5", 0.25))]
+    records.append(record("judge:0.5", 3, "late", 0.1))
+    rows = {r["mode"]: r for r in summarize(records, ["target", "exact", "topk:2", "judge:0.5"])}
+    # topk:2 runs as fast as the target of its own (slow) run, not half as fast as the
+    # latest, fast target.
+    assert rows["topk:2"]["speed_vs_target"] == pytest.approx(1.0)
+    assert rows["topk:2"]["speed_vs_exact"] == pytest.approx(2.0)
+    assert rows["topk:2"]["speed_vs_target_problems"] == 4
+    # The judge's latest records: runs fast (problems 0-2) and late (problem 3, no baseline).
+    assert rows["judge:0.5"]["speed_vs_target"] == pytest.approx(2.0)
+    assert rows["judge:0.5"]["speed_vs_target_problems"] == 3
+    assert rows["judge:0.5"]["tokens_per_second"] == pytest.approx(40 / 0.85)
+    table = markdown_table(list(rows.values()))
+    assert "| 2.00x (3/4) | 4.00x (3/4) |" in table and "more than one run" in table
+    # Records from before runs were recorded (no "run") count as one run.
+    legacy = [{k: v for k, v in r.items() if k != "run"} for r in records[:16]]
+    assert summarize(legacy, ["target", "topk:2"])[1]["speed_vs_target"] == pytest.approx(1.0)
 
 
 def test_torn_last_line_is_dropped_and_appends_stay_whole(tmp_path):

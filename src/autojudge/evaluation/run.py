@@ -4,16 +4,24 @@ All modes run on a problem before the next problem starts, so slow drift of a no
 machine hits every mode alike, and every mode starts with empty caches. Each
 (mode, problem) result is appended to records.jsonl as soon as it exists; a rerun
 with the same settings skips what is there (more modes or problems may be added).
+
+Accuracy and tokens per cycle do not depend on the machine, tokens/s does. Every
+record therefore names the run (one call of run_eval) that measured it, and the
+report sets a mode's speed only against baselines measured in the same run. So
+that such baselines exist, a problem that gets any mode decoded in a run gets its
+baselines (target, exact) decoded again in that run too.
 """
 
 from __future__ import annotations
 
+import secrets
+import time
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
 from autojudge.decoding.modes import decode, is_judge_mode, mode_policy
-from autojudge.evaluation.report import write_report
+from autojudge.evaluation.report import SPEED_BASELINES, write_report
 from autojudge.runfiles import append_record, check_meta, read_records
 from autojudge.models.loading import ModelPair
 from autojudge.prompting import chat_prompt_ids
@@ -26,8 +34,9 @@ def run_eval(pair: ModelPair, task: Task, split: str, modes: list[str], out: str
     """Decode what is missing (unless `report_only`), then write the report.
 
     A judge-mode record carries the judge's fingerprint. After retraining the judge, a
-    rerun decodes the judge modes again and keeps every other mode's records; records
-    of another judge stay in the file but are left out of the report.
+    rerun decodes the judge modes again, with the baselines on the same problems, and
+    keeps every other mode's records; records of another judge stay in the file but
+    are left out of the report.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -41,7 +50,11 @@ def run_eval(pair: ModelPair, task: Task, split: str, modes: list[str], out: str
     done = {(r["mode"], r["problem"]) for r in records}
 
     problems = task.load(split)[:limit]
-    todo = [] if report_only else [(p, m) for p in problems for m in modes if (m, p.id) not in done]
+    missing = set() if report_only else {(m, p.id) for p in problems for m in modes} - done
+    remeasure = {problem for mode, problem in missing if mode not in SPEED_BASELINES}
+    todo = [(p, m) for p in problems for m in modes
+            if (m, p.id) in missing or (p.id in remeasure and m in SPEED_BASELINES)]
+    run = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
     # Recorded with each judge-mode run, so a table can say which threshold R stood for.
     thresholds = {m: mode_policy(m, judge).threshold for m in modes if is_judge_mode(m)}
     bar = tqdm(todo, desc=f"eval {task.name}/{split}", unit="run")
@@ -56,7 +69,7 @@ def run_eval(pair: ModelPair, task: Task, split: str, modes: list[str], out: str
                         judge=judge if judged else None)
         text = pair.tokenizer.decode(result.token_ids, skip_special_tokens=True)
         stats = result.stats
-        record = {"mode": mode, "problem": problem.id, "correct": task.is_correct(text, problem),
+        record = {"mode": mode, "problem": problem.id, "run": run, "correct": task.is_correct(text, problem),
                   "answer": task.extract_answer(text, problem), "new_tokens": stats.new_tokens,
                   "cycles": stats.cycles, "seconds": stats.seconds,
                   "accepted_mismatches": stats.accepted_mismatches, "stop_reason": result.stop_reason,
