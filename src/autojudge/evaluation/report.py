@@ -96,7 +96,8 @@ def summarize(records: list[dict], modes: list[str]) -> list[dict]:
                      "mean_length": tokens / n if n else None,
                      # judge@R: the threshold the judge's table gave for recall R
                      "threshold": next((r.get("threshold") for r in runs), None),
-                     "runs": len({r.get("run") for r in runs})})
+                     # the runs that measured this mode (records from before runs were named: "unnamed")
+                     "runs": ", ".join(sorted({r.get("run") or "unnamed" for r in runs}))})
         if exact_runs is not None:  # same problems, same order: paired with exact decoding
             compared = n and mode != "exact"
             difference, low, high = _versus_exact(runs, exact_runs) if compared else (None,) * 3
@@ -150,10 +151,10 @@ def markdown_table(rows: list[dict]) -> str:
                  _speed_text(r, "target"), _speed_text(r, "exact"),
                  _fmt(r["accepted_mismatches_per_100_tokens"], ".1f")]
         lines.append("| " + " | ".join(cells) + " |")
-    if any(r["runs"] > 1 for r in rows):
-        lines.append("\nThe records come from more than one run. Each speed ratio compares records measured in "
-                     "the same run (one machine); (k/n): over the k of n problems whose baseline was measured "
-                     "in the same run as the mode.")
+    if len({run for r in rows for run in r["runs"].split(", ")}) > 1:
+        lines.append("\nThe records come from more than one run, so tok/s may mix machines. Each speed ratio "
+                     "compares records measured in the same run; (k/n): over the k of n problems whose "
+                     "baseline was measured in the same run as the mode.")
     return "\n".join(lines)
 
 
