@@ -219,5 +219,5 @@ def write_report(records: list[dict], modes: list[str], out: Path, *, title: str
                   f"{_fmt(best['speed_vs_exact'], '.2f', 'x')} its tokens/s; accuracy against exact "
                   f"{_versus_exact_text(best)}, paired 95% CI.")
     (out / "summary.md").write_text(table + "\n")
-    plot(rows, out / "tradeoff.png", title)
+    plot(rows, out / "tradeoff.png", f"{title}, {rows[0]['problems']} problems")
     return rows

@@ -80,5 +80,5 @@ def run_eval(pair: ModelPair, task: Task, split: str, modes: list[str], out: str
             record["follows_format"] = task.follows_format(text)
         append_record(records_path, record)
         records.append(record)
-    return write_report(records, modes, out, title=f"{task.name} {split}",
+    return write_report(records, modes, out, title=f"{task.name} {split}, window {window}",
                         meta={**meta, "judge": fingerprint})
