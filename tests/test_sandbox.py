@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 
@@ -65,6 +68,41 @@ def test_files_outside_the_working_directory_are_untouched(tmp_path):
                    f"import os\nos.rename({str(victim / 'keep.txt')!r}, 'stolen.txt')"):
         assert not run_python(source, FAST).passed
     assert (victim / "keep.txt").read_text() == "keep"
+
+
+@pytest.fixture
+def writable_victim():
+    """A folder and file that any user may change, so only the sandbox's own guard protects them."""
+    folder = Path(tempfile.mkdtemp(prefix="autojudge-victim-", dir="/tmp"))
+    (folder / "keep.txt").write_text("keep")
+    os.chmod(folder, 0o777)
+    os.chmod(folder / "keep.txt", 0o666)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.mark.parametrize("name, source", [
+    ("remove", "os.remove(VICTIM + '/keep.txt')"),
+    ("write", "open(VICTIM + '/keep.txt', 'w').write('gone')"),
+    ("append", "open(VICTIM + '/keep.txt', 'a').write('more')"),
+    ("truncate while reading", "os.open(VICTIM + '/keep.txt', os.O_RDONLY | os.O_TRUNC)"),
+    ("remove through a folder descriptor", "os.remove('keep.txt', dir_fd=os.open(VICTIM, os.O_RDONLY))"),
+    ("truncate through a folder descriptor",
+     "os.open('keep.txt', os.O_WRONLY | os.O_TRUNC, dir_fd=os.open(VICTIM, os.O_RDONLY))"),
+    ("rename through a folder descriptor",
+     "fd = os.open(VICTIM, os.O_RDONLY)\nos.rename('keep.txt', 'moved.txt', src_dir_fd=fd, dst_dir_fd=fd)"),
+    ("remove a pathlib path", "import pathlib\npathlib.Path(VICTIM, 'keep.txt').unlink()"),
+    ("remove given a path object", "import pathlib\nos.remove(pathlib.Path(VICTIM, 'keep.txt'))"),
+    ("rename a pathlib path", "import pathlib\npathlib.Path(VICTIM, 'keep.txt').rename('stolen.txt')"),
+    ("symlink out, then write", "os.symlink(VICTIM, 'out')\nopen('out/keep.txt', 'w').write('gone')"),
+])
+def test_the_guard_alone_keeps_host_files_that_anyone_may_write(writable_victim, name, source):
+    # The victim is writable by every user, so running as `nobody` does not protect it.
+    program = f"import os\nVICTIM = {str(writable_victim)!r}\n" + source
+    result = run_python(program, FAST)
+    assert not result.passed and "PermissionError: sandbox:" in result.stderr, result
+    assert sorted(p.name for p in writable_victim.iterdir()) == ["keep.txt"]
+    assert (writable_victim / "keep.txt").read_text() == "keep"
 
 
 def test_the_working_directory_is_usable_and_thrown_away():

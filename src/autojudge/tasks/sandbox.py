@@ -11,8 +11,8 @@ Generated programs are never executed in our own process. Each run gets:
 - when we run as root, the program runs as `nobody`, so the process limit applies
   (root ignores it) and the host's files are not writable;
 - an audit hook (installed before the program is read) that refuses starting
-  processes, signals, ctypes, and writing, deleting or renaming anything outside the
-  working directory.
+  processes, signals, ctypes, writing, truncating, deleting or renaming anything
+  outside the working directory, and opening folders outside it.
 
 A run passes only if the interpreter exits 0 and prints, last, a random token the
 program never sees; a program that exits early, crashes, loops, forks, allocates
@@ -63,17 +63,24 @@ BLOCKED = ("socket.", "subprocess.", "os.fork", "os.forkpty", "os.exec", "os.pos
            "os.chdir", "os.chroot", "resource.setrlimit", "os.setuid", "webbrowser.")
 PATH_EVENTS = ("os.remove", "os.rmdir", "os.rename", "os.link", "os.symlink", "os.truncate",
                "os.chmod", "os.chown", "os.mkdir", "shutil.rmtree", "shutil.move", "os.utime")
+# O_TRUNC empties a file even when it is opened read-only.
+WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_CREAT | os.O_APPEND
 
 def guard(event, args):
     if event.startswith(BLOCKED):
         raise PermissionError(f"sandbox: {event} is not allowed")
-    if event in PATH_EVENTS and not all(inside(a) for a in args[:2] if isinstance(a, (str, bytes))):
+    paths = [a for a in args[:2] if isinstance(a, (str, bytes, os.PathLike))]
+    if event in PATH_EVENTS and not all(inside(a) for a in paths):
         raise PermissionError(f"sandbox: {event} outside the working directory")
-    if event == "open" and args[0] is not None and not isinstance(args[0], int):
+    if event == "open" and args[0] is not None and not isinstance(args[0], int) and not inside(args[0]):
         mode, flags = args[1] or "r", args[2] or 0
-        if (any(c in str(mode) for c in "wax+") or flags & (os.O_WRONLY | os.O_RDWR)) \
-                and not inside(args[0]):
+        if any(c in str(mode) for c in "wax+") or flags & WRITE_FLAGS:
             raise PermissionError("sandbox: writing outside the working directory")
+        # The "open" event does not carry dir_fd, and the path events judge relative
+        # paths against the working directory: a descriptor of an outside folder would
+        # let `os.remove("f", dir_fd=fd)` past both checks.
+        if os.path.isdir(args[0]):
+            raise PermissionError("sandbox: opening a folder outside the working directory")
 
 sys.addaudithook(guard)
 source = open("program.py", encoding="utf-8").read()
