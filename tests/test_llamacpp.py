@@ -189,3 +189,21 @@ def test_mining_problems_side_by_side_stores_each_once_with_the_same_labels(tmp_
     # a bug in the merging would garble every problem.
     same = [labels(side)[i] == labels(one)[i] for i in range(3)]
     assert sum(same) >= 2 and sum(len(v) for v in labels(side).values()) > 0
+
+
+def test_an_evaluation_resumes_with_another_thread_count(tmp_path):
+    """Thread counts follow the machine (or taskset); an eval run spans machines."""
+    from dataclasses import replace
+
+    from autojudge.evaluation.run import run_eval
+    from autojudge.models.llamacpp import LlamaCppLM
+    from autojudge.runfiles import read_records
+
+    pair = load_pair(None, backend="llamacpp")
+    one_thread = replace(pair, target=LlamaCppLM(pair.target.gguf_file, name=pair.target.name, n_threads=1))
+    assert pair.describe() != one_thread.describe()
+    run_eval(pair, GSM8K(), "eval", ["target"], tmp_path, limit=1, max_new_tokens=4)
+    rows = run_eval(one_thread, GSM8K(), "eval", ["target"], tmp_path, limit=2, max_new_tokens=4)
+    records = read_records(tmp_path / "records.jsonl")
+    assert [r["problem"] for r in records] == [p.id for p in GSM8K().load("eval")[:2]]
+    assert rows[0]["problems"] == 2 and len(rows[0]["runs"].split(", ")) == 2

@@ -40,7 +40,8 @@ def run_eval(pair: ModelPair, task: Task, split: str, modes: list[str], out: str
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    meta = {"task": task.name, "split": split, **pair.describe(), "window": window,
+    # Without thread counts: an evaluation resumes on other machines (each record names its run).
+    meta = {"task": task.name, "split": split, **pair.describe(machine=False), "window": window,
             "max_new_tokens": max_new_tokens}
     check_meta(out, meta, "evaluation")
     fingerprint = judge.fingerprint() if judge is not None else None

@@ -17,13 +17,8 @@ from autojudge.tasks.base import Task
 
 
 def mining_meta(pair: ModelPair, task: Task, max_new_tokens: int) -> dict:
-    """Everything that changes the labels or the features; a resumed run must match it.
-
-    Thread counts are left out: a run may resume on another machine.
-    """
-    described = {key: ({k: v for k, v in value.items() if k != "threads"} if isinstance(value, dict) else value)
-                 for key, value in pair.describe().items()}
-    meta = {"task": task.name, **described, "max_new_tokens": max_new_tokens,
+    """Everything that changes the labels or the features; a resumed run must match it."""
+    meta = {"task": task.name, **pair.describe(machine=False), "max_new_tokens": max_new_tokens,
             "features": {"draft": pair.draft.hidden_size, "target": pair.target.hidden_size,
                          "dtype": str(FEATURE_DTYPE).removeprefix("torch."),
                          "position": "after reading the draft token, final norm"}}

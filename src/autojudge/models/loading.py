@@ -49,10 +49,12 @@ class ModelPair:
     tokenizer: object  # the target's tokenizer; the draft's was checked to be the same
     stop_ids: frozenset[int]
 
-    def describe(self) -> dict:
-        described = {"target": self.target.name, "target_backend": self.target.describe()}
+    def describe(self, machine: bool = True) -> dict:
+        """Models and runtimes; `machine=False` leaves out thread counts, which depend on
+        the machine, so that a long job may resume on another one."""
+        described = {"target": self.target.name, "target_backend": _backend(self.target, machine)}
         if self.draft is not None:
-            described.update(draft=self.draft.name, draft_backend=self.draft.describe())
+            described.update(draft=self.draft.name, draft_backend=_backend(self.draft, machine))
         return described
 
     def parallel(self, n: int) -> tuple[list[ModelPair], PassGate]:
@@ -214,3 +216,7 @@ def check_same_logits(draft: CausalLM, target: CausalLM) -> None:
 
 def _first_line(exc: Exception) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def _backend(model, machine: bool) -> dict:
+    return {k: v for k, v in model.describe().items() if machine or k != "threads"}
