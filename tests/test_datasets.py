@@ -74,6 +74,19 @@ def test_mbpp_test_split():
     assert sum(bool(p.extra["test_setup_code"]) for p in problems) == 1
 
 
+def test_mbpp_mine_and_eval_splits_are_disjoint_and_the_mined_data_is_in_mine():
+    from pathlib import Path
+
+    from autojudge.runfiles import read_records
+    from autojudge.tasks.code import MBPP
+
+    mine, held_out = MBPP().load("mine"), MBPP().load("eval")
+    assert [p.id for p in mine] == list(range(11, 311)) and [p.id for p in held_out] == list(range(311, 511))
+    mined = {r["problem_id"] for path in Path(__file__).parents[1].glob("data/mined/mbpp/*/problems.jsonl")
+             for r in read_records(path)}
+    assert len(mined) >= 100 and mined <= {p.id for p in mine}  # the shipped judge never saw "eval"
+
+
 def test_mbpp_reference_solutions_pass_their_tests():
     for problem in datasets.load_mbpp()[:20]:
         namespace: dict = {}

@@ -57,14 +57,18 @@ def equivalent(a: str | None, b: str | None) -> bool:
 
 
 class MBPP:
-    """MBPP's 500 test problems (ids 11-510), all of them for mining ("mine" = "all")."""
+    """MBPP's 500 test problems, split once and for all: ids 11-310 "mine", 311-510 "eval"."""
 
     name = "mbpp"
+    last_mine_id = 310
 
     def load(self, split: str) -> list[Problem]:
-        if split not in ("mine", "all", "eval"):
+        if split not in ("mine", "eval", "all"):
             raise ValueError(f"unknown MBPP split {split!r}; choose one of: mine, eval, all")
-        return load_mbpp()
+        problems = load_mbpp()
+        if split == "all":
+            return problems
+        return [p for p in problems if (p.id <= self.last_mine_id) == (split == "mine")]
 
     def messages(self, problem: Problem) -> list[dict[str, str]]:
         tests = "\n".join(problem.extra["test_list"])
