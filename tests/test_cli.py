@@ -171,3 +171,26 @@ def test_fetching_an_unregistered_model_names_the_registered_ones(home):
     assert "Traceback" not in result.stderr
     assert result.returncode == 2  # argparse's usage error, before anything is downloaded
     assert "unknown model 'qwen-nope' (registered: qwen2.5-coder-0.5b-instruct" in result.stderr
+
+
+@pytest.mark.parametrize("command, message", [
+    (["mine", "--task", "humaneval"], "unknown HumanEval split 'mine'; choose one of: eval, all"),
+    (["eval", "--task", "gsm8k", "--split", "test"], "choose one of: mine, eval, all"),
+    (["eval", "--task", "gsm8k", "--modes", ","], "--modes names no mode"),
+])
+def test_a_wrong_split_or_no_mode_is_refused_before_anything_is_written(home, tmp_path, tiny_target_dir,
+                                                                         tiny_draft_dir, command, message):
+    out = tmp_path / "run"
+    result = run_cli(home, *command, "--out", out, "--target", tiny_target_dir, "--draft", tiny_draft_dir)
+    assert message in error_line(result)
+    assert not out.exists()  # no meta.json that a corrected command would then refuse
+
+
+@pytest.mark.parametrize("option", [["generate", "--prompt", "hi", "--mode", "judge", "--threshold", "1.5"],
+                                    ["generate", "--prompt", "hi", "--mode", "judge", "--recall", "-0.1"],
+                                    ["demo", "--threshold", "2"],
+                                    ["mine", "--out", "x", "--window", "-1"]])
+def test_out_of_range_numbers_are_usage_errors(home, option):
+    result = run_cli(home, *option)
+    assert "Traceback" not in result.stderr
+    assert result.returncode == 2 and ("must lie in [0, 1]" in result.stderr or "must be >= 0" in result.stderr)

@@ -13,7 +13,7 @@ import torch
 
 from autojudge.decoding.modes import decode, mode_policy, parse_judge_mode
 from autojudge.evaluation.report import (markdown_table, operating_point, paired_difference, summarize,
-                                         wilson)
+                                         wilson, write_report)
 from autojudge.evaluation.run import run_eval
 from autojudge.runfiles import append_record, read_records
 from autojudge.judge.model import Judge
@@ -145,6 +145,16 @@ def test_speed_ratios_pair_records_measured_in_the_same_run():
     legacy_rows = summarize(legacy, ["target", "topk:2"])
     assert legacy_rows[1]["speed_vs_target"] == pytest.approx(1.0) and legacy_rows[1]["runs"] == "unnamed"
     assert "more than one run" not in markdown_table(legacy_rows)
+
+
+def test_the_report_draws_modes_without_a_parameter(tmp_path):
+    # "topk" alone is K=4 for the engine; the plot once labelled points by splitting on ":".
+    records = [{"mode": m, "problem": p, "run": "r", "correct": p % 2 == 0, "new_tokens": 10,
+                "cycles": c, "seconds": 1.0, "accepted_mismatches": 0}
+               for p in range(3) for m, c in (("target", 10), ("exact", 4), ("topk", 2))]
+    rows = write_report(records, ["target", "exact", "topk"], tmp_path, title="t", meta={})
+    assert [r["mean_accepted"] for r in rows] == [1.0, 2.5, 5.0]
+    assert (tmp_path / "tradeoff.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_torn_last_line_is_dropped_and_appends_stay_whole(tmp_path):

@@ -19,6 +19,23 @@ def _positive(text: str) -> int:
     return value
 
 
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must lie in [0, 1], got {value:g}")
+    return value
+
+
 def _registered_model(name: str) -> str:
     if name not in REGISTERED:
         raise argparse.ArgumentTypeError(
@@ -61,9 +78,9 @@ def _add_judge_options(parser: argparse.ArgumentParser) -> None:
                         help="judge file from `autojudge train` (default: the judge shipped for the "
                              "default pair and the task)")
     limit = parser.add_mutually_exclusive_group()
-    limit.add_argument("--threshold", type=float, help="--mode judge: accept a mismatch when "
+    limit.add_argument("--threshold", type=_probability, help="--mode judge: accept a mismatch when "
                        "P(important) < THRESHOLD")
-    limit.add_argument("--recall", type=float, help="--mode judge: the threshold whose validation "
+    limit.add_argument("--recall", type=_probability, help="--mode judge: the threshold whose validation "
                        "recall of important mismatches is RECALL (default: 0.9)")
 
 
@@ -112,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     mine.add_argument("--limit", type=_positive, help="first N problems of the split")
     mine.add_argument("--out", required=True, help="run directory (resumed when it exists)")
     _add_pair_options(mine)
-    mine.add_argument("--window", type=int, default=4,
+    mine.add_argument("--window", type=_non_negative, default=4,
                       help="draft window for the first answer; 0: the target alone (default: %(default)s)")
     mine.add_argument("--max-new-tokens", type=_positive, default=256)
     mine.add_argument("--shard", type=_shard, default=(1, 1), metavar="I/N",
@@ -178,8 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="the shipped judge fits the llama.cpp pair (default: %(default)s)")
     demo.add_argument("--judge", metavar="PATH", help="judge file (default: the shipped GSM8K judge)")
     limit = demo.add_mutually_exclusive_group()
-    limit.add_argument("--threshold", type=float)
-    limit.add_argument("--recall", type=float, default=0.9,
+    limit.add_argument("--threshold", type=_probability)
+    limit.add_argument("--recall", type=_probability, default=0.9,
                        help="threshold by validation recall of important mismatches (default: %(default)s)")
     return parser
 
@@ -201,12 +218,16 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def _load_task(name: str):
+def _load_task(name: str, split: str | None = None):
+    """The task, checked before any model is loaded: that it exists and has `split`."""
     from autojudge.tasks import get_task
     try:
-        return get_task(name)
+        task = get_task(name)
+        if split is not None:
+            task.load(split)
     except ValueError as exc:
         raise AutojudgeError(str(exc)) from None
+    return task
 
 
 def pair_options(args) -> dict:
@@ -274,7 +295,7 @@ def cmd_generate(args) -> int:
         judge = load_judge(pair, args.judge, task="gsm8k")
         threshold = args.threshold if args.threshold is not None else judge.threshold_for_recall(
             0.9 if args.recall is None else args.recall)
-        mode = f"judge:{threshold:.6g}"
+        mode = f"judge:{float(threshold)!r}"  # repr: the exact threshold, not a rounded one
     else:
         mode = f"topk:{args.topk}" if args.mode == "topk" else args.mode
     prompt_ids = chat_prompt_ids(pair.tokenizer, messages)
@@ -319,7 +340,9 @@ def cmd_eval(args) -> int:
     from autojudge.models.loading import load_pair
 
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    task = _load_task(args.task)
+    if not modes:
+        raise AutojudgeError("--modes names no mode")
+    task = _load_task(args.task, args.split)
     try:
         for mode in modes:
             if is_judge_mode(mode):
@@ -353,7 +376,7 @@ def cmd_bench(args) -> int:
 def cmd_mine(args) -> int:
     from autojudge.mining.run import mine
     from autojudge.models.loading import load_pair
-    task = _load_task(args.task)
+    task = _load_task(args.task, args.split)
     pair = load_pair(args.draft, args.target, **pair_options(args))
     store = mine(pair, task, args.split, args.out, limit=args.limit, max_new_tokens=args.max_new_tokens,
                  window=args.window, fast=not args.plain, shard=args.shard,
@@ -368,7 +391,7 @@ def cmd_mine(args) -> int:
 def cmd_bench_mining(args) -> int:
     from autojudge.mining.run import bench_mining
     from autojudge.models.loading import load_pair
-    task = _load_task(args.task)
+    task = _load_task(args.task, args.split)
     pair = load_pair(args.draft, args.target, **pair_options(args))
     rows = bench_mining(pair, task, args.split, args.n, args.max_new_tokens, parallel=args.parallel)
     runtime = pair.target.describe()["backend"]
@@ -381,7 +404,7 @@ def cmd_bench_mining(args) -> int:
     plain, fast, *side_by_side = rows
     if plain["labels_per_hour"]:
         lines.append(f"\nfast / plain: {fast['labels_per_hour'] / plain['labels_per_hour']:.2f}x labels/hour")
-    for row in side_by_side:
+    for row in side_by_side if fast["labels_per_hour"] else ():
         lines.append(f"{row['mode']} / fast: {row['labels_per_hour'] / fast['labels_per_hour']:.2f}x labels/hour")
     print("\n".join(lines))
     if args.out:

@@ -23,7 +23,7 @@ def run_demo(args) -> int:
     pair = load_pair(backend=args.backend)
     judge = load_judge(pair, args.judge, task="gsm8k")
     threshold = args.threshold if args.threshold is not None else judge.threshold_for_recall(args.recall)
-    judge_mode = f"judge:{threshold:.4g}"
+    judge_mode = f"judge:{float(threshold)!r}"  # repr: decode with the exact threshold
     modes = ("exact", judge_mode)
     print(f"runtime: target {pair.target.describe()['backend']}, draft {pair.draft.describe()['backend']}; "
           f"window {args.window}; judge {args.judge or 'shipped'} (validation AUC "

@@ -166,7 +166,9 @@ def _error_bars(rows: list[dict]) -> list[list[float]]:
 
 def _point_label(mode: str) -> str:
     # judge:0.3 -> "0.3" (threshold), judge@0.9 -> "R0.9" (validation recall), topk:8 -> "8"
-    return mode.split(":", 1)[1] if ":" in mode else "R" + mode.split("@", 1)[1]
+    if ":" in mode:
+        return mode.split(":", 1)[1]
+    return "R" + mode.split("@", 1)[1] if "@" in mode else mode
 
 
 def plot(rows: list[dict], path: Path, title: str) -> None:
