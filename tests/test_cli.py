@@ -194,3 +194,11 @@ def test_out_of_range_numbers_are_usage_errors(home, option):
     result = run_cli(home, *option)
     assert "Traceback" not in result.stderr
     assert result.returncode == 2 and ("must lie in [0, 1]" in result.stderr or "must be >= 0" in result.stderr)
+
+
+def test_train_refuses_a_missing_output_folder_before_training(home, tmp_path):
+    message = error_line(run_cli(home, "train", "--data", tmp_path / "no-run",
+                                 "--out", tmp_path / "no" / "j.safetensors"))
+    assert message == f"{tmp_path / 'no' / 'j.safetensors'}: the folder {tmp_path / 'no'} does not exist"
+    message = error_line(run_cli(home, "train", "--data", tmp_path / "no-run", "--out", tmp_path / "j.safetensors"))
+    assert message == f"{tmp_path / 'no-run'}: not a mining run ({tmp_path / 'no-run' / 'meta.json'} is missing)"

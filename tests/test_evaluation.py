@@ -14,6 +14,7 @@ import torch
 from autojudge.decoding.modes import decode, mode_policy, parse_judge_mode
 from autojudge.evaluation.report import (markdown_table, operating_point, paired_difference, summarize,
                                          wilson, write_report)
+from autojudge.errors import AutojudgeError
 from autojudge.evaluation.run import run_eval
 from autojudge.runfiles import append_record, read_records
 from autojudge.judge.model import Judge
@@ -267,6 +268,18 @@ def test_shards_split_the_problems_and_train_reads_them_together(pair, tmp_path)
     assert set(both.problem.tolist()) == labelled
     with pytest.raises(Exception, match="repeats problems"):
         load_mined([tmp_path / "s1", tmp_path / "s1"])
+    # Training reads a run that is still mining: a half-written last line is left out,
+    # and the run's file is left as it is (the miner repairs it when it resumes).
+    records = tmp_path / "s1" / "problems.jsonl"
+    with open(records, "a") as handle:
+        handle.write('{"problem_id": 6, "mismatch')
+    torn = records.read_bytes()
+    assert set(load_mined([tmp_path / "s1"]).problem.tolist()) == labelled & {0, 2, 4}
+    assert records.read_bytes() == torn
+    lost = next(r["problem_id"] for r in second.records if r["mismatches"])
+    (tmp_path / "s2" / "features" / f"{lost}.safetensors").unlink()
+    with pytest.raises(AutojudgeError, match=f"features of problem {lost} are unreadable"):
+        load_mined([tmp_path / "s2"])
 
 
 def test_eval_command_end_to_end(pair, tmp_path, tiny_target_dir, tiny_draft_dir):

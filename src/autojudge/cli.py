@@ -414,7 +414,12 @@ def cmd_bench_mining(args) -> int:
 
 
 def cmd_train(args) -> int:
+    from pathlib import Path
+
     from autojudge.judge.train import auc_markdown, auc_report, load_mined, train_judge
+    for written in [args.out] + ([args.report] if args.report else []):
+        if not Path(written).parent.is_dir():  # found out now, not after the cross-validation
+            raise AutojudgeError(f"{written}: the folder {Path(written).parent} does not exist")
     data = load_mined(args.data)
     judge, meta = train_judge(data, features=args.features, seed=args.seed)
     judge.save(args.out)

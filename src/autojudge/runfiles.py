@@ -31,8 +31,11 @@ def check_meta(root: str | Path, meta: dict, what: str = "run") -> None:
     os.replace(tmp, path)
 
 
-def read_records(path: str | Path) -> list[dict]:
-    """The whole records of `path` ([] when missing), repairing a torn last line."""
+def read_records(path: str | Path, repair: bool = True) -> list[dict]:
+    """The whole records of `path` ([] when missing), repairing a torn last line.
+
+    `repair=False` only reads: for readers of a run that may still be writing to it.
+    """
     path = Path(path)
     if not path.exists():
         return []
@@ -46,7 +49,7 @@ def read_records(path: str | Path) -> list[dict]:
         except json.JSONDecodeError:
             break
     whole = "".join(json.dumps(r) + "\n" for r in records)
-    if whole != text:
+    if repair and whole != text:
         tmp = path.with_suffix(".tmp")
         tmp.write_text(whole)
         os.replace(tmp, path)

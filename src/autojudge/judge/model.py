@@ -97,11 +97,11 @@ class Judge:
             raise JudgeError(f"{path}: no such judge file") from None
         except (SafetensorError, OSError, KeyError, ValueError) as exc:
             raise JudgeError(f"{path}: not a readable judge file ({exc})") from None
-        judge = cls(tensors["mean"], tensors["scale"], tensors["weight"], float(tensors["bias"][0]), meta)
         expected = sum(meta["hidden"][p] for p in ("draft", "target") if meta["features"] in (p, "both"))
-        if not (len(judge.mean) == len(judge.scale) == len(judge.weight) == expected):
+        if not (all(tensors[k].shape == (expected,) for k in ("mean", "scale", "weight"))
+                and tensors["bias"].shape == (1,)):
             raise JudgeError(f"{path}: tensor sizes do not match its feature layout")
-        return judge
+        return cls(tensors["mean"], tensors["scale"], tensors["weight"], float(tensors["bias"][0]), meta)
 
     def check_compatible(self, pair_description: dict, draft_hidden: int, target_hidden: int) -> None:
         """Refuse to judge features from another model pair, runtime or hidden size."""
@@ -126,7 +126,20 @@ def _judge_meta(path, header: dict) -> dict:
         meta = json.loads(header["autojudge"])
     except (KeyError, json.JSONDecodeError):
         raise JudgeError(f"{path}: a safetensors file without judge metadata") from None
-    if meta.get("format") != FORMAT or meta.get("version") != VERSION:
-        raise JudgeError(f"{path}: format {meta.get('format')} v{meta.get('version')}, "
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("version") != VERSION:
+        found = meta if isinstance(meta, dict) else {}
+        raise JudgeError(f"{path}: format {found.get('format')} v{found.get('version')}, "
                          f"this autojudge reads {FORMAT} v{VERSION}")
+    # What loading, check_compatible and threshold_for_recall rely on.
+    try:
+        valid = (meta["features"] in FEATURE_SETS
+                 and all(isinstance(meta["hidden"][k], int) and isinstance(meta["pair"][k], str)
+                         for k in ("draft", "target"))
+                 and all(isinstance(r["recall"], (int, float)) and isinstance(r["threshold"], (int, float))
+                         for r in meta["thresholds"]) and len(meta["thresholds"]) > 0)
+    except (KeyError, TypeError):
+        valid = False
+    if not valid:
+        raise JudgeError(f"{path}: judge metadata without a valid feature layout, pair, hidden sizes "
+                         "or threshold table")
     return meta

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import sklearn
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
@@ -28,6 +29,7 @@ from sklearn.preprocessing import StandardScaler
 
 from autojudge.errors import AutojudgeError
 from autojudge.judge.model import FEATURE_SETS, Judge
+from autojudge.runfiles import read_records
 
 C_GRID = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
 FOLDS = 5
@@ -66,17 +68,21 @@ def load_mined(run_dirs: str | Path | list) -> MinedData:
 
 def _load_one(run_dir: str | Path) -> MinedData:
     root = Path(run_dir)
-    try:
-        meta = json.loads((root / "meta.json").read_text())
-        lines = (root / "problems.jsonl").read_text().splitlines()
-    except FileNotFoundError as exc:
-        raise AutojudgeError(f"{run_dir}: not a mining run ({exc.filename} is missing)") from None
+    for name in ("meta.json", "problems.jsonl"):
+        if not (root / name).is_file():
+            raise AutojudgeError(f"{run_dir}: not a mining run ({root / name} is missing)")
+    meta = json.loads((root / "meta.json").read_text())
     draft, target, important, problem = [], [], [], []
-    for line in lines:
-        record = json.loads(line)
+    # Read-only: the run may still be mining, its last line half written.
+    for record in read_records(root / "problems.jsonl", repair=False):
         if not record["mismatches"]:
             continue
-        tensors = load_file(str(root / "features" / f"{record['problem_id']}.safetensors"))
+        features = root / "features" / f"{record['problem_id']}.safetensors"
+        try:
+            tensors = load_file(str(features))
+        except (OSError, SafetensorError) as exc:
+            raise AutojudgeError(f"{features}: the features of problem {record['problem_id']} "
+                                 f"are unreadable ({exc})") from None
         draft.append(tensors["draft"].float().numpy())
         target.append(tensors["target"].float().numpy())
         important += [m["important"] for m in record["mismatches"]]
