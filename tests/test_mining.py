@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -158,3 +159,38 @@ def test_mine_command_with_a_user_task(tmp_path, tiny_target_dir, tiny_draft_dir
     # Other settings on the same directory are refused, not mixed in.
     again = subprocess.run(args[:-3] + ["32", "--out", str(out)], env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 1 and "other settings (max_new_tokens)" in again.stderr
+
+
+class LongPromptToyTask(ToyTask):
+    """Problem 1's prompt is longer than the tiny models' 256-token context."""
+
+    def load(self, split):
+        problems = super().load(split)[:3]
+        problems[1] = dataclasses.replace(problems[1], prompt=" ".join(["cat"] * 300))
+        return problems
+
+
+def test_a_prompt_longer_than_the_context_is_skipped_and_stays_skipped(tmp_path, pair):
+    store = mine(pair, LongPromptToyTask(), "all", str(tmp_path), max_new_tokens=24)
+    skipped = [r for r in store.records if "skipped" in r]
+    assert [r["problem_id"] for r in skipped] == [1] and "the context holds 256" in skipped[0]["skipped"]
+    assert skipped[0]["mismatches"] == [] and sorted(store.done()) == [0, 1, 2]
+    again = mine(pair, LongPromptToyTask(), "all", str(tmp_path), max_new_tokens=24)  # nothing left to do
+    assert len(again.records) == 3
+
+
+def test_a_response_that_fills_the_context_is_labelled_to_its_end(pair):
+    # The first answer runs into the context: a swap at its last token leaves no room
+    # for a continuation, which must end the regeneration, not raise.
+    task = ToyTask()
+    for words in range(1, 80):
+        problem = dataclasses.replace(task.load("all")[0], prompt=" ".join(["cat"] * words) + " 12")
+        ids = chat_prompt_ids(pair.tokenizer, task.messages(problem))
+        room = pair.target.max_context - len(ids)
+        if not 8 <= room <= 30:  # short responses keep the test fast
+            continue
+        mined = mine_problem(pair, task, problem, ids, max_new_tokens=room + 20, fast=True)
+        assert len(mined.token_ids) == room
+        if any(m.position == room - 1 for m in mined.mismatches):
+            return
+    pytest.fail("no prompt gave a mismatch at the last token that fits")

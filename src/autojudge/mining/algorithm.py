@@ -90,7 +90,8 @@ def mine_problem(pair: ModelPair, task: Task, problem: Problem, prompt_ids: list
         """Greedy continuation of x + head until EOS, the budget or (if asked) a settled
         answer: (continuation, whether it stopped at the settle point, target passes)."""
         budget = max_new_tokens - len(head)
-        if (head and head[-1] in stop) or budget <= 0:
+        # A response that filled the context has no room left after a swap at its end.
+        if (head and (head[-1] in stop or len(x) + len(head) >= target.max_context)) or budget <= 0:
             return [], False, 0
         watch = (lambda new: is_settled(head + new)) if settles and until_settled else None  # noqa: E731
         out = generate(target, x + head, max_new_tokens=budget, stop_ids=stop, stop_when=watch, **speculation)

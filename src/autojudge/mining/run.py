@@ -9,7 +9,8 @@ import time
 
 from tqdm.auto import tqdm
 
-from autojudge.mining.algorithm import mine_problem
+from autojudge.errors import PromptError
+from autojudge.mining.algorithm import MinedProblem, mine_problem
 from autojudge.mining.store import FEATURE_DTYPE, MiningStore
 from autojudge.models.loading import ModelPair
 from autojudge.prompting import chat_prompt_ids
@@ -60,11 +61,17 @@ def mine(pair: ModelPair, task: Task, split: str, out: str, *, limit: int | None
             if problem is None:
                 return
             clock.enter()
-            mined = mine_problem(worker_pair, task, problem,
-                                 chat_prompt_ids(worker_pair.tokenizer, task.messages(problem)),
-                                 max_new_tokens=max_new_tokens, window=window, fast=fast)
+            skipped = None
+            try:
+                mined = mine_problem(worker_pair, task, problem,
+                                     chat_prompt_ids(worker_pair.tokenizer, task.messages(problem)),
+                                     max_new_tokens=max_new_tokens, window=window, fast=fast)
+            except PromptError as exc:  # recorded, so that a resumed run does not stop on it again
+                mined, skipped = MinedProblem(problem.id, None, ""), str(exc)
             with lock:
-                store.add(mined, clock.leave())
+                store.add(mined, clock.leave(), skipped=skipped)
+                if skipped:
+                    bar.write(f"problem {problem.id} skipped: {skipped}")
                 labels += len(mined.mismatches)
                 important += sum(m.important for m in mined.mismatches)
                 bar.update()

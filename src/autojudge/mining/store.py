@@ -2,6 +2,7 @@
 
     meta.json                     what produced the run (task, pair, runtimes, layout)
     problems.jsonl                one line per finished problem, with all its labels
+                                  ("skipped": why, for a prompt that does not fit)
     features/<problem>.safetensors  draft and target hidden states, one row per label
 
 A problem counts as done only when its line is in problems.jsonl. Its feature file is
@@ -38,7 +39,8 @@ class MiningStore:
     def done(self) -> set[int]:
         return {r["problem_id"] for r in self.records}
 
-    def add(self, mined: MinedProblem, seconds: float) -> None:
+    def add(self, mined: MinedProblem, seconds: float, skipped: str | None = None) -> None:
+        """Write one finished problem; `skipped` says why a problem gave no response."""
         if mined.mismatches:
             tensors = {"draft": torch.stack(mined.draft_features).to("cpu", FEATURE_DTYPE).contiguous(),
                        "target": torch.stack(mined.target_features).to("cpu", FEATURE_DTYPE).contiguous()}
@@ -49,6 +51,8 @@ class MiningStore:
         record = {"problem_id": mined.problem_id, "answer": mined.answer, "response": mined.response,
                   "target_passes": mined.target_passes, "seconds": seconds,
                   "mismatches": [asdict(m) for m in mined.mismatches]}
+        if skipped:
+            record["skipped"] = skipped
         append_record(self.lines, record)
         self.records.append(record)
 
