@@ -159,6 +159,8 @@ def test_mine_command_with_a_user_task(tmp_path, tiny_target_dir, tiny_draft_dir
     # Other settings on the same directory are refused, not mixed in.
     again = subprocess.run(args[:-3] + ["32", "--out", str(out)], env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 1 and "other settings (max_new_tokens)" in again.stderr
+    plain = subprocess.run(args + ["--plain", "--window", "0"], env=env, capture_output=True, text=True, timeout=300)
+    assert plain.returncode == 1 and "other settings (first_answer_window, regeneration)" in plain.stderr
 
 
 class LongPromptToyTask(ToyTask):

@@ -17,9 +17,15 @@ from autojudge.prompting import chat_prompt_ids
 from autojudge.tasks.base import Task
 
 
-def mining_meta(pair: ModelPair, task: Task, max_new_tokens: int) -> dict:
-    """Everything that changes the labels or the features; a resumed run must match it."""
+def mining_meta(pair: ModelPair, task: Task, max_new_tokens: int, window: int, fast: bool) -> dict:
+    """Everything that changes the labels or the features; a resumed run must match it.
+
+    The first answer's window and the regeneration method give the same labels in exact
+    arithmetic, but not on llama.cpp, whose results depend on a pass's shape: a run
+    keeps them, so that its records all come from one method.
+    """
     meta = {"task": task.name, **pair.describe(machine=False), "max_new_tokens": max_new_tokens,
+            "first_answer_window": window, "regeneration": "fast" if fast else "plain",
             "features": {"draft": pair.draft.hidden_size, "target": pair.target.hidden_size,
                          "dtype": str(FEATURE_DTYPE).removeprefix("torch."),
                          "position": "after reading the draft token, final norm"}}
@@ -40,7 +46,7 @@ def mine(pair: ModelPair, task: Task, split: str, out: str, *, limit: int | None
     same labels up to llama.cpp's near-ties (its kernels depend on the pass's shape).
     Problems then finish out of order; the store resumes by problem id, so that is fine.
     """
-    store = MiningStore(out, mining_meta(pair, task, max_new_tokens))
+    store = MiningStore(out, mining_meta(pair, task, max_new_tokens, window, fast))
     index, count = shard
     problems = task.load(split)[:limit][index - 1::count]
     done = store.done()
