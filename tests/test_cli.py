@@ -202,3 +202,15 @@ def test_train_refuses_a_missing_output_folder_before_training(home, tmp_path):
     assert message == f"{tmp_path / 'no' / 'j.safetensors'}: the folder {tmp_path / 'no'} does not exist"
     message = error_line(run_cli(home, "train", "--data", tmp_path / "no-run", "--out", tmp_path / "j.safetensors"))
     assert message == f"{tmp_path / 'no-run'}: not a mining run ({tmp_path / 'no-run' / 'meta.json'} is missing)"
+
+
+def test_the_console_script_finds_a_task_module_in_the_current_folder(home, tmp_path):
+    (tmp_path / "my_tasks.py").write_text(
+        "class Tiny:\n    name = 'tiny'\n    def load(self, split):\n"
+        "        raise ValueError(f'tiny has no split {split!r}')\n")
+    script = os.path.join(os.path.dirname(sys.executable), "autojudge")
+    env = {**os.environ, "AUTOJUDGE_HOME": str(home)}
+    env.pop("PYTHONPATH", None)
+    result = subprocess.run([script, "eval", "--task", "my_tasks:Tiny", "--split", "x", "--out", "run"],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert error_line(result) == "tiny has no split 'x'"  # imported, then asked for the split

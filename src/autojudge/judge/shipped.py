@@ -1,6 +1,6 @@
 """Judges shipped with the package for the default pair, one per task.
 
-Trained by the commands in README ("Reproduce the shipped judges") on the mining
+Trained by the commands in README ("Reproduce the results") on the mining
 runs under data/mined/. A judge fits only the pair and runtimes it was trained on;
 `load_judge` checks that, so the default judge is never applied to another pair.
 """

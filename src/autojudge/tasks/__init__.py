@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 
 from autojudge.tasks.base import Problem, Task
 from autojudge.tasks.code import MBPP, HumanEval
@@ -17,6 +19,9 @@ def get_task(name: str) -> Task:
     """A built-in task by name, or a user's task class as "package.module:ClassName"."""
     if ":" in name:
         module_name, _, class_name = name.partition(":")
+        # As `python -m` does: a task module next to the user is found from the console script too.
+        if os.getcwd() not in sys.path and "" not in sys.path:
+            sys.path.append(os.getcwd())
         try:
             return getattr(importlib.import_module(module_name), class_name)()
         except (ImportError, AttributeError) as exc:
