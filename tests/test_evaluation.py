@@ -115,6 +115,17 @@ def test_eval_writes_every_report_and_resumes_without_repeating(pair, tmp_path):
                                                            "topk:2": first_runs, "judge:0.5": new[0]["run"],
                                                            "judge:0.6": new[0]["run"]}
 
+    # Killed between a problem's target and exact decodes: the rerun decodes both again,
+    # so exact's speed still pairs with a target of its own run on every problem.
+    baselines, out = ["target", "exact"], tmp_path / "baselines"
+    run_eval(pair, task, "all", baselines, out, limit=2, window=6, max_new_tokens=24)
+    records = read_records(out / "records.jsonl")
+    (out / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records[:-1]))
+    rows = run_eval(pair, task, "all", baselines, out, limit=2, window=6, max_new_tokens=24)
+    resumed = read_records(out / "records.jsonl")[len(records) - 1:]
+    assert [(r["mode"], r["problem"]) for r in resumed] == [("target", 1), ("exact", 1)]
+    assert rows[1]["speed_vs_target_problems"] == 2
+
 
 def test_speed_ratios_pair_records_measured_in_the_same_run():
     def record(mode, problem, run, seconds):
