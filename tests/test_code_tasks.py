@@ -11,7 +11,7 @@ from autojudge.tasks.code import extract_program, program_settled
 @pytest.fixture(scope="module")
 def mbpp():
     task = get_task("mbpp")
-    return task, {p.id: p for p in task.load("mine")}
+    return task, {p.id: p for p in task.load("all")}
 
 
 def fenced(code: str) -> str:
