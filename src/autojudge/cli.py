@@ -125,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     mine = commands.add_parser("mine", help="label important mismatches (Algorithm 1), resumable")
     mine.add_argument("--task", default="gsm8k", help="task name (default: %(default)s)")
-    mine.add_argument("--split", default="mine", help="task split (gsm8k: mine, eval, all)")
+    mine.add_argument("--split", default="mine", help="task split (gsm8k, mbpp: mine, eval, all)")
     mine.add_argument("--limit", type=_positive, help="first N problems of the split")
     mine.add_argument("--out", required=True, help="run directory (resumed when it exists)")
     _add_pair_options(mine)
