@@ -269,7 +269,7 @@ def cmd_data(args) -> int:
 
 
 def cmd_generate(args) -> int:
-    from autojudge.decoding.modes import decode
+    from autojudge.decoding.modes import decode, judge_mode
     from autojudge.models.loading import load_pair
     from autojudge.prompting import chat_prompt_ids
     from autojudge.tasks.gsm8k import GSM8K
@@ -295,7 +295,7 @@ def cmd_generate(args) -> int:
         judge = load_judge(pair, args.judge, task="gsm8k")
         threshold = args.threshold if args.threshold is not None else judge.threshold_for_recall(
             0.9 if args.recall is None else args.recall)
-        mode = f"judge:{float(threshold)!r}"  # repr: the exact threshold, not a rounded one
+        mode = judge_mode(threshold)
     else:
         mode = f"topk:{args.topk}" if args.mode == "topk" else args.mode
     prompt_ids = chat_prompt_ids(pair.tokenizer, messages)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import textwrap
 
-from autojudge.decoding.modes import decode
+from autojudge.decoding.modes import decode, judge_mode
 from autojudge.judge.shipped import load_judge
 from autojudge.models.loading import load_pair
 from autojudge.prompting import chat_prompt_ids
@@ -23,8 +23,8 @@ def run_demo(args) -> int:
     pair = load_pair(backend=args.backend)
     judge = load_judge(pair, args.judge, task="gsm8k")
     threshold = args.threshold if args.threshold is not None else judge.threshold_for_recall(args.recall)
-    judge_mode = f"judge:{float(threshold)!r}"  # repr: decode with the exact threshold
-    modes = ("exact", judge_mode)
+    judged = judge_mode(threshold)
+    modes = ("exact", judged)
     print(f"runtime: target {pair.target.describe()['backend']}, draft {pair.draft.describe()['backend']}; "
           f"window {args.window}; judge {args.judge or 'shipped'} (validation AUC "
           f"{judge.meta['validation_auc']:.3f}), threshold {threshold:.4g}")
@@ -55,7 +55,7 @@ def run_demo(args) -> int:
     for mode, (per_cycle, per_second) in rates.items():
         print(f"  {mode:12s} accuracy {totals[mode]['correct']}/{len(problems)}, "
               f"{per_cycle:.2f} accepted tokens/cycle, {per_second:.2f} tok/s")
-    (exact_cycle, exact_second), (judge_cycle, judge_second) = rates["exact"], rates[judge_mode]
+    (exact_cycle, exact_second), (judge_cycle, judge_second) = rates["exact"], rates[judged]
     print(f"  judge vs exact: {judge_cycle / exact_cycle:.2f}x accepted tokens per cycle, "
           f"{judge_second / exact_second:.2f}x tokens/s")
     return 0

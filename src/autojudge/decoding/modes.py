@@ -17,6 +17,11 @@ from autojudge.decoding.policies import AcceptancePolicy, policy_from_name
 from autojudge.models.loading import ModelPair
 
 
+def judge_mode(threshold: float) -> str:
+    """The mode judge:T for a threshold, written exactly (repr), not rounded."""
+    return f"judge:{float(threshold)!r}"
+
+
 def parse_judge_mode(mode: str) -> tuple[str, float]:
     """("threshold" | "recall", value) for judge:T or judge@R."""
     kind, sep, value = (mode.partition(":") if ":" in mode else mode.partition("@"))

@@ -69,8 +69,7 @@ WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_CREAT | os.O_APPEND
 def guard(event, args):
     if event.startswith(BLOCKED):
         raise PermissionError(f"sandbox: {event} is not allowed")
-    paths = [a for a in args[:2] if isinstance(a, (str, bytes, os.PathLike))]
-    if event in PATH_EVENTS and not all(inside(a) for a in paths):
+    if event in PATH_EVENTS and not all(inside(a) for a in args[:2] if isinstance(a, (str, bytes, os.PathLike))):
         raise PermissionError(f"sandbox: {event} outside the working directory")
     if event == "open" and args[0] is not None and not isinstance(args[0], int) and not inside(args[0]):
         mode, flags = args[1] or "r", args[2] or 0
