@@ -64,7 +64,7 @@ def test_judge_mode_spans_lossless_to_accepting_every_draft_token(pair):
     assert loose.stats.mean_accepted > strict.stats.mean_accepted
 
 
-def test_eval_writes_every_report_and_resumes_without_repeating(pair, tmp_path):
+def test_eval_writes_every_report_and_resumes_without_repeating(pair, tmp_path, capsys):
     task, out = ToyTask(), tmp_path / "eval"
     modes = ["target", "exact", "topk:2", "judge:0.5", "judge:0.6"]
     judge = constant_judge(pair, 0.5)
@@ -100,7 +100,9 @@ def test_eval_writes_every_report_and_resumes_without_repeating(pair, tmp_path):
     # baselines on the same problems in the same run; topk:2 is kept. The report counts
     # only the new judge's records.
     retrained = constant_judge(pair, 0.55)
+    capsys.readouterr()
     rows = run_eval(pair, task, "all", modes, out, limit=4, window=6, max_new_tokens=24, judge=retrained)
+    assert "judge:0.5, judge:0.6 are decoded again" in capsys.readouterr().out
     records = read_records(out / "records.jsonl")
     new = records[4 * len(modes):]
     assert sorted((r["mode"], r["problem"]) for r in new) == sorted(
@@ -114,6 +116,16 @@ def test_eval_writes_every_report_and_resumes_without_repeating(pair, tmp_path):
     assert {row["mode"]: row["runs"] for row in rows} == {"target": new[0]["run"], "exact": new[0]["run"],
                                                            "topk:2": first_runs, "judge:0.5": new[0]["run"],
                                                            "judge:0.6": new[0]["run"]}
+
+    # A report from a judge that decoded none of the judge records would compare no
+    # problem at all: refused, and the report on disk stays as it is.
+    report = (out / "summary.json").read_bytes()
+    with pytest.raises(AutojudgeError, match="judge:0.5, judge:0.6 were decoded by another judge"):
+        run_eval(pair, task, "all", modes, out, limit=4, window=6, max_new_tokens=24,
+                 judge=constant_judge(pair, 0.45), report_only=True)
+    assert (out / "summary.json").read_bytes() == report
+    assert run_eval(pair, task, "all", modes, out, limit=4, window=6, max_new_tokens=24, judge=judge,
+                    report_only=True)[-1]["problems"] == 4  # the first judge's records are still there
 
     # Killed between a problem's target and exact decodes: the rerun decodes both again,
     # so exact's speed still pairs with a target of its own run on every problem.
@@ -304,6 +316,15 @@ def test_eval_command_end_to_end(pair, tmp_path, tiny_target_dir, tiny_draft_dir
     assert done.returncode == 0, done.stderr
     assert "| judge:0.6 | 2 |" in done.stdout
     assert (out / "tradeoff.png").exists() and len(read_records(out / "records.jsonl")) == 8
+    # A target-only run names the draft too, so other modes can join it later.
+    models = ["--draft", str(tiny_draft_dir), "--target", str(tiny_target_dir), "--linear", "default",
+              "--backend", "torch"]
+    for modes in ("target", "target,exact"):
+        done = run_cli("eval", "--task", "tests.toy_task:ToyTask", "--split", "all", "--limit", "1",
+                       "--modes", modes, "--window", "4", "--max-new-tokens", "8", "--out", str(tmp_path / "grow"),
+                       *models, env_home=tmp_path)
+        assert done.returncode == 0, done.stderr
+    assert len(read_records(tmp_path / "grow" / "records.jsonl")) == 3  # target, then target and exact
     bad = run_cli("eval", "--task", "tests.toy_task:ToyTask", "--split", "all", "--modes", "exact,judge:2",
                   "--out", str(tmp_path / "x"), "--draft", str(tiny_draft_dir), "--target", str(tiny_target_dir),
                   env_home=tmp_path)

@@ -351,8 +351,9 @@ def cmd_eval(args) -> int:
                 policy_from_name(mode)
     except ValueError as exc:
         raise AutojudgeError(str(exc)) from None
-    only_target = modes == ["target"]
-    pair = load_pair(None if only_target else args.draft, args.target, **pair_options(args))
+    # The draft is loaded even for target-only runs: the run's meta names it, so that
+    # other modes can be added to the same directory later.
+    pair = load_pair(args.draft, args.target, **pair_options(args))
     judge = None
     if any(is_judge_mode(m) for m in modes):
         from autojudge.judge.shipped import load_judge

@@ -21,6 +21,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from autojudge.decoding.modes import decode, is_judge_mode, mode_policy
+from autojudge.errors import AutojudgeError
 from autojudge.evaluation.report import SPEED_BASELINES, write_report
 from autojudge.runfiles import append_record, check_meta, read_records
 from autojudge.models.loading import ModelPair
@@ -46,9 +47,11 @@ def run_eval(pair: ModelPair, task: Task, split: str, modes: list[str], out: str
     check_meta(out, meta, "evaluation")
     fingerprint = judge.fingerprint() if judge is not None else None
     records_path = out / "records.jsonl"
-    records = [r for r in read_records(records_path)
-               if not is_judge_mode(r["mode"]) or r.get("judge") == fingerprint]
+    records, others = [], []
+    for r in read_records(records_path):
+        (records if not is_judge_mode(r["mode"]) or r.get("judge") == fingerprint else others).append(r)
     done = {(r["mode"], r["problem"]) for r in records}
+    _check_judge(others, done, modes, fingerprint, records_path, report_only)
 
     problems = task.load(split)[:limit]
     missing = set() if report_only else {(m, p.id) for p in problems for m in modes} - done
@@ -85,3 +88,26 @@ def run_eval(pair: ModelPair, task: Task, split: str, modes: list[str], out: str
         records.append(record)
     return write_report(records, modes, out, title=f"{task.name} {split}, window {window}",
                         meta={**meta, "judge": fingerprint})
+
+
+def _check_judge(others: list[dict], done: set, modes: list[str], fingerprint: str | None,
+                 records_path: Path, report_only: bool) -> None:
+    """Say so when judge modes were decoded by another judge than the one given.
+
+    Re-decoding them is right after retraining, but a report from the wrong judge would
+    drop every judge record and, with them, every problem from the comparison.
+    """
+    stale = {r["mode"] for r in others if r["mode"] in modes}
+    if not stale:
+        return
+    unmatched = sorted(stale - {mode for mode, _ in done})
+    judges = sorted({str(r.get("judge"))[:12] for r in others if r["mode"] in stale})
+    given = fingerprint[:12] if fingerprint else "none"
+    if report_only and unmatched:
+        raise AutojudgeError(
+            f"{records_path}: the records of {', '.join(unmatched)} were decoded by another judge "
+            f"(fingerprint {', '.join(judges)}..., given {given}...); pass the --judge that made them, "
+            "or rerun without --report-only to decode them with this one")
+    if not report_only:
+        tqdm.write(f"{len(others)} judge-mode records in {records_path} come from another judge "
+                   f"({', '.join(judges)}...): {', '.join(sorted(stale))} are decoded again with judge {given}...")

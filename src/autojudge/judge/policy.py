@@ -23,4 +23,6 @@ class JudgePolicy:
         if bool(window.matches.all()):
             return len(window.draft_tokens)
         p_important = self.judge.prob_important(window.draft_hidden, window.target_hidden)
-        return leading_true(window.matches | (p_important < self.threshold))
+        # On a mixed pair a draft-only judge scores on the draft's device, not the target's.
+        harmless = (p_important < self.threshold).to(window.matches.device)
+        return leading_true(window.matches | harmless)
