@@ -205,3 +205,28 @@ def test_pass_costs_are_timed_per_size_and_leave_the_context_cached():
     assert set(costs.seconds) == {1, 4} and all(s > 0 for s in costs.seconds.values())
     assert lm.cached_length == 20
     assert costs(2) == pytest.approx(costs(1) + (costs(4) - costs(1)) / 3)
+
+
+def test_a_target_with_a_padded_head_decodes_over_the_shared_vocabulary(tmp_path, tiny_draft_dir, tiny_target_dir):
+    """Siblings may pad the output layer differently (Qwen2.5: 151936 logits up to 3B,
+    152064 at 7B): padding ids are cut off, so exact decoding stays the target's own."""
+    from autojudge.decoding.modes import decode
+    from autojudge.errors import ModelLoadError
+    from autojudge.models.loading import load_pair
+    from tests.tiny_dirs import save_resized_head
+
+    padded = save_resized_head(tmp_path / "padded", tiny_target_dir, VOCAB + 32)
+    pair = load_pair(str(tiny_draft_dir), str(padded), backend="torch", linear="default")
+    assert pair.draft.vocab_size == pair.target.vocab_size == VOCAB
+    reference = load_pair(None, str(tiny_target_dir), backend="torch", linear="default")
+    ids = pair.tokenizer("the cat sat on the mat")["input_ids"]
+    exact = decode(pair, ids, "exact", window=4, max_new_tokens=24)
+    assert exact.token_ids == decode(reference, ids, "target", max_new_tokens=24).token_ids
+    # The padding would have been chosen without the cut: the test can fail.
+    pair.target.reset()
+    pair.target.vocab_size = VOCAB + 32
+    assert max(pair.target.forward(ids + exact.token_ids).logits.argmax(-1).tolist()) >= VOCAB
+
+    narrow = save_resized_head(tmp_path / "narrow", tiny_target_dir, VOCAB - 16)
+    with pytest.raises(ModelLoadError, match=f"narrow {VOCAB - 16}, but their tokenizer has ids up to {VOCAB - 1}"):
+        load_pair(str(tiny_draft_dir), str(narrow), backend="torch", linear="default")

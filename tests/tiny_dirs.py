@@ -16,6 +16,7 @@ from __future__ import annotations
 import string
 from pathlib import Path
 
+import torch
 from transformers import AutoTokenizer
 from transformers.models.qwen2.tokenization_qwen2 import Qwen2Tokenizer
 
@@ -59,4 +60,22 @@ def save_tiny(directory: Path, seed: int = 0, other_vocabulary: bool = False,
     assert loaded.get_vocab() == tokenizer.get_vocab() and len(loaded) == VOCAB
     assert loaded(sample)["input_ids"] == tokenizer(sample)["input_ids"] != []
     assert loaded.eos_token_id == 0 and not getattr(loaded, "chat_template", None)
+    return directory
+
+
+def save_resized_head(directory: Path, source: Path, logits: int, loud_padding: bool = True) -> Path:
+    """`source`'s model and tokenizer with `logits` output rows instead of VOCAB.
+
+    Extra rows are padding, as in Qwen2.5-7B (152064 logits, 151665 tokens); with
+    `loud_padding` they copy real rows, scaled up, so they would win many an argmax.
+    """
+    from transformers import AutoModelForCausalLM
+    model = AutoModelForCausalLM.from_pretrained(source)
+    model.resize_token_embeddings(logits, mean_resizing=False)
+    if loud_padding and logits > VOCAB:
+        with torch.no_grad():
+            head = model.get_output_embeddings().weight
+            head[VOCAB:] = 4 * head[: logits - VOCAB]
+    model.save_pretrained(directory)
+    AutoTokenizer.from_pretrained(source).save_pretrained(directory)
     return directory

@@ -23,10 +23,10 @@ from autojudge.decoding.policies import policy_from_name
 from autojudge.models.backend import CausalLM
 from autojudge.models.loading import (
     ModelPair,
-    check_same_logits,
     check_same_vocabulary,
     load_model,
     load_tokenizer,
+    share_logits,
     stop_token_ids,
 )
 from autojudge.runfiles import append_record, read_records
@@ -194,7 +194,7 @@ def load_runtimes(args, methods: list[Method]) -> dict[str, ModelPair]:
         target = model(args.target, target_backend)
         draft = model(args.draft, draft_backend) if needs_draft else None
         if draft is not None:
-            check_same_logits(draft, target)
+            share_logits(draft, target, tokenizer)
         pairs[runtime] = ModelPair(draft, target, tokenizer, stop_token_ids(args.target, tokenizer))
     return pairs
 

@@ -72,6 +72,8 @@ class HFCausalLM:
                              output_hidden_states=True, logits_to_keep=keep)
             hidden, logits = out.hidden_states[-1][0, -keep:], out.logits[0]
         self.tokens.extend(token_ids)
+        if logits.shape[-1] > self.vocab_size:  # a padded head, cut to the pair's shared vocabulary
+            logits = logits[..., : self.vocab_size]
         return StepOutput(logits=logits.float(), hidden=hidden.float())
 
     def truncate(self, length: int) -> None:

@@ -171,6 +171,8 @@ class LlamaCppLM:
             self._runtime.remove(self._seq_id, len(self.tokens))  # a failed pass may have cached a part
             raise RuntimeError(f"{self.name}: {exc}") from exc
         self.tokens.extend(token_ids)
+        if logits.shape[-1] > self.vocab_size:  # cut to the pair's shared vocabulary
+            logits = logits[:, : self.vocab_size]
         return StepOutput(logits=torch.from_numpy(logits), hidden=torch.from_numpy(hidden))
 
     def truncate(self, length: int) -> None:

@@ -202,16 +202,26 @@ def load_pair(draft: str | None = DEFAULT_DRAFT, target: str = DEFAULT_TARGET, *
     if draft is None:
         return ModelPair(None, target_model, target_tok, stop_ids)
     draft_model = load_model(draft, draft_backend or backend, dtype=dtype, device=device, linear=linear)
-    check_same_logits(draft_model, target_model)
+    share_logits(draft_model, target_model, target_tok)
     return ModelPair(draft_model, target_model, target_tok, stop_ids)
 
 
-def check_same_logits(draft: CausalLM, target: CausalLM) -> None:
-    if draft.vocab_size != target.vocab_size:
+def share_logits(draft: CausalLM, target: CausalLM, tokenizer) -> None:
+    """Make both models predict over the same ids.
+
+    Siblings with one tokenizer may pad their output layers differently (Qwen2.5: 151936
+    logits up to 3B, 152064 at 7B). Ids past the tokenizer's are padding that no text
+    holds, so both models are cut to the narrower width, when every token fits in it.
+    """
+    shared = min(draft.vocab_size, target.vocab_size)
+    n_tokens = max(tokenizer.get_vocab().values()) + 1
+    if shared < n_tokens:
         raise ModelLoadError(
             f"draft {draft.name} predicts {draft.vocab_size} logits, target {target.name} "
-            f"{target.vocab_size}; speculative decoding needs the same vocabulary"
+            f"{target.vocab_size}, but their tokenizer has ids up to {n_tokens - 1}; speculative "
+            "decoding needs both to cover the vocabulary"
         )
+    draft.vocab_size = target.vocab_size = shared
 
 
 def _first_line(exc: Exception) -> str:
