@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from autojudge.decoding import generate
+from autojudge.errors import AutojudgeError
 from autojudge.mining.algorithm import hidden_after, mine_problem
 from autojudge.mining.run import mine
 from autojudge.prompting import chat_prompt_ids
@@ -131,9 +132,16 @@ def test_killed_mining_resumes_without_loss_or_duplicates(tmp_path, tiny_target_
     deadline = time.time() + 120
     while time.time() < deadline and not (lines.exists() and lines.read_text().count("\n") >= 2):
         time.sleep(0.05)
+    # While it mines, a second miner on the directory is refused before it reads a file:
+    # both would mine the missing problems and append them twice.
+    before = lines.read_bytes()
+    with pytest.raises(AutojudgeError, match=rf"in use by another mining run \(process {child.pid}\)"):
+        mine(pair, ToyTask(), "all", str(out), max_new_tokens=40)
+    assert lines.read_bytes().startswith(before)
     child.send_signal(signal.SIGKILL)
     child.wait()
     assert lines.read_text().count("\n") < len(ToyTask().load("all"))  # killed mid-run
+    # The kill released the directory (the kernel drops the dead process's flock).
 
     store = mine(pair, ToyTask(), "all", str(out), max_new_tokens=40)
     ids = [json.loads(line)["problem_id"] for line in lines.read_text().splitlines()]
@@ -161,6 +169,11 @@ def test_mine_command_with_a_user_task(tmp_path, tiny_target_dir, tiny_draft_dir
     assert again.returncode == 1 and "other settings (max_new_tokens)" in again.stderr
     plain = subprocess.run(args + ["--plain", "--window", "0"], env=env, capture_output=True, text=True, timeout=300)
     assert plain.returncode == 1 and "other settings (first_answer_window, regeneration)" in plain.stderr
+    # Resumed on another split, evaluation problems would join the training data.
+    split = args.index("--split") + 1
+    other = subprocess.run(args[:split] + ["eval"] + args[split + 1:], env=env, capture_output=True, text=True,
+                           timeout=300)
+    assert other.returncode == 1 and "other settings (split)" in other.stderr
 
 
 class LongPromptToyTask(ToyTask):

@@ -29,7 +29,7 @@ from autojudge.models.loading import (
     share_logits,
     stop_token_ids,
 )
-from autojudge.runfiles import append_record, read_records
+from autojudge.runfiles import append_record, read_records, run_lock
 from autojudge.prompting import chat_prompt_ids
 from autojudge.tasks.datasets import load_gsm8k
 from autojudge.tasks.gsm8k import GSM8K
@@ -203,24 +203,25 @@ def run_bench(args) -> int:
     methods = parse_methods(args.methods)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    records_path = out / "records.jsonl"
-    records = read_records(records_path)
-    done = {(r["method"], r["problem"]) for r in records}
+    with run_lock(out, "benchmark"):
+        records_path = out / "records.jsonl"
+        records = read_records(records_path)
+        done = {(r["method"], r["problem"]) for r in records}
 
-    task = GSM8K()
-    problems = load_gsm8k("eval")[: args.n]
-    pairs = load_runtimes(args, methods)
-    todo = [(p, m) for p in problems for m in methods if (m.name, p.id) not in done]
-    for problem, method in tqdm(todo, desc="bench", unit="run"):
-        pair = pairs[method.runtime]
-        prompt_ids = chat_prompt_ids(pair.tokenizer, task.messages(problem))
-        result = run_method(pair, method, prompt_ids, args.max_new_tokens)
-        text = pair.tokenizer.decode(result["token_ids"], skip_special_tokens=True)
-        record = {"method": method.name, "problem": problem.id, "prompt_tokens": len(prompt_ids),
-                  "answer": task.extract_answer(text, problem), "correct": task.is_correct(text, problem),
-                  "follows_format": task.follows_format(text), "text": text, **result}
-        append_record(records_path, record)
-        records.append(record)
+        task = GSM8K()
+        problems = load_gsm8k("eval")[: args.n]
+        pairs = load_runtimes(args, methods)
+        todo = [(p, m) for p in problems for m in methods if (m.name, p.id) not in done]
+        for problem, method in tqdm(todo, desc="bench", unit="run"):
+            pair = pairs[method.runtime]
+            prompt_ids = chat_prompt_ids(pair.tokenizer, task.messages(problem))
+            result = run_method(pair, method, prompt_ids, args.max_new_tokens)
+            text = pair.tokenizer.decode(result["token_ids"], skip_special_tokens=True)
+            record = {"method": method.name, "problem": problem.id, "prompt_tokens": len(prompt_ids),
+                      "answer": task.extract_answer(text, problem), "correct": task.is_correct(text, problem),
+                      "follows_format": task.follows_format(text), "text": text, **result}
+            append_record(records_path, record)
+            records.append(record)
 
     rows = summarize(records, methods)
     table = markdown_table(rows)

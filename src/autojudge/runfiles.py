@@ -1,6 +1,8 @@
 """The files of every long, resumable job (mining, benchmark, evaluation).
 
 meta.json holds the settings that shape the results; a rerun must bring the same.
+One process at a time works in a run directory (it holds .lock): two would both do
+the missing work and append it twice.
 Results are append-only JSON lines that survive kill -9: a record counts once its
 line is whole. Appends are flushed and fsynced one by one;
 on open, a last line torn by a kill is dropped and the file rewritten without it, so
@@ -9,11 +11,36 @@ the next append starts on a clean line. Nothing whole is lost, nothing counted t
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from autojudge.errors import AutojudgeError
+
+
+@contextmanager
+def run_lock(root: str | Path, what: str = "run") -> Iterator[None]:
+    """Hold `root` for this process, or refuse at once when another one holds it.
+
+    An flock, so the kernel drops it when the holder dies, kill -9 included.
+    """
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / ".lock", "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "?"
+            raise AutojudgeError(f"{root} is in use by another {what} (process {holder}); "
+                                 "wait for it to end or stop it, or use another --out") from None
+        handle.truncate(0)
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        yield
 
 
 def check_meta(root: str | Path, meta: dict, what: str = "run") -> None:

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from autojudge.decoding.modes import decode, is_judge_mode, mode_policy
 from autojudge.errors import AutojudgeError
 from autojudge.evaluation.report import SPEED_BASELINES, write_report
-from autojudge.runfiles import append_record, check_meta, read_records
+from autojudge.runfiles import append_record, check_meta, read_records, run_lock
 from autojudge.models.loading import ModelPair
 from autojudge.prompting import chat_prompt_ids
 from autojudge.tasks.base import Task
@@ -44,50 +44,51 @@ def run_eval(pair: ModelPair, task: Task, split: str, modes: list[str], out: str
     # Without thread counts: an evaluation resumes on other machines (each record names its run).
     meta = {"task": task.name, "split": split, **pair.describe(machine=False), "window": window,
             "max_new_tokens": max_new_tokens}
-    check_meta(out, meta, "evaluation")
-    fingerprint = judge.fingerprint() if judge is not None else None
-    records_path = out / "records.jsonl"
-    records, others = [], []
-    for r in read_records(records_path):
-        (records if not is_judge_mode(r["mode"]) or r.get("judge") == fingerprint else others).append(r)
-    done = {(r["mode"], r["problem"]) for r in records}
-    _check_judge(others, done, modes, fingerprint, records_path, report_only)
+    with run_lock(out, "evaluation"):
+        check_meta(out, meta, "evaluation")
+        fingerprint = judge.fingerprint() if judge is not None else None
+        records_path = out / "records.jsonl"
+        records, others = [], []
+        for r in read_records(records_path):
+            (records if not is_judge_mode(r["mode"]) or r.get("judge") == fingerprint else others).append(r)
+        done = {(r["mode"], r["problem"]) for r in records}
+        _check_judge(others, done, modes, fingerprint, records_path, report_only)
 
-    problems = task.load(split)[:limit]
-    missing = set() if report_only else {(m, p.id) for p in problems for m in modes} - done
-    # Any mode missing, a baseline included (a kill between target and exact), brings
-    # both baselines back, so that the run holds every pair its ratios need.
-    remeasure = {problem for _, problem in missing}
-    todo = [(p, m) for p in problems for m in modes
-            if (m, p.id) in missing or (p.id in remeasure and m in SPEED_BASELINES)]
-    run = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
-    # Recorded with each judge-mode run, so a table can say which threshold R stood for.
-    thresholds = {m: mode_policy(m, judge).threshold for m in modes if is_judge_mode(m)}
-    bar = tqdm(todo, desc=f"eval {task.name}/{split}", unit="run")
-    for problem, mode in bar:
-        bar.set_postfix(problem=problem.id, mode=mode)
-        for model in (pair.target, pair.draft):
-            if model is not None:
-                model.reset()
-        prompt_ids = chat_prompt_ids(pair.tokenizer, task.messages(problem))
-        judged = is_judge_mode(mode)
-        result = decode(pair, prompt_ids, mode, window=window, max_new_tokens=max_new_tokens,
-                        judge=judge if judged else None)
-        text = pair.tokenizer.decode(result.token_ids, skip_special_tokens=True)
-        stats = result.stats
-        record = {"mode": mode, "problem": problem.id, "run": run, "correct": task.is_correct(text, problem),
-                  "answer": task.extract_answer(text, problem), "new_tokens": stats.new_tokens,
-                  "cycles": stats.cycles, "seconds": stats.seconds,
-                  "accepted_mismatches": stats.accepted_mismatches, "stop_reason": result.stop_reason,
-                  "judge": fingerprint if judged else None,
-                  "threshold": thresholds.get(mode),
-                  "token_ids": result.token_ids, "text": text}
-        if hasattr(task, "follows_format"):  # GSM8K: does the last line read "The answer is N"?
-            record["follows_format"] = task.follows_format(text)
-        append_record(records_path, record)
-        records.append(record)
-    return write_report(records, modes, out, title=f"{task.name} {split}, window {window}",
-                        meta={**meta, "judge": fingerprint})
+        problems = task.load(split)[:limit]
+        missing = set() if report_only else {(m, p.id) for p in problems for m in modes} - done
+        # Any mode missing, a baseline included (a kill between target and exact), brings
+        # both baselines back, so that the run holds every pair its ratios need.
+        remeasure = {problem for _, problem in missing}
+        todo = [(p, m) for p in problems for m in modes
+                if (m, p.id) in missing or (p.id in remeasure and m in SPEED_BASELINES)]
+        run = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
+        # Recorded with each judge-mode run, so a table can say which threshold R stood for.
+        thresholds = {m: mode_policy(m, judge).threshold for m in modes if is_judge_mode(m)}
+        bar = tqdm(todo, desc=f"eval {task.name}/{split}", unit="run")
+        for problem, mode in bar:
+            bar.set_postfix(problem=problem.id, mode=mode)
+            for model in (pair.target, pair.draft):
+                if model is not None:
+                    model.reset()
+            prompt_ids = chat_prompt_ids(pair.tokenizer, task.messages(problem))
+            judged = is_judge_mode(mode)
+            result = decode(pair, prompt_ids, mode, window=window, max_new_tokens=max_new_tokens,
+                            judge=judge if judged else None)
+            text = pair.tokenizer.decode(result.token_ids, skip_special_tokens=True)
+            stats = result.stats
+            record = {"mode": mode, "problem": problem.id, "run": run, "correct": task.is_correct(text, problem),
+                      "answer": task.extract_answer(text, problem), "new_tokens": stats.new_tokens,
+                      "cycles": stats.cycles, "seconds": stats.seconds,
+                      "accepted_mismatches": stats.accepted_mismatches, "stop_reason": result.stop_reason,
+                      "judge": fingerprint if judged else None,
+                      "threshold": thresholds.get(mode),
+                      "token_ids": result.token_ids, "text": text}
+            if hasattr(task, "follows_format"):  # GSM8K: does the last line read "The answer is N"?
+                record["follows_format"] = task.follows_format(text)
+            append_record(records_path, record)
+            records.append(record)
+        return write_report(records, modes, out, title=f"{task.name} {split}, window {window}",
+                            meta={**meta, "judge": fingerprint})
 
 
 def _check_judge(others: list[dict], done: set, modes: list[str], fingerprint: str | None,

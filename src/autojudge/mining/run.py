@@ -14,17 +14,21 @@ from autojudge.mining.algorithm import MinedProblem, mine_problem
 from autojudge.mining.store import FEATURE_DTYPE, MiningStore
 from autojudge.models.loading import ModelPair
 from autojudge.prompting import chat_prompt_ids
+from autojudge.runfiles import run_lock
 from autojudge.tasks.base import Task
 
 
-def mining_meta(pair: ModelPair, task: Task, max_new_tokens: int, window: int, fast: bool) -> dict:
+def mining_meta(pair: ModelPair, task: Task, split: str, max_new_tokens: int, window: int, fast: bool) -> dict:
     """Everything that changes the labels or the features; a resumed run must match it.
+
+    The split too: resumed on another one, a run would mix evaluation problems into
+    the judge's training data.
 
     The first answer's window and the regeneration method give the same labels in exact
     arithmetic, but not on llama.cpp, whose results depend on a pass's shape: a run
     keeps them, so that its records all come from one method.
     """
-    meta = {"task": task.name, **pair.describe(machine=False), "max_new_tokens": max_new_tokens,
+    meta = {"task": task.name, "split": split, **pair.describe(machine=False), "max_new_tokens": max_new_tokens,
             "first_answer_window": window, "regeneration": "fast" if fast else "plain",
             "features": {"draft": pair.draft.hidden_size, "target": pair.target.hidden_size,
                          "dtype": str(FEATURE_DTYPE).removeprefix("torch."),
@@ -46,58 +50,59 @@ def mine(pair: ModelPair, task: Task, split: str, out: str, *, limit: int | None
     same labels up to llama.cpp's near-ties (its kernels depend on the pass's shape).
     Problems then finish out of order; the store resumes by problem id, so that is fine.
     """
-    store = MiningStore(out, mining_meta(pair, task, max_new_tokens, window, fast))
-    index, count = shard
-    problems = task.load(split)[:limit][index - 1::count]
-    done = store.done()
-    todo = iter([p for p in problems if p.id not in done])
-    labels = sum(len(r["mismatches"]) for r in store.records)
-    important = sum(m["important"] for r in store.records for m in r["mismatches"])
-    bar = tqdm(desc=f"mine {task.name}/{split}", unit="problem", initial=len(done & {p.id for p in problems}),
-               total=len(problems))
-    lock = threading.Lock()  # guards todo, the store and the counters
-    clock = _SharedClock()
-    failed = threading.Event()
+    with run_lock(out, "mining run"):
+        store = MiningStore(out, mining_meta(pair, task, split, max_new_tokens, window, fast))
+        index, count = shard
+        problems = task.load(split)[:limit][index - 1::count]
+        done = store.done()
+        todo = iter([p for p in problems if p.id not in done])
+        labels = sum(len(r["mismatches"]) for r in store.records)
+        important = sum(m["important"] for r in store.records for m in r["mismatches"])
+        bar = tqdm(desc=f"mine {task.name}/{split}", unit="problem", initial=len(done & {p.id for p in problems}),
+                   total=len(problems))
+        lock = threading.Lock()  # guards todo, the store and the counters
+        clock = _SharedClock()
+        failed = threading.Event()
 
-    def work(worker_pair: ModelPair) -> None:
-        nonlocal labels, important
-        while not failed.is_set():
-            with lock:
-                problem = next(todo, None)
-            if problem is None:
-                return
-            clock.enter()
-            skipped = None
-            try:
-                mined = mine_problem(worker_pair, task, problem,
-                                     chat_prompt_ids(worker_pair.tokenizer, task.messages(problem)),
-                                     max_new_tokens=max_new_tokens, window=window, fast=fast)
-            except PromptError as exc:  # recorded, so that a resumed run does not stop on it again
-                mined, skipped = MinedProblem(problem.id, None, ""), str(exc)
-            with lock:
-                store.add(mined, clock.leave(), skipped=skipped)
-                if skipped:
-                    bar.write(f"problem {problem.id} skipped: {skipped}")
-                labels += len(mined.mismatches)
-                important += sum(m.important for m in mined.mismatches)
-                bar.update()
-                bar.set_postfix(mismatches=labels, important=f"{important / max(labels, 1):.1%}")
+        def work(worker_pair: ModelPair) -> None:
+            nonlocal labels, important
+            while not failed.is_set():
+                with lock:
+                    problem = next(todo, None)
+                if problem is None:
+                    return
+                clock.enter()
+                skipped = None
+                try:
+                    mined = mine_problem(worker_pair, task, problem,
+                                         chat_prompt_ids(worker_pair.tokenizer, task.messages(problem)),
+                                         max_new_tokens=max_new_tokens, window=window, fast=fast)
+                except PromptError as exc:  # recorded, so that a resumed run does not stop on it again
+                    mined, skipped = MinedProblem(problem.id, None, ""), str(exc)
+                with lock:
+                    store.add(mined, clock.leave(), skipped=skipped)
+                    if skipped:
+                        bar.write(f"problem {problem.id} skipped: {skipped}")
+                    labels += len(mined.mismatches)
+                    important += sum(m.important for m in mined.mismatches)
+                    bar.update()
+                    bar.set_postfix(mismatches=labels, important=f"{important / max(labels, 1):.1%}")
 
-    if parallel == 1:
-        work(pair)
-    else:
-        pairs, gate = pair.parallel(parallel)
+        if parallel == 1:
+            work(pair)
+        else:
+            pairs, gate = pair.parallel(parallel)
 
-        def member(worker_pair: ModelPair) -> None:
-            with gate.member():
-                work(worker_pair)
+            def member(worker_pair: ModelPair) -> None:
+                with gate.member():
+                    work(worker_pair)
 
-        _run_threads([functools.partial(member, p) for p in pairs], failed)
-        if gate.passes:
-            bar.write(f"{gate.requests} passes of {parallel} problems merged into {gate.passes} "
-                      f"({gate.requests / gate.passes:.2f} per pass)")
-    bar.close()
-    return store
+            _run_threads([functools.partial(member, p) for p in pairs], failed)
+            if gate.passes:
+                bar.write(f"{gate.requests} passes of {parallel} problems merged into {gate.passes} "
+                          f"({gate.requests / gate.passes:.2f} per pass)")
+        bar.close()
+        return store
 
 
 def _run_threads(jobs: list, failed: threading.Event) -> None:
