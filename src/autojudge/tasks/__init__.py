@@ -24,8 +24,9 @@ def get_task(name: str) -> Task:
             sys.path.append(os.getcwd())
         try:
             return getattr(importlib.import_module(module_name), class_name)()
-        except (ImportError, AttributeError) as exc:
-            raise ValueError(f"cannot load task {name!r}: {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - the user's module: a syntax error, a raising constructor...
+            detail = str(exc) if isinstance(exc, (ImportError, AttributeError)) else f"{type(exc).__name__}: {exc}"
+            raise ValueError(f"cannot load task {name!r}: {detail}") from None
     try:
         return TASKS[name]()
     except KeyError:
