@@ -207,3 +207,30 @@ def test_an_evaluation_resumes_with_another_thread_count(tmp_path):
     records = read_records(tmp_path / "records.jsonl")
     assert [r["problem"] for r in records] == [p.id for p in GSM8K().load("eval")[:2]]
     assert rows[0]["problems"] == 2 and len(rows[0]["runs"].split(", ")) == 2
+
+
+def test_the_llamacpp_path_needs_no_converted_checkpoint(tmp_path, monkeypatch):
+    """The default path loads the GGUF files and their tokenizer, never a float32 copy
+    (9 GB on disk for the pair)."""
+    from autojudge.artifacts import cache_home
+    from autojudge.models.loading import load_tokenizer
+    from autojudge.models.convert import converted_dir, ensure_converted
+    from autojudge.models.registry import REGISTERED
+
+    shared = cache_home()
+    target = REGISTERED["qwen2.5-coder-1.5b-instruct"]
+    ensure_converted(target)  # where the tokenizer used to come from
+    monkeypatch.setenv("AUTOJUDGE_HOME", str(tmp_path))
+    (tmp_path / "gguf").mkdir()
+    for gguf in (shared / "gguf").glob("*.gguf"):  # verified files, linked instead of fetched again
+        (tmp_path / "gguf" / gguf.name).symlink_to(gguf)
+    pair = load_pair(backend="llamacpp")
+    assert pair.target.name == target.name
+    assert not (tmp_path / "models").exists()
+    assert not converted_dir(target).exists()
+    monkeypatch.setenv("AUTOJUDGE_HOME", str(shared))
+    reference = load_tokenizer(str(converted_dir(target)))
+    assert pair.tokenizer.get_vocab() == reference.get_vocab()
+    assert pair.tokenizer.chat_template == reference.chat_template
+    text = "Natalia sold 48/2 = 24 clips in May.\n\\boxed{72} é"
+    assert pair.tokenizer(text)["input_ids"] == reference(text)["input_ids"]

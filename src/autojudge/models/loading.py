@@ -92,7 +92,10 @@ def resolve(name: str, progress: bool = True) -> str:
 def load_tokenizer(name: str):
     from transformers import AutoTokenizer
     try:
-        if name.endswith(".gguf"):
+        if name in REGISTERED:  # no converted checkpoint needed, which llama.cpp does without
+            from autojudge.models.convert import ensure_tokenizer
+            tokenizer = AutoTokenizer.from_pretrained(ensure_tokenizer(REGISTERED[name]))
+        elif name.endswith(".gguf"):
             path = Path(name).expanduser()
             tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
         else:
