@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from autojudge.decoding import generate
-from autojudge.errors import AutojudgeError
+from autojudge.errors import AutojudgeError, PromptError
 from autojudge.mining.algorithm import hidden_after, mine_problem
 from autojudge.mining.run import mine
 from autojudge.prompting import chat_prompt_ids
@@ -209,3 +209,23 @@ def test_a_response_that_fills_the_context_is_labelled_to_its_end(pair):
         if any(m.position == room - 1 for m in mined.mismatches):
             return
     pytest.fail("no prompt gave a mismatch at the last token that fits")
+
+
+def test_a_draft_with_the_shorter_context_bounds_the_responses(pair):
+    """On a mixed pair the draft's context may be the shorter (llama.cpp's n_ctx under a
+    torch target's): the draft reads every response, so responses stop at its limit,
+    and a prompt it cannot hold is refused as too long, not failed on."""
+    task = ToyTask()
+    problem = task.load("all")[1]
+    ids = chat_prompt_ids(pair.tokenizer, task.messages(problem))
+    full = pair.draft.max_context
+    try:
+        pair.draft.max_context = len(ids) + 12
+        mined = mine_problem(pair, task, problem, ids, max_new_tokens=40)
+        assert len(mined.token_ids) == 12 and mined.mismatches
+        assert all(m.position < 12 for m in mined.mismatches)
+        pair.draft.max_context = len(ids)
+        with pytest.raises(PromptError, match=f"the prompt has {len(ids)} tokens; the context holds {len(ids)}"):
+            mine_problem(pair, task, problem, ids, max_new_tokens=40)
+    finally:
+        pair.draft.max_context = full

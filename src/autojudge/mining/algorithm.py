@@ -29,6 +29,7 @@ import torch
 
 from autojudge.decoding.drafters import LookupDrafter, common_prefix_length
 from autojudge.decoding.engine import generate
+from autojudge.errors import PromptError
 from autojudge.models.backend import CausalLM
 from autojudge.models.loading import ModelPair
 from autojudge.tasks.base import Problem, Task
@@ -85,13 +86,17 @@ def mine_problem(pair: ModelPair, task: Task, problem: Problem, prompt_ids: list
     settles = getattr(task, "settled", None)
     is_settled = (lambda ids: settles(decode(ids), problem)) if settles else (lambda ids: False)  # noqa: E731
     x = list(prompt_ids)
+    # The draft reads every response too: on a mixed pair its context may be the shorter.
+    room = min(target.max_context, draft.max_context)
+    if len(x) >= room:
+        raise PromptError(f"the prompt has {len(x)} tokens; the context holds {room}")
 
     def finish(head: list[int], until_settled: bool = True, **speculation) -> tuple[list[int], bool, int]:
         """Greedy continuation of x + head until EOS, the budget or (if asked) a settled
         answer: (continuation, whether it stopped at the settle point, target passes)."""
-        budget = max_new_tokens - len(head)
+        budget = min(max_new_tokens, room - len(x)) - len(head)
         # A response that filled the context has no room left after a swap at its end.
-        if (head and (head[-1] in stop or len(x) + len(head) >= target.max_context)) or budget <= 0:
+        if (head and head[-1] in stop) or budget <= 0:
             return [], False, 0
         watch = (lambda new: is_settled(head + new)) if settles and until_settled else None  # noqa: E731
         out = generate(target, x + head, max_new_tokens=budget, stop_ids=stop, stop_when=watch, **speculation)
