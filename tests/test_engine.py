@@ -230,3 +230,24 @@ def test_a_target_with_a_padded_head_decodes_over_the_shared_vocabulary(tmp_path
     narrow = save_resized_head(tmp_path / "narrow", tiny_target_dir, VOCAB - 16)
     with pytest.raises(ModelLoadError, match=f"narrow {VOCAB - 16}, but their tokenizer has ids up to {VOCAB - 1}"):
         load_pair(str(tiny_draft_dir), str(narrow), backend="torch", linear="default")
+
+
+def test_exact_equals_greedy_on_a_sliding_window_model():
+    """Rollbacks reach behind a sliding window (gemma-3, some Qwen2 configurations)."""
+    from transformers import Qwen2ForCausalLM
+
+    from tests.tiny import tiny_config
+
+    settings = {k: v for k, v in tiny_config().to_dict().items() if k != "layer_types"}
+    config = type(tiny_config())(**{**settings, "use_sliding_window": True, "sliding_window": 6,
+                                    "max_window_layers": 1})  # layer 1 slides
+    assert "sliding_attention" in config.layer_types
+    torch.manual_seed(3)
+    target_model = Qwen2ForCausalLM(config).eval()
+    draft_model = noisy_copy(target_model, 103, scale=0.3)
+    prompt = random_prompt(3)
+    expected = hf_greedy(target_model, prompt, 40)
+    result = generate(backend(target_model, "t"), prompt, draft=backend(draft_model, "d"), window=5,
+                      max_new_tokens=40)
+    assert result.token_ids == expected
+    assert 1 < result.stats.mean_accepted < 6  # drafts were both kept and rolled back

@@ -23,7 +23,10 @@ class HFCausalLM:
         self.max_context = getattr(config, "max_position_embeddings", None) or 1 << 30
         self.device = next(model.parameters()).device
         self.dtype = next(model.parameters()).dtype
-        self.cache = DynamicCache(config=model.config)
+        # Every layer keeps all its keys, sliding-window ones too: a window-sized cache
+        # forgets what a rejected draft's rollback must return to (the masks still
+        # apply the window, so the numbers are the same).
+        self.cache = DynamicCache()
         self.tokens: list[int] = []  # what the cache holds, so callers can reuse a shared prefix
         # Looked up once: forward() runs per decoding step.
         self._decoder = getattr(model, model.base_model_prefix, None)
@@ -85,7 +88,7 @@ class HFCausalLM:
             del self.tokens[length:]
 
     def reset(self) -> None:
-        self.cache = DynamicCache(config=self.model.config)
+        self.cache = DynamicCache()
         self.tokens = []
 
     def describe(self) -> dict:
