@@ -19,7 +19,7 @@ from autojudge.tasks.gsm8k import GSM8K
 def run_demo(args) -> int:
     task = GSM8K()
     problems = task.load("eval")[: args.n]
-    print("loading the default pair (the first run downloads ~1.6 GB and converts it, a few minutes)")
+    print("loading the default pair (the first run downloads ~1.5 GB of GGUF files, a few minutes)")
     pair = load_pair(backend=args.backend)
     judge = load_judge(pair, args.judge, task="gsm8k")
     threshold = args.threshold if args.threshold is not None else judge.threshold_for_recall(args.recall)
