@@ -66,8 +66,8 @@ def main() -> None:
         task = judge.stem.removesuffix("-auc")
         parts.append(section(f"Judge: {task}", judge, "ROC-AUC per feature set, and against the number of "
                              "training problems:\n\n" + stale_note(task, judge.with_suffix(".json"))))
-    bench = ROOT / "docs" / "bench" / "mining.md"
-    parts.append(section("Mining speed: plain vs fast regeneration", bench))
+    for bench in sorted((ROOT / "docs" / "bench").glob("mining*.md")):  # one file per runtime
+        parts.append(section(f"Mining speed: plain vs fast regeneration ({bench.name})", bench))
     for summary in sorted(EVALS.glob("*/summary.md")):
         name = summary.parent.name
         plot = f"![accuracy vs accepted tokens per cycle](eval/{name}/tradeoff.png)\n\n"
