@@ -179,6 +179,11 @@ def test_the_report_draws_modes_without_a_parameter(tmp_path):
     rows = write_report(records, ["target", "exact", "topk"], tmp_path, title="t", meta={})
     assert [r["mean_accepted"] for r in rows] == [1.0, 2.5, 5.0]
     assert (tmp_path / "tradeoff.png").read_bytes()[:4] == b"\x89PNG"
+    assert "Operating point (at most 1 point below exact): topk," in (tmp_path / "summary.md").read_text()
+    # Top-K now fails one problem in three that exact solves: no operating point, and the report says so.
+    lossy = [dict(r, correct=False) if r["mode"] == "topk" and r["problem"] == 0 else r for r in records]
+    write_report(lossy, ["target", "exact", "topk"], tmp_path, title="t", meta={})
+    assert "Operating point (at most 1 point below exact): none" in (tmp_path / "summary.md").read_text()
 
 
 def test_torn_last_line_is_dropped_and_appends_stay_whole(tmp_path):
