@@ -3,12 +3,13 @@
     python scripts/bench_torch_step.py --target DIR [--device cuda] [--dtype bfloat16]
         [--random] [--tokens 128]
 
-Target-only greedy decoding after a 300-token prompt, three ways, in one run: the
-transformers `generate` loop, our engine asking transformers for hidden states
-(`output_hidden_states`), and our engine calling the decoder and the LM head apart (the
-default where it is exact). `--random` builds random weights from DIR's config.json
-alone, for timing on a machine the real weights cannot reach (the cost of a pass does
-not depend on the weights' values).
+Target-only greedy decoding after a 300-token prompt, in one run: the transformers
+`generate` loop, our engine asking transformers for hidden states
+(`output_hidden_states`), our engine calling the decoder and the LM head apart (the
+CPU default where it is exact), and, on a GPU, our engine on a static cache replaying
+each step from a CUDA graph (the GPU default). `--random` builds random weights from
+DIR's config.json alone, for timing on a machine the real weights cannot reach (the
+cost of a pass does not depend on the weights' values).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from transformers import AutoConfig, AutoModelForCausalLM
 
 from autojudge.decoding import generate
 from autojudge.models.hf import HFCausalLM
+from autojudge.models.static import StaticCacheLM
 
 
 def main() -> None:
@@ -53,9 +55,16 @@ def main() -> None:
         lm.split = split
         return lambda: generate(lm, prompt, max_new_tokens=args.tokens)
 
+    def graphed():
+        if not args.device.startswith("cuda"):
+            return None
+        lm = StaticCacheLM(model, "target")
+        return lambda: generate(lm, prompt, max_new_tokens=args.tokens)
+
     runs = {"transformers generate": transformers_generate,
             "ours, output_hidden_states": ours(False),
-            "ours, decoder and LM head apart": ours(True)}
+            "ours, decoder and LM head apart": ours(True),
+            "ours, static cache, CUDA graphs": graphed()}
     print(f"| {args.target} on {args.device}, {args.dtype} | tok/s | ms/token |\n|---|---|---|")
     for label, run in runs.items():
         if run is None:

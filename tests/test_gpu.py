@@ -110,12 +110,60 @@ def test_mining_on_the_gpu_gives_the_cpu_labels_and_stores_cpu_features(tiny_tar
 def test_generate_command_on_the_gpu(tiny_target_dir, tiny_draft_dir, tmp_path):
     from tests.test_cli import run_cli
     runs = {}
-    for device in ("cpu", "cuda"):
+    for device, flags in (("cpu", ()), ("cuda", ()), ("cuda eager", ("--no-cuda-graphs",))):
         result = run_cli(tmp_path, "generate", "--prompt", "the cat sat", "--draft", tiny_draft_dir,
                          "--target", tiny_target_dir, "--mode", "exact", "--window", 4,
                          "--max-new-tokens", 12, "--json", "--linear", "default",
-                         "--device", device, "--dtype", "float32")
+                         "--device", device.split()[0], "--dtype", "float32", *flags)
         assert result.returncode == 0, result.stderr
         runs[device] = json.loads(result.stdout)
-    assert runs["cuda"]["token_ids"] == runs["cpu"]["token_ids"]
+    assert runs["cuda"]["token_ids"] == runs["cuda eager"]["token_ids"] == runs["cpu"]["token_ids"]
     assert runs["cuda"]["target_backend"]["device"] == "cuda"
+    assert runs["cuda"]["target_backend"]["cuda_graphs"] is True
+    assert "cuda_graphs" not in runs["cuda eager"]["target_backend"]
+
+
+@pytest.mark.parametrize("window", [1, 4, 16, 64])
+def test_exact_with_cuda_graphs_equals_transformers_greedy(window):
+    from autojudge.models.static import StaticCacheLM
+    target_model = tiny_model(0).to("cuda")
+    draft_model = noisy_copy(target_model, 10, scale=0.05).to("cuda")
+    prompt = random_prompt(0)
+    model_input = torch.tensor([prompt], device="cuda")
+    expected = target_model.generate(model_input, do_sample=False, max_new_tokens=200, pad_token_id=0,
+                                     attention_mask=torch.ones_like(model_input))[0, len(prompt):].tolist()
+    # A small first cache: it grows twice, and the graphs are captured again after each.
+    target, draft = StaticCacheLM(target_model, "t", capacity=64), StaticCacheLM(draft_model, "d", capacity=64)
+    assert target.cuda_graphs and target.describe()["cuda_graphs"]
+    result = generate(target, prompt, draft=draft, window=window, max_new_tokens=200)
+    assert result.token_ids == expected
+    assert target.capacity == 256
+    assert generate(target, prompt, max_new_tokens=200).token_ids == expected
+    if window > 1:
+        assert result.stats.mean_accepted > 1.5
+
+
+def test_a_graph_replay_gives_the_eager_pass_bit_for_bit():
+    from autojudge.models.static import StaticCacheLM
+    model = tiny_model(3).to("cuda")
+    replayed, eager = StaticCacheLM(model, "g"), StaticCacheLM(model, "e", cuda_graphs=False)
+    prompt = random_prompt(3, length=40)
+    for lm in (replayed, eager):
+        lm.forward(prompt[:12], n_logits=1)
+    steps = [(12, 17, None), (17, 18, 1), (18, 30, None), (30, 31, 1)]
+    for rollback in (False, True):
+        for start, stop, n_logits in steps:
+            outs = [lm.forward(prompt[start:stop], n_logits) for lm in (replayed, eager)]
+            assert torch.equal(outs[0].logits, outs[1].logits)
+            assert torch.equal(outs[0].hidden, outs[1].hidden)
+        for lm in (replayed, eager):
+            lm.truncate(12)  # the second round replays the same graphs over a rolled-back cache
+    assert set(replayed._graphs) == {(12, 1), (5, 5), (1, 1), (12, 12)}  # (tokens in, logits out)
+
+
+def test_the_gpu_loader_uses_cuda_graphs_unless_told_not_to(tiny_target_dir, tiny_draft_dir):
+    for cuda_graphs in (True, False):
+        pair = load_pair(str(tiny_draft_dir), str(tiny_target_dir), backend="torch", device="cuda",
+                         cuda_graphs=cuda_graphs)
+        assert pair.target.describe().get("cuda_graphs", False) is cuda_graphs
+        assert pair.draft.describe().get("cuda_graphs", False) is cuda_graphs

@@ -69,6 +69,8 @@ def _add_pair_options(parser: argparse.ArgumentParser, backends: bool = True) ->
                                  "with --backend auto, a GPU means torch)")
         parser.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], default="auto",
                             help="torch weights (default: auto: float32 on CPU, bfloat16 on a GPU)")
+        parser.add_argument("--no-cuda-graphs", dest="cuda_graphs", action="store_false",
+                            help="on a GPU, run each torch step eagerly instead of replaying a CUDA graph")
     parser.add_argument("--linear", choices=["onednn", "default"], default="onednn",
                         help="torch CPU float32 linear kernels (default: %(default)s, faster verification)")
 
@@ -236,7 +238,7 @@ def pair_options(args) -> dict:
     if dtype == "auto":
         dtype = "float32" if args.device == "cpu" else "bfloat16"
     return {"backend": args.backend, "draft_backend": args.draft_backend, "linear": args.linear,
-            "device": args.device, "dtype": getattr(torch, dtype)}
+            "device": args.device, "dtype": getattr(torch, dtype), "cuda_graphs": args.cuda_graphs}
 
 
 def _quiet_libraries() -> None:

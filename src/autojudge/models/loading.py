@@ -19,6 +19,7 @@ import torch
 from autojudge.errors import ModelLoadError
 from autojudge.models.backend import CausalLM
 from autojudge.models.hf import HFCausalLM
+from autojudge.models.static import StaticCacheLM, static_cache_unsupported
 from autojudge.models.registry import DEFAULT_DRAFT, DEFAULT_TARGET, REGISTERED
 
 if TYPE_CHECKING:
@@ -109,7 +110,7 @@ def load_tokenizer(name: str):
 
 
 def load_model(name: str, backend: str = "torch", dtype: torch.dtype = torch.float32,
-               device: str = "cpu", linear: str = "onednn") -> CausalLM:
+               device: str = "cpu", linear: str = "onednn", cuda_graphs: bool = True) -> CausalLM:
     """Load one model behind a backend ("torch": any HF model; "llamacpp": a GGUF)."""
     if backend == "auto":
         backend = auto_backend(name, device=device)
@@ -117,7 +118,7 @@ def load_model(name: str, backend: str = "torch", dtype: torch.dtype = torch.flo
         return load_llamacpp(name)
     if backend != "torch":
         raise ModelLoadError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    return load_torch(name, dtype, device, linear)
+    return load_torch(name, dtype, device, linear, cuda_graphs)
 
 
 def load_llamacpp(name: str) -> CausalLM:
@@ -131,8 +132,13 @@ def load_llamacpp(name: str) -> CausalLM:
     return LlamaCppLM(path, name=name)
 
 
-def load_torch(name: str, dtype: torch.dtype, device: str, linear: str) -> HFCausalLM:
-    """`linear="onednn"` routes float32 CPU linears through oneDNN (faster verification)."""
+def load_torch(name: str, dtype: torch.dtype, device: str, linear: str, cuda_graphs: bool = True) -> CausalLM:
+    """`linear="onednn"` routes float32 CPU linears through oneDNN (faster verification).
+
+    On a GPU, a model whose decoder and LM head can be called apart runs on a static
+    cache with each step replayed from a CUDA graph (models/static.py), unless
+    `cuda_graphs` is false.
+    """
     from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM
     try:
@@ -145,7 +151,10 @@ def load_torch(name: str, dtype: torch.dtype, device: str, linear: str) -> HFCau
         use_onednn_linear(model)
     else:
         linear = "default"
-    return HFCausalLM(model, name=name, linear=linear)
+    lm = HFCausalLM(model, name=name, linear=linear)
+    if device.startswith("cuda") and cuda_graphs and lm.split and static_cache_unsupported(model) is None:
+        return StaticCacheLM(model, name=name, linear=linear)
+    return lm
 
 
 def check_device(device: str) -> None:
@@ -186,7 +195,7 @@ def stop_token_ids(name: str, tokenizer) -> frozenset[int]:
 def load_pair(draft: str | None = DEFAULT_DRAFT, target: str = DEFAULT_TARGET, *,
               backend: str = "auto", draft_backend: str | None = None,
               linear: str = "onednn", device: str = "cpu",
-              dtype: torch.dtype = torch.float32) -> ModelPair:
+              dtype: torch.dtype = torch.float32, cuda_graphs: bool = True) -> ModelPair:
     """Load both models (the draft only if named), refusing mismatched vocabularies.
 
     `backend` applies to both models unless `draft_backend` names another for the
@@ -203,10 +212,11 @@ def load_pair(draft: str | None = DEFAULT_DRAFT, target: str = DEFAULT_TARGET, *
     stop_ids = stop_token_ids(target, target_tok)
     if draft is not None:
         check_same_vocabulary(draft, load_tokenizer(draft), target, target_tok)
-    target_model = load_model(target, backend, dtype=dtype, device=device, linear=linear)
+    options = {"dtype": dtype, "device": device, "linear": linear, "cuda_graphs": cuda_graphs}
+    target_model = load_model(target, backend, **options)
     if draft is None:
         return ModelPair(None, target_model, target_tok, stop_ids)
-    draft_model = load_model(draft, draft_backend or backend, dtype=dtype, device=device, linear=linear)
+    draft_model = load_model(draft, draft_backend or backend, **options)
     share_logits(draft_model, target_model, target_tok)
     return ModelPair(draft_model, target_model, target_tok, stop_ids)
 
