@@ -167,3 +167,20 @@ def test_the_gpu_loader_uses_cuda_graphs_unless_told_not_to(tiny_target_dir, tin
                          cuda_graphs=cuda_graphs)
         assert pair.target.describe().get("cuda_graphs", False) is cuda_graphs
         assert pair.draft.describe().get("cuda_graphs", False) is cuda_graphs
+
+
+def test_a_model_that_cannot_be_captured_steps_eagerly():
+    from autojudge.models.static import StaticCacheLM
+    model = tiny_model(2).to("cuda")
+
+    def sync_with_the_host(module, args, output):  # as models with data-dependent control flow do
+        output[0].sum().item()
+
+    model.model.layers[0].register_forward_hook(sync_with_the_host)
+    prompt = random_prompt(2)
+    expected = hf_greedy(tiny_model(2), prompt, MAX_NEW)
+    lm = StaticCacheLM(model, "t")
+    with pytest.warns(UserWarning, match="t: cannot capture a CUDA graph, stepping eagerly"):
+        result = generate(lm, prompt, max_new_tokens=MAX_NEW)
+    assert not lm.cuda_graphs and not lm.describe()["cuda_graphs"]
+    assert result.token_ids == expected

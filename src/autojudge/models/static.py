@@ -16,6 +16,7 @@ doubling when a sequence outgrows it, which drops the graphs (they hold its addr
 
 from __future__ import annotations
 
+import warnings
 from typing import Sequence
 
 import torch
@@ -116,7 +117,8 @@ class StaticCacheLM:
         hidden = out.last_hidden_state[0, -keep:]  # after the final norm: the judge's feature
         return self._head(hidden), hidden
 
-    def _graph(self, n: int, keep: int) -> tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]:
+    def _graph(self, n: int, keep: int) -> tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor] | None:
+        """The graph of a pass of n tokens keeping `keep` rows (None: the model cannot be captured)."""
         key = (n, keep)
         if key not in self._graphs:
             input_ids = self._ids[:, :n]
@@ -131,9 +133,19 @@ class StaticCacheLM:
                     self._lengths.fill_(start)
             torch.cuda.current_stream(self.device).wait_stream(stream)
             graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph, pool=self._pool):
-                logits, hidden = self._step(input_ids, keep)
-            self._lengths.fill_(start)  # capturing records the advance without running it
+            try:
+                with torch.cuda.graph(graph, pool=self._pool):
+                    logits, hidden = self._step(input_ids, keep)
+            except RuntimeError as exc:
+                # A model that syncs with the host inside its forward (`.item()`, data-
+                # dependent shapes) cannot be captured; it still runs, eagerly.
+                self._graphs.clear()
+                self.cuda_graphs = False
+                warnings.warn(f"{self.name}: cannot capture a CUDA graph, stepping eagerly "
+                              f"({str(exc).strip().splitlines()[0]})", stacklevel=3)
+                return None
+            finally:
+                self._lengths.fill_(start)  # capturing records the advance without running it
             self._graphs[key] = (graph, logits, hidden)
         return self._graphs[key]
 
@@ -144,9 +156,12 @@ class StaticCacheLM:
         if self.cached_length + n > self.capacity:
             self._allocate(min(_round_up(max(self.cached_length + n, 2 * self.capacity)), self.max_context))
         keep = n if n_logits is None else min(n_logits, n)
+        graph = None
         if self.cuda_graphs and n <= MAX_GRAPH_TOKENS:
             self._ids[0, :n].copy_(torch.tensor(token_ids))
-            graph, logits, hidden = self._graph(n, keep)
+            graph = self._graph(n, keep)
+        if graph is not None:
+            graph, logits, hidden = graph
             graph.replay()
         else:
             logits, hidden = self._step(torch.tensor([list(token_ids)], device=self.device), keep)
