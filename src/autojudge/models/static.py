@@ -156,12 +156,12 @@ class StaticCacheLM:
         if self.cached_length + n > self.capacity:
             self._allocate(min(_round_up(max(self.cached_length + n, 2 * self.capacity)), self.max_context))
         keep = n if n_logits is None else min(n_logits, n)
-        graph = None
+        captured = None
         if self.cuda_graphs and n <= MAX_GRAPH_TOKENS:
             self._ids[0, :n].copy_(torch.tensor(token_ids))
-            graph = self._graph(n, keep)
-        if graph is not None:
-            graph, logits, hidden = graph
+            captured = self._graph(n, keep)
+        if captured is not None:
+            graph, logits, hidden = captured
             graph.replay()
         else:
             logits, hidden = self._step(torch.tensor([list(token_ids)], device=self.device), keep)
