@@ -10,27 +10,44 @@ from transformers import DynamicCache, PreTrainedModel
 from autojudge.models.backend import StepOutput, check_room
 
 
-class HFCausalLM:
-    """One sequence's state for a transformers causal LM (see backend.CausalLM)."""
+class TransformersLM:
+    """What every transformers-backed sequence state knows about its model: the base of
+    HFCausalLM (dynamic cache, any model) and StaticCacheLM (static cache, CUDA graphs)."""
 
     def __init__(self, model: PreTrainedModel, name: str, linear: str = "default"):
         self.model = model.eval()
         self.name = name
         self.linear = linear
-        config = model.config.get_text_config()
+        self.config = model.config.get_text_config()
         self.vocab_size = model.get_output_embeddings().out_features
-        self.hidden_size = config.hidden_size
-        self.max_context = getattr(config, "max_position_embeddings", None) or 1 << 30
+        self.hidden_size = self.config.hidden_size
+        self.max_context = getattr(self.config, "max_position_embeddings", None) or 1 << 30
         self.device = next(model.parameters()).device
         self.dtype = next(model.parameters()).dtype
+        self.tokens: list[int] = []  # what the cache holds, so callers can reuse a shared prefix
+        # Looked up once: forward() runs per decoding step. None where the model has no
+        # separate decoder or output layer.
+        self._decoder = getattr(model, model.base_model_prefix, None)
+        self._head = model.get_output_embeddings()
+
+    @property
+    def cached_length(self) -> int:
+        return len(self.tokens)
+
+    def describe(self) -> dict:
+        return {"backend": "transformers", "dtype": str(self.dtype).removeprefix("torch."),
+                "device": self.device.type, "linear": self.linear}
+
+
+class HFCausalLM(TransformersLM):
+    """One sequence's state for a transformers causal LM (see backend.CausalLM)."""
+
+    def __init__(self, model: PreTrainedModel, name: str, linear: str = "default"):
+        super().__init__(model, name, linear)
         # Every layer keeps all its keys, sliding-window ones too: a window-sized cache
         # forgets what a rejected draft's rollback must return to (the masks still
         # apply the window, so the numbers are the same).
         self.cache = DynamicCache()
-        self.tokens: list[int] = []  # what the cache holds, so callers can reuse a shared prefix
-        # Looked up once: forward() runs per decoding step.
-        self._decoder = getattr(model, model.base_model_prefix, None)
-        self._head = model.get_output_embeddings()
         self.split = self._split_agrees()
 
     def _split_agrees(self) -> bool:
@@ -54,10 +71,6 @@ class HFCausalLM:
         finally:
             self.reset()
         return torch.equal(whole.logits, parts.logits) and torch.equal(whole.hidden, parts.hidden)
-
-    @property
-    def cached_length(self) -> int:
-        return len(self.tokens)
 
     @torch.inference_mode()
     def forward(self, token_ids: Sequence[int], n_logits: int | None = None) -> StepOutput:
@@ -90,7 +103,3 @@ class HFCausalLM:
     def reset(self) -> None:
         self.cache = DynamicCache()
         self.tokens = []
-
-    def describe(self) -> dict:
-        return {"backend": "transformers", "dtype": str(self.dtype).removeprefix("torch."),
-                "device": self.device.type, "linear": self.linear}

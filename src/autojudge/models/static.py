@@ -23,6 +23,7 @@ import torch
 from transformers import PreTrainedModel, StaticCache
 
 from autojudge.models.backend import StepOutput, check_room
+from autojudge.models.hf import TransformersLM
 
 MAX_GRAPH_TOKENS = 65  # a verification pass of the largest window (64 drafts + the pending token)
 ROUND = 64  # cache capacity is a multiple of this
@@ -38,12 +39,10 @@ def static_cache_unsupported(model: PreTrainedModel) -> str | None:
     layer_types = set(getattr(config, "layer_types", None) or ["full_attention"])
     if layer_types != {"full_attention"}:
         return f"layers of types {sorted(layer_types)}; only full attention is supported"
-    if getattr(model, model.base_model_prefix, None) is None or model.get_output_embeddings() is None:
-        return "no separate decoder and output layer"
     return None
 
 
-class StaticCacheLM:
+class StaticCacheLM(TransformersLM):
     """One sequence's state for a transformers causal LM on a static cache (see backend.CausalLM).
 
     Only for models whose decoder and LM head can be called apart exactly (the torch
@@ -52,24 +51,14 @@ class StaticCacheLM:
 
     def __init__(self, model: PreTrainedModel, name: str, linear: str = "default",
                  capacity: int = 1024, cuda_graphs: bool | None = None):
-        reason = static_cache_unsupported(model)
+        super().__init__(model, name, linear)
+        reason = ("no separate decoder and output layer" if self._decoder is None or self._head is None
+                  else static_cache_unsupported(model))
         if reason:
             raise ValueError(f"{name}: cannot use a static cache: {reason}")
-        self.model = model.eval()
-        self.name = name
-        self.linear = linear
-        self.config = model.config.get_text_config()
-        self.vocab_size = model.get_output_embeddings().out_features
-        self.hidden_size = self.config.hidden_size
-        self.max_context = getattr(self.config, "max_position_embeddings", None) or 1 << 30
-        self.device = next(model.parameters()).device
-        self.dtype = next(model.parameters()).dtype
         self.cuda_graphs = self.device.type == "cuda" if cuda_graphs is None else cuda_graphs
         if self.cuda_graphs and self.device.type != "cuda":
             raise ValueError(f"{name}: CUDA graphs need a CUDA device, not {self.device}")
-        self._decoder = getattr(model, model.base_model_prefix)
-        self._head = model.get_output_embeddings()
-        self.tokens: list[int] = []
         self._ids = torch.zeros(1, MAX_GRAPH_TOKENS, dtype=torch.long, device=self.device)
         self._allocate(min(_round_up(capacity), self.max_context))
 
@@ -98,10 +87,6 @@ class StaticCacheLM:
         # Graphs read the old cache's addresses; they are captured again on demand.
         self._graphs: dict[tuple[int, int], tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]] = {}
         self._pool = torch.cuda.graph_pool_handle() if self.cuda_graphs else None
-
-    @property
-    def cached_length(self) -> int:
-        return len(self.tokens)
 
     def _step(self, input_ids: torch.Tensor, keep: int) -> tuple[torch.Tensor, torch.Tensor]:
         """One pass over `input_ids` [1, n]: the last `keep` rows of logits and hidden states.
@@ -181,9 +166,7 @@ class StaticCacheLM:
         self.truncate(0)
 
     def describe(self) -> dict:
-        return {"backend": "transformers", "dtype": str(self.dtype).removeprefix("torch."),
-                "device": self.device.type, "linear": self.linear, "kv_cache": "static",
-                "cuda_graphs": self.cuda_graphs}
+        return {**super().describe(), "kv_cache": "static", "cuda_graphs": self.cuda_graphs}
 
 
 def _round_up(n: int) -> int:
