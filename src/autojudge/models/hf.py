@@ -18,17 +18,17 @@ class TransformersLM:
         self.model = model.eval()
         self.name = name
         self.linear = linear
+        # Looked up once: forward() runs per decoding step. The decoder is None where the
+        # model has no separate one.
+        self._decoder = getattr(model, model.base_model_prefix, None)
+        self._head = model.get_output_embeddings()
         self.config = model.config.get_text_config()
-        self.vocab_size = model.get_output_embeddings().out_features
+        self.vocab_size = self._head.out_features
         self.hidden_size = self.config.hidden_size
         self.max_context = getattr(self.config, "max_position_embeddings", None) or 1 << 30
         self.device = next(model.parameters()).device
         self.dtype = next(model.parameters()).dtype
         self.tokens: list[int] = []  # what the cache holds, so callers can reuse a shared prefix
-        # Looked up once: forward() runs per decoding step. None where the model has no
-        # separate decoder or output layer.
-        self._decoder = getattr(model, model.base_model_prefix, None)
-        self._head = model.get_output_embeddings()
 
     @property
     def cached_length(self) -> int:
@@ -57,7 +57,7 @@ class HFCausalLM(TransformersLM):
         instead records every layer's through hooks, a quarter of a GPU step for the
         default target. Checked on a probe, so a model with extra logit processing
         (scaling, soft-capping) keeps the general path."""
-        if self._decoder is None or self._head is None:
+        if self._decoder is None:
             return False
         probe = [1, 2, 3, 4, 5]
         self.split = False

@@ -52,8 +52,7 @@ class StaticCacheLM(TransformersLM):
     def __init__(self, model: PreTrainedModel, name: str, linear: str = "default",
                  capacity: int = 1024, cuda_graphs: bool | None = None):
         super().__init__(model, name, linear)
-        reason = ("no separate decoder and output layer" if self._decoder is None or self._head is None
-                  else static_cache_unsupported(model))
+        reason = "no separate decoder" if self._decoder is None else static_cache_unsupported(model)
         if reason:
             raise ValueError(f"{name}: cannot use a static cache: {reason}")
         self.cuda_graphs = self.device.type == "cuda" if cuda_graphs is None else cuda_graphs
