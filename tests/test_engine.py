@@ -198,6 +198,16 @@ def test_a_model_with_its_own_logit_processing_keeps_the_general_path():
     assert torch.allclose(lm.forward([5, 9, 11]).logits, expected)
 
 
+def test_a_model_without_an_output_layer_is_refused_with_its_name():
+    from transformers import Qwen2Model
+
+    from autojudge.errors import ModelLoadError
+    from tests.tiny import tiny_config
+
+    with pytest.raises(ModelLoadError, match="headless: Qwen2Model has no output layer"):
+        backend(Qwen2Model(tiny_config()).eval(), "headless")
+
+
 def test_pass_costs_are_timed_per_size_and_leave_the_context_cached():
     from autojudge.costmodel import measure_pass_costs
     lm = backend(tiny_model(1), "t")

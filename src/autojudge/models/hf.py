@@ -7,6 +7,7 @@ from typing import Sequence
 import torch
 from transformers import DynamicCache, PreTrainedModel
 
+from autojudge.errors import ModelLoadError
 from autojudge.models.backend import StepOutput, check_room
 
 
@@ -22,6 +23,9 @@ class TransformersLM:
         # model has no separate one.
         self._decoder = getattr(model, model.base_model_prefix, None)
         self._head = model.get_output_embeddings()
+        if self._head is None:  # a bare decoder (AutoModel) or a head-less custom class
+            raise ModelLoadError(f"{name}: {type(model).__name__} has no output layer; "
+                                 "decoding needs a causal LM with its head")
         self.config = model.config.get_text_config()
         self.vocab_size = self._head.out_features
         self.hidden_size = self.config.hidden_size
