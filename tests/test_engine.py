@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from autojudge.decoding import Exact, TopK, generate
-from autojudge.errors import PromptError
+from autojudge.errors import ModelLoadError, PromptError
 from tests.tiny import VOCAB, backend, noisy_copy, tiny_model
 
 
@@ -201,7 +201,6 @@ def test_a_model_with_its_own_logit_processing_keeps_the_general_path():
 def test_a_model_without_an_output_layer_is_refused_with_its_name():
     from transformers import Qwen2Model
 
-    from autojudge.errors import ModelLoadError
     from tests.tiny import tiny_config
 
     with pytest.raises(ModelLoadError, match="headless: Qwen2Model has no output layer"):
@@ -221,7 +220,6 @@ def test_a_target_with_a_padded_head_decodes_over_the_shared_vocabulary(tmp_path
     """Siblings may pad the output layer differently (Qwen2.5: 151936 logits up to 3B,
     152064 at 7B): padding ids are cut off, so exact decoding stays the target's own."""
     from autojudge.decoding.modes import decode
-    from autojudge.errors import ModelLoadError
     from autojudge.models.loading import load_pair
     from tests.tiny_dirs import save_resized_head
 
