@@ -334,3 +334,23 @@ def test_eval_command_end_to_end(pair, tmp_path, tiny_target_dir, tiny_draft_dir
                   "--out", str(tmp_path / "x"), "--draft", str(tiny_draft_dir), "--target", str(tiny_target_dir),
                   env_home=tmp_path)
     assert bad.returncode == 1 and "must lie in [0, 1]" in bad.stderr
+
+
+def test_the_report_counts_cut_answers_and_the_noise_floor_of_the_lossless_modes(tmp_path):
+    # Four problems: exact's answer differs from the target's on one (the runtime's
+    # rounding), Top-K's on two; one Top-K answer stopped at the budget.
+    def record(mode, problem, answer, stop="eos"):
+        return {"mode": mode, "problem": problem, "run": "r", "correct": answer == "1", "answer": answer,
+                "new_tokens": 10, "cycles": 5, "seconds": 1.0, "accepted_mismatches": 0, "stop_reason": stop}
+
+    records = [record("target", p, "1") for p in range(4)]
+    records += [record("exact", p, "2" if p == 3 else "1") for p in range(4)]
+    records += [record("topk:2", p, "3" if p in (0, 1) else ("2" if p == 3 else "1"),
+                       "length" if p == 0 else "eos") for p in range(4)]
+    rows = {r["mode"]: r for r in write_report(records, ["target", "exact", "topk:2"], tmp_path, title="t", meta={})}
+    assert rows["topk:2"]["cut_fraction"] == 0.25 and rows["exact"]["cut_fraction"] == 0.0
+    assert rows["topk:2"]["answer_differs_from_exact"] == 0.5
+    assert rows["target"]["answer_differs_from_exact"] == 0.25
+    summary = (tmp_path / "summary.md").read_text()
+    assert "| 50.0% | 25.0% |" in summary  # Top-K: answers changed, answers cut
+    assert "Noise floor: the two lossless modes (target alone, exact) give different answers on 25.0%" in summary

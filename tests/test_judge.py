@@ -7,6 +7,8 @@ import pytest
 import torch
 
 from autojudge.decoding import Exact, generate
+from autojudge.decoding.features import LOGIT_FEATURES
+from autojudge.errors import AutojudgeError
 from autojudge.judge.model import Judge, JudgeError
 from autojudge.judge.policy import JudgePolicy
 from autojudge.judge.train import MinedData, problem_folds, train_judge
@@ -16,16 +18,19 @@ PAIR = {"draft": "d", "target": "t", "draft_backend": {"backend": "transformers"
         "target_backend": {"backend": "transformers"}}
 
 
-def synthetic(n_problems=60, per_problem=20, draft_dim=8, target_dim=12, seed=0) -> MinedData:
-    """Important mismatches lean along one hidden direction: a judge should find it."""
+def synthetic(n_problems=60, per_problem=20, draft_dim=8, target_dim=12, seed=0, logits=False) -> MinedData:
+    """Important mismatches lean along one hidden direction: a judge should find it. With
+    `logits`, part of the signal lives in a logit feature instead."""
     rng = np.random.default_rng(seed)
     n = n_problems * per_problem
     draft = rng.normal(size=(n, draft_dim)).astype(np.float32)
     target = rng.normal(size=(n, target_dim)).astype(np.float32)
-    important = (target[:, 0] + 0.5 * draft[:, 1] + rng.normal(scale=0.7, size=n)) > 1.0
+    logit_features = rng.normal(size=(n, len(LOGIT_FEATURES))).astype(np.float32)
+    score = target[:, 0] + 0.5 * draft[:, 1] + (1.5 * logit_features[:, 1] if logits else 0)
+    important = (score + rng.normal(scale=0.7, size=n)) > 1.0
     problem = np.repeat(np.arange(n_problems), per_problem)
     meta = {**PAIR, "task": "toy"}
-    return MinedData(draft, target, important, problem, meta)
+    return MinedData(draft, target, important, problem, meta, logit_features if logits else None)
 
 
 def test_folds_never_put_a_problem_on_both_sides_and_score_each_once():
@@ -38,10 +43,10 @@ def test_folds_never_put_a_problem_on_both_sides_and_score_each_once():
     assert sorted(held_out.tolist()) == list(range(len(data.important)))
 
 
-@pytest.mark.parametrize("features", ["draft", "target", "both"])
+@pytest.mark.parametrize("features", ["draft", "target", "both", "hidden"])
 def test_training_finds_the_signal_and_tables_its_thresholds(features):
     judge, meta = train_judge(synthetic(), features=features)
-    floor = {"draft": 0.55, "target": 0.8, "both": 0.85}[features]
+    floor = {"draft": 0.55, "target": 0.8, "both": 0.85, "hidden": 0.85}[features]
     assert meta["validation_auc"] > floor
     assert meta["C"] in [float(c) for c in meta["auc_by_C"]]
     rows = meta["thresholds"]
@@ -66,7 +71,8 @@ def test_save_load_roundtrip_gives_the_same_probabilities(tmp_path):
     d, t = torch.randn(5, 8), torch.randn(5, 12)
     # Close, not equal: a matrix product may sum in another order from call to call
     # (seen once here while other processes loaded both cores).
-    torch.testing.assert_close(judge.prob_important(d, t), loaded.prob_important(d, t), rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(judge.prob_important({"draft": d, "target": t}),
+                               loaded.prob_important({"draft": d, "target": t}), rtol=1e-6, atol=1e-7)
     assert loaded.meta["thresholds"] == judge.meta["thresholds"]
 
 
@@ -86,7 +92,7 @@ def test_loading_refuses_corrupt_and_foreign_files(tmp_path):
         Judge.load(tmp_path / "other.safetensors")
     # Right format tag, but what loading and decoding rely on is missing or wrong.
     for broken in ({k: v for k, v in judge.meta.items() if k != "hidden"},
-                   {**judge.meta, "features": "hidden"}, {**judge.meta, "thresholds": []},
+                   {**judge.meta, "features": "nonsense"}, {**judge.meta, "thresholds": []},
                    {**judge.meta, "pair": None}):
         Judge(judge.mean, judge.scale, judge.weight, judge.bias, broken).save(tmp_path / "broken.safetensors")
         with pytest.raises(JudgeError, match="judge metadata without"):
@@ -134,10 +140,11 @@ def test_auc_report_compares_feature_sets_and_grows_with_data():
     report = auc_report(synthetic(n_problems=80), fractions=(0.1, 1.0))
     aucs = {name: row["auc"] for name, row in report["by_features"].items()}
     # The signal lives mostly in the target's features, partly in the draft's.
-    assert aucs["both"] > aucs["draft"] and aucs["target"] > aucs["draft"]
+    assert aucs["hidden"] > aucs["draft"] and aucs["target"] > aucs["draft"]
+    assert "logits" not in aucs  # the data has none
     small, full = report["learning_curve"]
     assert small["problems"] < full["problems"] and full["auc"] > 0.8
-    assert "| both |" in auc_markdown(report)
+    assert "| hidden |" in auc_markdown(report)
 
 
 def test_auc_report_reuses_the_trained_judges_cross_validation():
@@ -148,9 +155,9 @@ def test_auc_report_reuses_the_trained_judges_cross_validation():
     _, meta = train_judge(data, features="both", seed=3)
     fresh = auc_report(data, seed=3, fractions=(1.0,))
     reused = auc_report(data, seed=3, fractions=(1.0,), known={"both": {"auc": meta["validation_auc"], "C": meta["C"]}})
-    for features in ("draft", "target", "both"):
+    for features in ("draft", "target", "hidden"):
         assert reused["by_features"][features] == pytest.approx(fresh["by_features"][features])
-    assert list(reused["by_features"]) == ["draft", "target", "both"]
+    assert list(reused["by_features"]) == ["draft", "target", "hidden"]
 
 
 def test_a_target_only_judge_spares_the_draft_pass_for_hidden_states():
@@ -169,3 +176,41 @@ def test_a_target_only_judge_spares_the_draft_pass_for_hidden_states():
     # Same decisions (P(important) = 0.5 everywhere), one draft pass fewer per cycle.
     assert runs["target"].token_ids == runs["both"].token_ids
     assert runs["both"].stats.draft_forwards - runs["target"].stats.draft_forwards == runs["both"].stats.cycles
+
+
+def test_logit_features_train_alone_and_beside_the_hidden_states(tmp_path):
+    data = synthetic(n_problems=40, logits=True)
+    report_aucs = {}
+    for features in ("hidden", "logits", "all"):
+        judge, meta = train_judge(data, features=features)
+        report_aucs[features] = meta["validation_auc"]
+        judge.save(tmp_path / f"{features}.safetensors")
+        loaded = Judge.load(tmp_path / f"{features}.safetensors")
+        assert loaded.weight.shape[0] == data.features(features).shape[1]
+    # The signal is split between a hidden direction and a logit feature: both see most.
+    assert report_aucs["all"] > report_aucs["hidden"] and report_aucs["all"] > report_aucs["logits"]
+    with pytest.raises(AutojudgeError, match="needs logit features, which this mining run lacks"):
+        synthetic(n_problems=10).features("logits")
+
+
+def test_a_logit_judge_reads_the_drafts_logits_without_its_hidden_states():
+    target_model = tiny_model(3)
+    draft_model = noisy_copy(target_model, 4, scale=1.0)
+    prompt = [5, 17, 33, 2, 8, 61, 40]
+    n = len(LOGIT_FEATURES)
+    # P(important) = sigmoid(draft_logp_draft) < 0.5 everywhere (a log-probability is
+    # negative): a threshold of 0.5 accepts every mismatch the draft proposes.
+    weight = torch.zeros(n)
+    weight[LOGIT_FEATURES.index("draft_logp_draft")] = 1.0
+    meta = {"features": "logits", "hidden": {"draft": 64, "target": 64}, "thresholds": []}
+    judge = Judge(torch.zeros(n), torch.ones(n), weight, 0.0, meta)
+    policy = JudgePolicy(judge, 0.5)
+    assert policy.needs_draft_logits and not policy.needs_hidden
+    target, draft = backend(target_model, "t"), backend(draft_model, "d")
+    lenient = generate(target, prompt, draft=draft, policy=policy, window=4, max_new_tokens=32)
+    target, draft = backend(target_model, "t"), backend(draft_model, "d")
+    exact = generate(target, prompt, draft=draft, policy=Exact(), window=4, max_new_tokens=32)
+    assert lenient.stats.accepted_mismatches > 0
+    # No extra draft pass for hidden states: one draft pass per drafted token, as exact.
+    assert lenient.stats.draft_forwards == lenient.stats.drafted_tokens
+    assert exact.stats.draft_forwards == exact.stats.drafted_tokens

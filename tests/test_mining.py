@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import signal
 import subprocess
@@ -14,8 +15,9 @@ import pytest
 import torch
 
 from autojudge.decoding import generate
+from autojudge.decoding.features import logit_features
 from autojudge.errors import AutojudgeError, PromptError
-from autojudge.mining.algorithm import hidden_after, mine_problem
+from autojudge.mining.algorithm import features_at, mine_problem
 from autojudge.mining.run import mine
 from autojudge.prompting import chat_prompt_ids
 from tests.toy_task import SettlingToyTask, ToyTask, UnsettlingToyTask, tiny_pair
@@ -87,12 +89,13 @@ def test_a_known_mismatch_is_labelled_from_a_real_regeneration(pair):
 
 
 def test_mining_features_are_the_numbers_decoding_sees(pair):
-    """The judge is trained on mining features and used on decoding features: same numbers."""
+    """The judge is trained on mining features and used on decoding features: same numbers,
+    hidden states and logit features alike."""
     seen = []
 
     class Recorder:
         """Accepts like Exact, and notes what the engine hands over at each mismatch."""
-        name, needs_hidden = "recorder", True
+        name, needs_hidden, needs_draft_logits = "recorder", True, True
 
         def __call__(self, window):
             k = len(window.draft_tokens)
@@ -100,7 +103,8 @@ def test_mining_features_are_the_numbers_decoding_sees(pair):
                 if not match:
                     # The target has just read the sequence and the whole window.
                     seq = pair.target.tokens[: len(pair.target.tokens) - k + i + 1]
-                    seen.append((list(seq), window.draft_hidden[i].clone(), window.target_hidden[i].clone()))
+                    seen.append((list(seq), window.draft_hidden[i].clone(), window.target_hidden[i].clone(),
+                                 window.logit_features[i].clone()))
                     return i
             return k
 
@@ -109,10 +113,15 @@ def test_mining_features_are_the_numbers_decoding_sees(pair):
     generate(pair.target, ids, draft=pair.draft, policy=Recorder(), window=4,
              max_new_tokens=MAX_NEW, stop_ids=pair.stop_ids)
     assert len(seen) >= 2
-    for seq, draft_hidden, target_hidden in seen:
+    for seq, draft_hidden, target_hidden, decoded_logit_features in seen:
         # Tolerance: float32 sums in another order (one pass of many tokens vs several).
-        assert torch.allclose(hidden_after(pair.draft, seq), draft_hidden, atol=1e-4)
-        assert torch.allclose(hidden_after(pair.target, seq), target_hidden, atol=1e-4)
+        draft_logits, mined_draft_hidden = features_at(pair.draft, seq)
+        target_logits, mined_target_hidden = features_at(pair.target, seq)
+        assert torch.allclose(mined_draft_hidden, draft_hidden, atol=1e-4)
+        assert torch.allclose(mined_target_hidden, target_hidden, atol=1e-4)
+        mined = logit_features(target_logits[None], draft_logits[None], torch.tensor([seq[-1]]))[0]
+        assert torch.allclose(mined, decoded_logit_features, atol=1e-4)
+        assert mined[2] >= math.log(2)  # a mismatch: the draft's token is not the target's first
 
 
 CHILD = """

@@ -113,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--window", type=_positive, default=8, help="draft tokens per cycle (up to 64)")
     gen.add_argument("--topk", type=_positive, default=4, help="K for --mode topk")
     _add_judge_options(gen)
-    gen.add_argument("--max-new-tokens", type=_positive, default=256)
+    gen.add_argument("--max-new-tokens", type=_positive, help="default: the task's budget (GSM8K 1024, MBPP and HumanEval 512; 512 for a free prompt)")
     gen.add_argument("--json", action="store_true", help="print one JSON object")
 
     bench = commands.add_parser("bench", help="speed of target-only, HF assisted and ours, side by side")
@@ -122,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--methods", default="target,assisted,exact:4,exact:8,exact:16,exact:32",
                        help="comma-separated [runtime/]method; runtime torch (default), llamacpp or "
                             "mixed (llama.cpp draft, torch target); method target, assisted, exact:W, topk:K:W")
-    bench.add_argument("--max-new-tokens", type=_positive, default=256)
+    bench.add_argument("--max-new-tokens", type=_positive, help="default: the task's budget (GSM8K 1024, MBPP and HumanEval 512; 512 for a free prompt)")
     bench.add_argument("--out", default="runs/bench", help="directory for records and report")
 
     mine = commands.add_parser("mine", help="label important mismatches (Algorithm 1), resumable")
@@ -133,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_pair_options(mine)
     mine.add_argument("--window", type=_non_negative, default=4,
                       help="draft window for the first answer; 0: the target alone (default: %(default)s)")
-    mine.add_argument("--max-new-tokens", type=_positive, default=256)
+    mine.add_argument("--max-new-tokens", type=_positive, help="default: the task's budget (GSM8K 1024, MBPP and HumanEval 512; 512 for a free prompt)")
     mine.add_argument("--shard", type=_shard, default=(1, 1), metavar="I/N",
                       help="mine every N-th problem from the I-th, e.g. 2/4; run N processes with "
                            "different --out and train on all their directories")
@@ -147,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     mbench.add_argument("--task", default="gsm8k")
     mbench.add_argument("--split", default="mine")
     mbench.add_argument("--n", type=_positive, default=2, help="first N problems of the split")
-    mbench.add_argument("--max-new-tokens", type=_positive, default=256)
+    mbench.add_argument("--max-new-tokens", type=_positive, help="default: the task's budget (GSM8K 1024, MBPP and HumanEval 512; 512 for a free prompt)")
     mbench.add_argument("--parallel", type=_positive, default=1, metavar="N",
                         help="also mine the problems fast, N side by side (llama.cpp)")
     mbench.add_argument("--out", help="also write the table to this Markdown file")
@@ -156,7 +156,10 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="fit the judge on a mining run")
     train.add_argument("--data", required=True, nargs="+",
                        help="one or more directories written by `autojudge mine` (e.g. its shards)")
-    train.add_argument("--features", choices=["draft", "target", "both"], default="both")
+    train.add_argument("--features", choices=["draft", "target", "hidden", "both", "logits", "target+logits", "all"],
+                       default="hidden",
+                       help="hidden: both models' hidden states (also called both); logits: six logit features "
+                            "(log-probabilities, rank, entropies); all: both (default: %(default)s)")
     train.add_argument("--out", required=True, help="judge file to write (.safetensors)")
     train.add_argument("--seed", type=int, default=0, help="seed of the by-problem split")
     train.add_argument("--report", metavar="PREFIX",
@@ -182,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="comma-separated: target, exact, topk:K, judge:THRESHOLD, judge@RECALL "
                          "(default: %(default)s)")
     ev.add_argument("--window", type=_positive, default=16, help="draft tokens per cycle")
-    ev.add_argument("--max-new-tokens", type=_positive, default=256)
+    ev.add_argument("--max-new-tokens", type=_positive, help="default: the task's budget (GSM8K 1024, MBPP and HumanEval 512; 512 for a free prompt)")
     ev.add_argument("--judge", metavar="PATH", help="judge file (default: the shipped judge for the task)")
     ev.add_argument("--out", required=True, help="run directory (resumed when it exists)")
     ev.add_argument("--report-only", action="store_true",
@@ -192,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="answer GSM8K eval problems with the default pair")
     demo.add_argument("--n", type=_positive, default=3)
     demo.add_argument("--window", type=_positive, default=16)
-    demo.add_argument("--max-new-tokens", type=_positive, default=256)
+    demo.add_argument("--max-new-tokens", type=_positive, help="default: the task's budget (GSM8K 1024, MBPP and HumanEval 512; 512 for a free prompt)")
     demo.add_argument("--backend", choices=["auto", "torch", "llamacpp"], default="auto",
                       help="the shipped judge fits the llama.cpp pair (default: %(default)s)")
     demo.add_argument("--judge", metavar="PATH", help="judge file (default: the shipped GSM8K judge)")
@@ -211,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.verbose:
         _quiet_libraries()
     try:
+        _default_budget(args)
         return COMMANDS[args.command](args)
     except AutojudgeError as exc:
         print(f"autojudge: error: {exc}", file=sys.stderr)
@@ -218,6 +222,21 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("autojudge: interrupted", file=sys.stderr)
         return 130
+
+
+def _default_budget(args) -> None:
+    """Without --max-new-tokens, generate the task's budget: one per task, alike for
+    mining, evaluation, the demo, benchmarks and `generate --gsm8k`."""
+    if getattr(args, "max_new_tokens", 0) is not None:
+        return
+    from autojudge.tasks.base import DEFAULT_BUDGET, task_budget
+    from autojudge.tasks.gsm8k import GSM8K
+    if getattr(args, "task", None):
+        args.max_new_tokens = task_budget(_load_task(args.task))
+    elif args.command in ("demo", "bench") or getattr(args, "gsm8k", None) is not None:
+        args.max_new_tokens = task_budget(GSM8K())
+    else:
+        args.max_new_tokens = DEFAULT_BUDGET
 
 
 def _load_task(name: str, split: str | None = None):
@@ -384,10 +403,12 @@ def cmd_mine(args) -> int:
     store = mine(pair, task, args.split, args.out, limit=args.limit, max_new_tokens=args.max_new_tokens,
                  window=args.window, fast=not args.plain, shard=args.shard,
                  parallel=args.parallel)
-    labels = [m for r in store.records for m in r["mismatches"]]
-    important = sum(m["important"] for m in labels)
-    print(f"{len(store.records)} problems, {len(labels)} labelled mismatches, "
-          f"{important / max(len(labels), 1):.1%} important -> {args.out}")
+    summary = store.summary()
+    first, regenerated = summary["first_answers_cut"], summary["regenerations_cut"]
+    print(f"{summary['problems']} problems, {summary['labels']} labelled mismatches, "
+          f"{summary['important_fraction'] or 0:.1%} important; cut by the budget of {args.max_new_tokens}: "
+          f"{first['cut']}/{first['of']} first answers, {regenerated['cut']}/{regenerated['of']} regenerations "
+          f"-> {args.out}")
     return 0
 
 
@@ -428,7 +449,7 @@ def cmd_train(args) -> int:
     judge.save(args.out)
     if args.report:
         # train_judge has already cross-validated the shipped feature set on the same folds.
-        report = auc_report(data, seed=args.seed,
+        report = auc_report(data, seed=args.seed, curve_features=args.features,
                             known={args.features: {"auc": meta["validation_auc"], "C": meta["C"]}})
         with open(args.report + ".json", "w") as handle:
             json.dump(report, handle, indent=2)

@@ -19,16 +19,18 @@ class Proposal:
     tokens: list[int]
     hidden: torch.Tensor | None  # [len(tokens), hidden]: state after reading each token
     forwards: int  # model passes spent (0 for a lookup)
+    logits: torch.Tensor | None = None  # [len(tokens), vocab]: the logits each token was drafted from
 
 
 class Drafter(Protocol):
     name: str
-    provides_hidden: bool
+    provides_hidden: bool  # and logits: both come from a model
 
     def start(self, seq: Sequence[int]) -> None:
         """A new generation begins from `seq`; keep whatever cached state still applies."""
 
-    def propose(self, seq: list[int], k: int, stop_ids: frozenset[int], want_hidden: bool) -> Proposal:
+    def propose(self, seq: list[int], k: int, stop_ids: frozenset[int], want_hidden: bool,
+                want_logits: bool = False) -> Proposal:
         """Up to k tokens to follow `seq` (fewer when a stop token is drafted)."""
 
     def rollback(self, length: int) -> None:
@@ -57,14 +59,17 @@ class ModelDrafter:
         # logits propose the first draft token.
         self.model.truncate(min(common_prefix_length(self.model.tokens, seq), len(seq) - 1))
 
-    def propose(self, seq: list[int], k: int, stop_ids: frozenset[int], want_hidden: bool) -> Proposal:
+    def propose(self, seq: list[int], k: int, stop_ids: frozenset[int], want_hidden: bool,
+                want_logits: bool = False) -> Proposal:
         tokens: list[int] = []
         hidden: list[torch.Tensor] = []
+        logits: list[torch.Tensor] = []
         step = self.model.forward(seq[self.model.cached_length:], n_logits=1)
         forwards = 1
         while True:
             token = int(step.logits[-1].argmax())
             tokens.append(token)
+            logits.append(step.logits[-1])
             if len(tokens) == k or token in stop_ids:
                 break
             step = self.model.forward([token], n_logits=1)
@@ -74,7 +79,8 @@ class ModelDrafter:
             step = self.model.forward([tokens[-1]], n_logits=1)
             forwards += 1
             hidden.append(step.hidden[-1])
-        return Proposal(tokens, torch.stack(hidden) if want_hidden else None, forwards)
+        return Proposal(tokens, torch.stack(hidden) if want_hidden else None, forwards,
+                        torch.stack(logits) if want_logits else None)
 
     def rollback(self, length: int) -> None:
         if self.model.cached_length > length:
@@ -108,9 +114,10 @@ class LookupDrafter:
     def start(self, seq: Sequence[int]) -> None:
         pass
 
-    def propose(self, seq: list[int], k: int, stop_ids: frozenset[int], want_hidden: bool) -> Proposal:
-        if want_hidden:
-            raise ValueError("a lookup drafter has no hidden states; use a model drafter")
+    def propose(self, seq: list[int], k: int, stop_ids: frozenset[int], want_hidden: bool,
+                want_logits: bool = False) -> Proposal:
+        if want_hidden or want_logits:
+            raise ValueError("a lookup drafter has no hidden states or logits; use a model drafter")
         tokens = self._lookup(seq, min(k, self.length))
         for i, token in enumerate(tokens):
             if token in stop_ids:

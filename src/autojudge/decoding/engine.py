@@ -90,8 +90,9 @@ def generate(
     if draft is not None:
         drafter = ModelDrafter(draft)
     policy = policy or Exact()
-    if policy.needs_hidden and drafter is not None and not drafter.provides_hidden:
-        raise ValueError(f"policy {policy.name} needs hidden states that {drafter.name} cannot give")
+    needs_logits = getattr(policy, "needs_draft_logits", False)
+    if (policy.needs_hidden or needs_logits) and drafter is not None and not drafter.provides_hidden:
+        raise ValueError(f"policy {policy.name} needs hidden states or logits that {drafter.name} cannot give")
     context = _check_prompt(prompt_ids, [target] if draft is None else [target, draft])
     window = window if drafter is not None else 0
     stats = DecodeStats(accept_histogram=[0] * (window + 1))
@@ -112,10 +113,10 @@ def generate(
     while len(seq) < limit:
         before = len(seq)
         k = min(window, limit - before - 1)
-        drafted, draft_hidden = [], None
+        drafted, draft_hidden, draft_logits = [], None, None
         if k > 0:
-            proposal = drafter.propose(seq, k, stop_ids, policy.needs_hidden)
-            drafted, draft_hidden = proposal.tokens, proposal.hidden
+            proposal = drafter.propose(seq, k, stop_ids, policy.needs_hidden, needs_logits)
+            drafted, draft_hidden, draft_logits = proposal.tokens, proposal.hidden, proposal.logits
             stats.draft_forwards += proposal.forwards
             stats.drafted_tokens += len(drafted)
 
@@ -126,6 +127,7 @@ def generate(
             target_logits=out.logits,
             target_hidden=out.hidden[1:],
             draft_hidden=draft_hidden,
+            draft_logits=draft_logits,
         )
         accepted = policy(view) if drafted else 0
         emitted = drafted[:accepted] + [int(view.target_tokens[accepted])]

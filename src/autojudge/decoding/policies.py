@@ -13,6 +13,8 @@ from typing import Protocol
 
 import torch
 
+from autojudge.decoding.features import logit_features
+
 
 @dataclass
 class Window:
@@ -28,6 +30,7 @@ class Window:
     target_logits: torch.Tensor  # [k + 1, vocab]
     target_hidden: torch.Tensor  # [k, target hidden]
     draft_hidden: torch.Tensor | None  # [k, draft hidden]; only for policies that need it
+    draft_logits: torch.Tensor | None = None  # [k, vocab]: the draft's logits for each of its tokens
 
     @cached_property
     def target_tokens(self) -> torch.Tensor:
@@ -37,10 +40,19 @@ class Window:
     def matches(self) -> torch.Tensor:
         return self.draft_tokens == self.target_tokens[:-1]
 
+    @cached_property
+    def logit_features(self) -> torch.Tensor:
+        """[k, len(LOGIT_FEATURES)]; needs `draft_logits` (see autojudge.decoding.features)."""
+        if self.draft_logits is None:
+            raise ValueError("logit features need the draft's logits; this drafter gives none")
+        k = len(self.draft_tokens)
+        return logit_features(self.target_logits[:k], self.draft_logits, self.draft_tokens)
+
 
 class AcceptancePolicy(Protocol):
     name: str
     needs_hidden: bool  # ask the loop for draft_hidden (one extra draft pass per cycle)
+    needs_draft_logits: bool  # ask the loop for draft_logits (free: the draft computed them)
 
     def __call__(self, window: Window) -> int:
         """How many draft tokens, from the left, to accept (0..k)."""
@@ -57,6 +69,7 @@ class Exact:
 
     name = "exact"
     needs_hidden = False
+    needs_draft_logits = False
 
     def __call__(self, window: Window) -> int:
         return leading_true(window.matches)
@@ -66,6 +79,7 @@ class TopK:
     """Accept a draft token while it is among the target's K most likely tokens."""
 
     needs_hidden = False
+    needs_draft_logits = False
 
     def __init__(self, k: int):
         if k < 1:

@@ -26,11 +26,11 @@ from autojudge.evaluation.report import SPEED_BASELINES, write_report
 from autojudge.runfiles import append_record, check_meta, read_records, run_lock
 from autojudge.models.loading import ModelPair
 from autojudge.prompting import chat_prompt_ids
-from autojudge.tasks.base import Task
+from autojudge.tasks.base import Task, task_budget
 
 
 def run_eval(pair: ModelPair, task: Task, split: str, modes: list[str], out: str | Path, *,
-             limit: int | None = None, window: int = 16, max_new_tokens: int = 256,
+             limit: int | None = None, window: int = 16, max_new_tokens: int | None = None,
              judge=None, report_only: bool = False) -> list[dict]:
     """Decode what is missing (unless `report_only`), then write the report.
 
@@ -41,6 +41,7 @@ def run_eval(pair: ModelPair, task: Task, split: str, modes: list[str], out: str
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    max_new_tokens = max_new_tokens or task_budget(task)
     # Without thread counts: an evaluation resumes on other machines (each record names its run).
     meta = {"task": task.name, "split": split, **pair.describe(machine=False), "window": window,
             "max_new_tokens": max_new_tokens}

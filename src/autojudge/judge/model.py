@@ -18,11 +18,23 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import safe_open, save_file
 
+from autojudge.decoding.features import LOGIT_FEATURES
 from autojudge.errors import AutojudgeError
 
 FORMAT = "autojudge-judge"
 VERSION = 1
-FEATURE_SETS = ("draft", "target", "both")
+# A feature set names the groups a judge reads, in this order. "draft" and "target" are
+# the models' final-norm hidden states after reading the draft token; "logits" the
+# six numbers of autojudge.decoding.features. "both" is the old name of "hidden".
+FEATURE_SETS = {
+    "draft": ("draft",), "target": ("target",), "hidden": ("draft", "target"), "both": ("draft", "target"),
+    "logits": ("logits",), "target+logits": ("target", "logits"), "all": ("draft", "target", "logits"),
+}
+
+
+def feature_width(features: str, hidden: dict) -> int:
+    """Columns of a feature set, given the two models' hidden sizes."""
+    return sum(len(LOGIT_FEATURES) if group == "logits" else hidden[group] for group in FEATURE_SETS[features])
 
 
 class JudgeError(AutojudgeError):
@@ -35,23 +47,27 @@ class Judge:
     scale: torch.Tensor
     weight: torch.Tensor
     bias: float
-    meta: dict  # pair, features ("draft" | "target" | "both"), hidden sizes, thresholds...
+    meta: dict  # pair, features (a FEATURE_SETS name), hidden sizes, thresholds...
     _copies: dict = field(default_factory=dict, init=False, repr=False, compare=False)  # per device
 
     @property
     def features(self) -> str:
         return self.meta["features"]
 
-    def featurize(self, draft_hidden: torch.Tensor | None, target_hidden: torch.Tensor | None) -> torch.Tensor:
-        """The feature rows, on the device of the last part (a mixed pair's draft may be
-        on the CPU while its target is on a GPU)."""
-        parts = {"draft": [draft_hidden], "target": [target_hidden], "both": [draft_hidden, target_hidden]}
-        parts = parts[self.features]
-        device = parts[-1].device
-        return torch.cat([p.to(device, torch.float32) for p in parts], dim=-1)
+    @property
+    def groups(self) -> tuple[str, ...]:
+        """The feature groups read, in order: "draft", "target", "logits"."""
+        return FEATURE_SETS[self.features]
 
-    def prob_important(self, draft_hidden: torch.Tensor | None, target_hidden: torch.Tensor | None) -> torch.Tensor:
-        x = self.featurize(draft_hidden, target_hidden)
+    def featurize(self, parts: dict[str, torch.Tensor | None]) -> torch.Tensor:
+        """The feature rows from {group: [n, width] tensor}, on the device of the last
+        group (a mixed pair's draft may be on the CPU while its target is on a GPU)."""
+        chosen = [parts[group] for group in self.groups]
+        device = chosen[-1].device
+        return torch.cat([p.to(device, torch.float32) for p in chosen], dim=-1)
+
+    def prob_important(self, parts: dict[str, torch.Tensor | None]) -> torch.Tensor:
+        x = self.featurize(parts)
         mean, scale, weight = self._parameters_on(x.device)
         return torch.sigmoid((x - mean) / scale @ weight + self.bias)
 
@@ -97,7 +113,7 @@ class Judge:
             raise JudgeError(f"{path}: no such judge file") from None
         except (SafetensorError, OSError, KeyError, ValueError) as exc:
             raise JudgeError(f"{path}: not a readable judge file ({exc})") from None
-        expected = sum(meta["hidden"][p] for p in ("draft", "target") if meta["features"] in (p, "both"))
+        expected = feature_width(meta["features"], meta["hidden"])
         if not (all(tensors[k].shape == (expected,) for k in ("mean", "scale", "weight"))
                 and tensors["bias"].shape == (1,)):
             raise JudgeError(f"{path}: tensor sizes do not match its feature layout")

@@ -15,14 +15,17 @@ class JudgePolicy:
         self.judge = judge
         self.threshold = threshold
         # The draft's hidden states cost one more draft pass per cycle: only ask for them
-        # when the judge reads them.
-        self.needs_hidden = judge.features != "target"
+        # when the judge reads them. Its logits are free.
+        self.needs_hidden = "draft" in judge.groups
+        self.needs_draft_logits = "logits" in judge.groups
         self.name = f"judge:{threshold:g}"
 
     def __call__(self, window: Window) -> int:
         if bool(window.matches.all()):
             return len(window.draft_tokens)
-        p_important = self.judge.prob_important(window.draft_hidden, window.target_hidden)
+        parts = {"draft": window.draft_hidden, "target": window.target_hidden,
+                 "logits": window.logit_features if self.needs_draft_logits else None}
+        p_important = self.judge.prob_important(parts)
         # On a mixed pair a draft-only judge scores on the draft's device, not the target's.
         harmless = (p_important < self.threshold).to(window.matches.device)
         return leading_true(window.matches | harmless)

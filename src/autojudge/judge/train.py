@@ -28,6 +28,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from autojudge.errors import AutojudgeError
+from autojudge.decoding.features import LOGIT_FEATURES
 from autojudge.judge.model import FEATURE_SETS, Judge
 from autojudge.runfiles import read_records
 
@@ -42,10 +43,22 @@ class MinedData:
     important: np.ndarray  # [n] bool
     problem: np.ndarray  # [n] problem ids, for the split
     meta: dict  # the mining run's meta.json
+    logits: np.ndarray | None = None  # [n, len(LOGIT_FEATURES)]; None for runs mined without them
 
     def features(self, which: str) -> np.ndarray:
-        return {"draft": self.draft, "target": self.target,
-                "both": np.concatenate([self.draft, self.target], axis=1)}[which]
+        if which not in FEATURE_SETS:
+            raise AutojudgeError(f"unknown feature set {which!r}; choose one of {', '.join(FEATURE_SETS)}")
+        groups = FEATURE_SETS[which]
+        if "logits" in groups and self.logits is None:
+            raise AutojudgeError(f"feature set {which!r} needs logit features, which this mining run "
+                                 "lacks (mined before they were recorded); choose draft, target or hidden")
+        parts = {"draft": self.draft, "target": self.target, "logits": self.logits}
+        return np.concatenate([parts[group] for group in groups], axis=1)
+
+    def feature_sets(self) -> list[str]:
+        """The feature sets this data can train (one name each: "both" is "hidden")."""
+        return [name for name, groups in FEATURE_SETS.items()
+                if name != "both" and ("logits" not in groups or self.logits is not None)]
 
 
 def load_mined(run_dirs: str | Path | list) -> MinedData:
@@ -62,7 +75,8 @@ def load_mined(run_dirs: str | Path | list) -> MinedData:
                                  f"(e.g. {sorted(overlap)[:3]}); give each shard its own problems")
         first = MinedData(np.concatenate([first.draft, part.draft]), np.concatenate([first.target, part.target]),
                           np.concatenate([first.important, part.important]),
-                          np.concatenate([first.problem, part.problem]), first.meta)
+                          np.concatenate([first.problem, part.problem]), first.meta,
+                          None if first.logits is None else np.concatenate([first.logits, part.logits]))
     return first
 
 
@@ -72,7 +86,7 @@ def _load_one(run_dir: str | Path) -> MinedData:
         if not (root / name).is_file():
             raise AutojudgeError(f"{run_dir}: not a mining run ({root / name} is missing)")
     meta = json.loads((root / "meta.json").read_text())
-    draft, target, important, problem = [], [], [], []
+    draft, target, logits, important, problem = [], [], [], [], []
     # Read-only: the run may still be mining, its last line half written.
     for record in read_records(root / "problems.jsonl", repair=False):
         if not record["mismatches"]:
@@ -85,12 +99,16 @@ def _load_one(run_dir: str | Path) -> MinedData:
                                  f"are unreadable ({exc})") from None
         draft.append(tensors["draft"].float().numpy())
         target.append(tensors["target"].float().numpy())
+        if "logits" in tensors:
+            logits.append(tensors["logits"].float().numpy())
         important += [m["important"] for m in record["mismatches"]]
         problem += [record["problem_id"]] * len(record["mismatches"])
     if not important:
         raise AutojudgeError(f"{run_dir}: no labelled mismatches yet")
+    if logits and len(logits) != len(draft):
+        raise AutojudgeError(f"{run_dir}: some problems have logit features and some do not")
     return MinedData(np.concatenate(draft), np.concatenate(target), np.array(important, dtype=bool),
-                     np.array(problem), meta)
+                     np.array(problem), meta, np.concatenate(logits) if logits else None)
 
 
 def problem_folds(data: MinedData, folds: int = FOLDS, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -147,10 +165,8 @@ def fit(x: np.ndarray, y: np.ndarray, c: float):
     return model.fit(x, y)
 
 
-def train_judge(data: MinedData, features: str = "both", c_grid=C_GRID, seed: int = 0,
+def train_judge(data: MinedData, features: str = "hidden", c_grid=C_GRID, seed: int = 0,
                 folds: int = FOLDS) -> tuple[Judge, dict]:
-    if features not in FEATURE_SETS:
-        raise AutojudgeError(f"unknown feature set {features!r}; choose one of {', '.join(FEATURE_SETS)}")
     x, y = data.features(features), data.important
     if len(set(y)) < 2:
         raise AutojudgeError("both labels must occur in the mined data; mine more problems")
@@ -165,7 +181,9 @@ def train_judge(data: MinedData, features: str = "both", c_grid=C_GRID, seed: in
         "pair": {k: data.meta[k] for k in ("draft", "target", "draft_backend", "target_backend")},
         "task": data.meta["task"], "features": features,
         "hidden": {"draft": int(data.draft.shape[1]), "target": int(data.target.shape[1])},
-        "layout": "draft hidden then target hidden, final norm, after reading the draft token",
+        "layout": " then ".join(FEATURE_SETS[features])
+                  + "; hidden states: final norm, after reading the draft token",
+        "logit_features": list(LOGIT_FEATURES),
         "C": c, "validation_auc": results[c][0], "auc_by_C": {str(k): auc for k, (auc, _) in results.items()},
         "train": {"mismatches": int(len(y)), "problems": n_problems},
         "validation": {"method": f"{len(splits)}-fold cross-validation by problem",
@@ -178,22 +196,25 @@ def train_judge(data: MinedData, features: str = "both", c_grid=C_GRID, seed: in
 
 
 def auc_report(data: MinedData, seed: int = 0, fractions=(0.25, 0.5, 0.75, 1.0), folds: int = FOLDS,
-               known: dict | None = None) -> dict:
+               known: dict | None = None, curve_features: str = "hidden") -> dict:
     """Cross-validated AUC per feature set, and how it grows with the number of problems.
 
     `known` maps a feature set already cross-validated on the same folds (same data and
     seed, e.g. by `train_judge`) to its {"auc", "C"}, which is then not computed again.
     The learning curve keeps the folds' validation problems and trains each fold on the
-    first fraction of its training problems (in a seeded random order), both features.
+    first fraction of its training problems (in a seeded random order), on
+    `curve_features` (the shipped judge's).
     """
     splits = problem_folds(data, folds, seed)
-    by_features = dict(known or {})
-    for features in FEATURE_SETS:
-        if features not in by_features:
+    known = {("hidden" if name == "both" else name): row for name, row in (known or {}).items()}
+    by_features = {}
+    for features in data.feature_sets():
+        if features in known:
+            by_features[features] = known[features]
+        else:
             results = cross_validate(data, features, splits)
             c = best_c(results)
             by_features[features] = {"auc": results[c][0], "C": c}
-    by_features = {features: by_features[features] for features in FEATURE_SETS}
     order = np.unique(data.problem)
     np.random.default_rng(seed).shuffle(order)
     rank = {problem: i for i, problem in enumerate(order)}
@@ -205,7 +226,7 @@ def auc_report(data: MinedData, seed: int = 0, fractions=(0.25, 0.5, 0.75, 1.0),
             chosen = problems[: max(2, int(round(fraction * len(problems))))]
             smaller.append((train[np.isin(data.problem[train], chosen)], val))
         try:
-            results = cross_validate(data, "both", smaller)
+            results = cross_validate(data, curve_features, smaller)
         except AutojudgeError:  # a fold this small lacks one of the labels
             continue
         c = best_c(results)
@@ -217,7 +238,7 @@ def auc_report(data: MinedData, seed: int = 0, fractions=(0.25, 0.5, 0.75, 1.0),
             "important_fraction": float(data.important.mean()),
             "validation": {"method": f"{len(splits)}-fold cross-validation by problem",
                            "problems": int(len(np.unique(data.problem))), "mismatches": int(len(data.important))},
-            "by_features": by_features, "learning_curve": curve}
+            "by_features": by_features, "curve_features": curve_features, "learning_curve": curve}
 
 
 def auc_markdown(report: dict) -> str:
@@ -226,6 +247,8 @@ def auc_markdown(report: dict) -> str:
              "(each problem scored once, by a model that never saw it).", "",
              "| features | ROC-AUC | C |", "|---|---|---|"]
     lines += [f"| {name} | {row['auc']:.3f} | {row['C']:g} |" for name, row in report["by_features"].items()]
-    lines += ["", "| training problems per fold | training mismatches per fold | ROC-AUC (both) |", "|---|---|---|"]
+    curve = report.get("curve_features", "hidden")
+    lines += ["", f"| training problems per fold | training mismatches per fold | ROC-AUC ({curve}) |",
+              "|---|---|---|"]
     lines += [f"| {row['problems']} | {row['mismatches']} | {row['auc']:.3f} |" for row in report["learning_curve"]]
     return "\n".join(lines)

@@ -18,6 +18,14 @@ label keeps the current response (`settled=True`; its alternative response is th
 prefix with the draft token). The response itself is finished greedily once, at the
 end, so the prose after a program is labelled too. Up to the settle point, labels and
 response are those of plain Algorithm 1.
+
+Every answer is generated up to the task's budget (`task_budget`), chosen so that the
+target's answers end by themselves; each label records how its regeneration stopped
+and each problem how its first answer did, so a run can state the share cut short.
+
+Features, per label: the final-norm hidden states of both models after reading the
+draft token, and the logit features of both models' next-token distributions at its
+position (autojudge.decoding.features), all from one short pass of each model.
 """
 
 from __future__ import annotations
@@ -29,10 +37,11 @@ import torch
 
 from autojudge.decoding.drafters import LookupDrafter, common_prefix_length
 from autojudge.decoding.engine import generate
+from autojudge.decoding.features import logit_features
 from autojudge.errors import PromptError
 from autojudge.models.backend import CausalLM
 from autojudge.models.loading import ModelPair
-from autojudge.tasks.base import Problem, Task
+from autojudge.tasks.base import Problem, Task, task_budget
 
 
 @dataclass
@@ -44,6 +53,9 @@ class LabelledMismatch:
     alt_answer: str | None
     alt_response: str  # the whole response with the draft token swapped in
     settled: bool = False  # the answer was settled before the swap: no regeneration needed
+    # How the regeneration ended: "eos", "settled", "length" or "context" (the last two:
+    # cut by the budget); None for a settled label, which regenerates nothing.
+    regeneration_stop: str | None = None
 
 
 @dataclass
@@ -55,7 +67,10 @@ class MinedProblem:
     mismatches: list[LabelledMismatch] = field(default_factory=list)
     draft_features: list[torch.Tensor] = field(default_factory=list)  # [draft hidden] each
     target_features: list[torch.Tensor] = field(default_factory=list)
+    logit_features: list[torch.Tensor] = field(default_factory=list)  # [len(LOGIT_FEATURES)] each
     target_passes: int = 0
+    first_answer_stop: str | None = None  # how the target's first answer ended (see regeneration_stop)
+    response_stop: str | None = None  # how the final response ended
 
 
 def next_token_predictions(model: CausalLM, seq: Sequence[int], first: int) -> list[int]:
@@ -66,15 +81,22 @@ def next_token_predictions(model: CausalLM, seq: Sequence[int], first: int) -> l
     return logits[first - keep:].argmax(dim=-1).tolist()
 
 
-def hidden_after(model: CausalLM, seq: Sequence[int]) -> torch.Tensor:
-    """Final-norm hidden state after reading the last token of `seq`."""
-    keep = min(common_prefix_length(model.tokens, seq), len(seq) - 1)
+def features_at(model: CausalLM, seq: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(next-token logits before the last token of `seq`, final-norm hidden state after
+    reading it), from one pass over what the cache lacks (at least those two tokens)."""
+    keep = min(common_prefix_length(model.tokens, seq), len(seq) - 2)
     model.truncate(keep)
-    return model.forward(list(seq[keep:]), n_logits=1).hidden[-1]
+    out = model.forward(list(seq[keep:]), n_logits=2)
+    return out.logits[-2], out.hidden[-1]
+
+
+def is_cut(stop_reason: str | None) -> bool:
+    """Whether a generation stopped at the budget or the context, not by itself."""
+    return stop_reason in ("length", "context")
 
 
 def mine_problem(pair: ModelPair, task: Task, problem: Problem, prompt_ids: list[int], *,
-                 max_new_tokens: int = 256, window: int = 4, regen_window: int = 32,
+                 max_new_tokens: int | None = None, window: int = 4, regen_window: int = 32,
                  fast: bool = True) -> MinedProblem:
     """Label every mismatch Algorithm 1 visits for one problem.
 
@@ -82,6 +104,7 @@ def mine_problem(pair: ModelPair, task: Task, problem: Problem, prompt_ids: list
     tested against); `regen_window` is how many old-suffix tokens one pass verifies.
     """
     target, draft, stop = pair.target, pair.draft, pair.stop_ids
+    max_new_tokens = max_new_tokens or task_budget(task)
     decode = lambda ids: pair.tokenizer.decode(ids, skip_special_tokens=True)  # noqa: E731
     settles = getattr(task, "settled", None)
     is_settled = (lambda ids: settles(decode(ids), problem)) if settles else (lambda ids: False)  # noqa: E731
@@ -91,25 +114,29 @@ def mine_problem(pair: ModelPair, task: Task, problem: Problem, prompt_ids: list
     if len(x) >= room:
         raise PromptError(f"the prompt has {len(x)} tokens; the context holds {room}")
 
-    def finish(head: list[int], until_settled: bool = True, **speculation) -> tuple[list[int], bool, int]:
+    def finish(head: list[int], until_settled: bool = True, **speculation) -> tuple[list[int], str, int]:
         """Greedy continuation of x + head until EOS, the budget or (if asked) a settled
-        answer: (continuation, whether it stopped at the settle point, target passes)."""
+        answer: (continuation, how it stopped, target passes)."""
         budget = min(max_new_tokens, room - len(x)) - len(head)
         # A response that filled the context has no room left after a swap at its end.
-        if (head and head[-1] in stop) or budget <= 0:
-            return [], False, 0
+        if head and head[-1] in stop:
+            return [], "eos", 0
+        if budget <= 0:
+            return [], "length" if max_new_tokens <= room - len(x) else "context", 0
         watch = (lambda new: is_settled(head + new)) if settles and until_settled else None  # noqa: E731
         out = generate(target, x + head, max_new_tokens=budget, stop_ids=stop, stop_when=watch, **speculation)
         new = out.token_ids
         if out.stop_reason == "settled":  # a cycle may overshoot: end exactly at the settle point
             while len(new) > 1 and is_settled(head + new[:-1]):
                 new = new[:-1]
-        return new, out.stop_reason == "settled", out.stats.target_forwards
+        return new, out.stop_reason, out.stats.target_forwards
 
     # window 0: the target alone, the fastest on llama.cpp, where a draft does not pay off.
-    y, cut, passes = finish([], draft=draft if window else None, window=window)
+    y, stop_reason, passes = finish([], draft=draft if window else None, window=window)
+    unfinished = stop_reason == "settled"  # y ends at its settle point: finished at the end
     answer = task.extract_answer(decode(y), problem)
-    result = MinedProblem(problem.id, answer, decode(y), list(y))
+    result = MinedProblem(problem.id, answer, decode(y), list(y), first_answer_stop=stop_reason,
+                          response_stop=stop_reason)
     if answer is None:  # nothing to compare against: no labels from this problem
         return result
 
@@ -118,34 +145,39 @@ def mine_problem(pair: ModelPair, task: Task, problem: Problem, prompt_ids: list
     while True:
         t = next((i for i in range(t, len(y)) if y[i] != predicted[i]), None)
         if t is None:
-            if not cut:
+            if not unfinished:
                 break
             # y stopped at its settle point: finish it, then label the rest (all settled).
             start = len(y)
-            rest, cut, more = finish(y, until_settled=False)
-            y, passes = y + rest, passes + more
+            rest, result.response_stop, more = finish(y, until_settled=False)
+            y, passes, unfinished = y + rest, passes + more, False
             predicted = predicted[:start] + next_token_predictions(draft, x + y, len(x) + start - 1)[: len(rest)]
             t = start
             continue
         swapped = predicted[t]
         prefix = x + y[:t] + [swapped]
-        result.draft_features.append(hidden_after(draft, prefix))
-        result.target_features.append(hidden_after(target, prefix))
+        draft_logits, draft_hidden = features_at(draft, prefix)
+        target_logits, target_hidden = features_at(target, prefix)
+        result.draft_features.append(draft_hidden)
+        result.target_features.append(target_hidden)
+        result.logit_features.append(logit_features(target_logits[None], draft_logits[None],
+                                                    torch.tensor([swapped]))[0])
         passes += 1
         if is_settled(y[:t]):
             result.mismatches.append(LabelledMismatch(t, y[t], swapped, False, answer,
                                                       decode(y[:t] + [swapped]), settled=True))
             t += 1
             continue
-        continuation, regen_cut, more = finish(y[:t] + [swapped], drafter=LookupDrafter(x + y) if fast else None,
-                                               window=regen_window if fast else 0)
+        continuation, regen_stop, more = finish(y[:t] + [swapped], drafter=LookupDrafter(x + y) if fast else None,
+                                                window=regen_window if fast else 0)
         passes += more
         alt = y[:t] + [swapped] + continuation
         alt_answer = task.extract_answer(decode(alt), problem)
         important = not task.equivalent(alt_answer, answer)
-        result.mismatches.append(LabelledMismatch(t, y[t], swapped, important, alt_answer, decode(alt)))
+        result.mismatches.append(LabelledMismatch(t, y[t], swapped, important, alt_answer, decode(alt),
+                                                  regeneration_stop=regen_stop))
         if not important:
-            y, cut = alt, regen_cut
+            y, unfinished, result.response_stop = alt, regen_stop == "settled", regen_stop
             predicted = predicted[: t + 1] + next_token_predictions(draft, x + y, len(x) + t)[: len(y) - t - 1]
         t += 1
     result.response, result.token_ids = decode(y), y

@@ -9,13 +9,14 @@ import time
 
 from tqdm.auto import tqdm
 
+from autojudge.decoding.features import LOGIT_FEATURES
 from autojudge.errors import PromptError
 from autojudge.mining.algorithm import MinedProblem, mine_problem
 from autojudge.mining.store import FEATURE_DTYPE, MiningStore
 from autojudge.models.loading import ModelPair
 from autojudge.prompting import chat_prompt_ids
 from autojudge.runfiles import run_lock
-from autojudge.tasks.base import Task
+from autojudge.tasks.base import Task, task_budget
 
 
 def mining_meta(pair: ModelPair, task: Task, split: str, max_new_tokens: int, window: int, fast: bool) -> dict:
@@ -32,14 +33,15 @@ def mining_meta(pair: ModelPair, task: Task, split: str, max_new_tokens: int, wi
             "first_answer_window": window, "regeneration": "fast" if fast else "plain",
             "features": {"draft": pair.draft.hidden_size, "target": pair.target.hidden_size,
                          "dtype": str(FEATURE_DTYPE).removeprefix("torch."),
-                         "position": "after reading the draft token, final norm"}}
+                         "position": "after reading the draft token, final norm",
+                         "logits": list(LOGIT_FEATURES)}}
     if getattr(task, "settled", None):  # labels after the settle point keep the response
         meta["settled_answers"] = "labelled without regeneration"
     return meta
 
 
 def mine(pair: ModelPair, task: Task, split: str, out: str, *, limit: int | None = None,
-         max_new_tokens: int = 256, window: int = 4, fast: bool = True,
+         max_new_tokens: int | None = None, window: int = 4, fast: bool = True,
          shard: tuple[int, int] = (1, 1), parallel: int = 1) -> MiningStore:
     """Mine the first `limit` problems of `split`, or shard i of n of them (every n-th
     from the i-th), so that n processes, each with its own `out`, share the work;
@@ -50,6 +52,7 @@ def mine(pair: ModelPair, task: Task, split: str, out: str, *, limit: int | None
     same labels up to llama.cpp's near-ties (its kernels depend on the pass's shape).
     Problems then finish out of order; the store resumes by problem id, so that is fine.
     """
+    max_new_tokens = max_new_tokens or task_budget(task)
     with run_lock(out, "mining run"):
         store = MiningStore(out, mining_meta(pair, task, split, max_new_tokens, window, fast))
         index, count = shard

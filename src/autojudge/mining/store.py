@@ -3,7 +3,9 @@
     meta.json                     what produced the run (task, pair, runtimes, layout)
     problems.jsonl                one line per finished problem, with all its labels
                                   ("skipped": why, for a prompt that does not fit)
-    features/<problem>.safetensors  draft and target hidden states, one row per label
+    features/<problem>.safetensors  draft and target hidden states and logit features,
+                                  one row per label
+    summary.json                  labels, important share, answers cut by the budget
 
 A problem counts as done only when its line is in problems.jsonl. Its feature file is
 written first, under a temporary name renamed into place, then the line is appended
@@ -14,6 +16,7 @@ twice, and no file is ever half-written.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import asdict
 from pathlib import Path
@@ -44,17 +47,52 @@ class MiningStore:
         if mined.mismatches:
             tensors = {"draft": torch.stack(mined.draft_features).to("cpu", FEATURE_DTYPE).contiguous(),
                        "target": torch.stack(mined.target_features).to("cpu", FEATURE_DTYPE).contiguous()}
+            if mined.logit_features:  # a few numbers per label: kept in float32
+                tensors["logits"] = torch.stack(mined.logit_features).to("cpu", torch.float32).contiguous()
             final = self.features / f"{mined.problem_id}.safetensors"
             tmp = final.with_suffix(".tmp")
             save_file(tensors, str(tmp))
             os.replace(tmp, final)
         record = {"problem_id": mined.problem_id, "answer": mined.answer, "response": mined.response,
                   "target_passes": mined.target_passes, "seconds": seconds,
+                  "first_answer_stop": mined.first_answer_stop, "response_stop": mined.response_stop,
                   "mismatches": [asdict(m) for m in mined.mismatches]}
         if skipped:
             record["skipped"] = skipped
         append_record(self.lines, record)
         self.records.append(record)
+        # Derived from problems.jsonl, rewritten whole: a reader never sees half of it.
+        tmp = self.root / "summary.json.tmp"
+        tmp.write_text(json.dumps(self.summary(), indent=2) + "\n")
+        os.replace(tmp, self.root / "summary.json")
 
     def load_features(self, problem_id: int) -> dict[str, torch.Tensor]:
         return load_file(str(self.features / f"{problem_id}.safetensors"))
+
+    def summary(self) -> dict:
+        return mining_summary(self.records)
+
+
+def mining_summary(records: list[dict]) -> dict:
+    """Labels, the important share, and how many answers the budget cut short.
+
+    Cut means stopped at the budget (or the context) rather than by itself: such an
+    "answer" is whatever stands last at the cut, so its labels mean little. Runs mined
+    before stop reasons were recorded count as unknown.
+    """
+    labelled = [m for r in records for m in r["mismatches"]]
+    regenerated = [m for m in labelled if m.get("regeneration_stop") is not None]
+    first = [r["first_answer_stop"] for r in records if r.get("first_answer_stop") and not r.get("skipped")]
+    hours = sum(r["seconds"] for r in records) / 3600
+    return {
+        "problems": len(records), "labels": len(labelled),
+        "important_fraction": sum(m["important"] for m in labelled) / len(labelled) if labelled else None,
+        "first_answers_cut": _share(first), "regenerations_cut": _share([m["regeneration_stop"] for m in regenerated]),
+        "hours": hours, "labels_per_hour": len(labelled) / hours if hours else None,
+        "target_passes_per_label": sum(r["target_passes"] for r in records) / len(labelled) if labelled else None,
+    }
+
+
+def _share(stops: list[str]) -> dict:
+    cut = sum(s in ("length", "context") for s in stops)
+    return {"cut": cut, "of": len(stops), "fraction": cut / len(stops) if stops else None}

@@ -16,8 +16,22 @@ class Problem:
     extra: dict = field(default_factory=dict, hash=False)
 
 
+# New tokens per answer for a task that names no budget of its own.
+DEFAULT_BUDGET = 512
+
+
+def task_budget(task) -> int:
+    """The task's `max_new_tokens`: what mining, evaluation and the demo generate at most.
+
+    A budget must not cut answers: a cut "answer" is whatever stands last at the cut,
+    and labels mined from it compare noise. Each built-in task's budget is chosen from
+    the target's answer lengths on its mine split (README, "The offline defaults")."""
+    return getattr(task, "max_new_tokens", DEFAULT_BUDGET)
+
+
 class Task(Protocol):
     name: str
+    # Optional: `max_new_tokens`, the task's budget (see task_budget).
 
     def load(self, split: str) -> list[Problem]: ...
 

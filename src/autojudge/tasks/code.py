@@ -61,6 +61,7 @@ class MBPP:
 
     name = "mbpp"
     last_mine_id = 310
+    max_new_tokens = 512
 
     def load(self, split: str) -> list[Problem]:
         if split not in ("mine", "eval", "all"):
@@ -97,6 +98,7 @@ class HumanEval:
     """HumanEval's 164 problems; one result per problem (its `check` function)."""
 
     name = "humaneval"
+    max_new_tokens = 512
 
     def load(self, split: str) -> list[Problem]:
         if split not in ("eval", "all"):
