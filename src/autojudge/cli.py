@@ -142,14 +142,21 @@ def build_parser() -> argparse.ArgumentParser:
                            "hour, the same up to near-ties: try 4 per core)")
     mine.add_argument("--plain", action="store_true",
                       help="regenerate with plain greedy decoding (slow reference; same labels)")
+    mine.add_argument("--rejoin", type=_non_negative, default=0, metavar="M",
+                      help="shortcut (off: 0): a regeneration that re-joins the old response for M tokens "
+                           "after an interchangeable stretch is not verified further; can change labels, "
+                           "see bench-mining (GSM8K)")
 
     mbench = commands.add_parser("bench-mining", help="plain vs fast mining on the same problems")
     mbench.add_argument("--task", default="gsm8k")
     mbench.add_argument("--split", default="mine")
     mbench.add_argument("--n", type=_positive, default=2, help="first N problems of the split")
     mbench.add_argument("--max-new-tokens", type=_positive, help="default: the task's budget (GSM8K 1024, MBPP and HumanEval 512; 512 for a free prompt)")
+    mbench.add_argument("--methods", default="plain,fast",
+                        help="comma-separated regeneration methods, the first the reference: plain, fast, "
+                             "fast+rejoin:M (default: %(default)s)")
     mbench.add_argument("--parallel", type=_positive, default=1, metavar="N",
-                        help="also mine the problems fast, N side by side (llama.cpp)")
+                        help="also mine the problems with the last method, N side by side (llama.cpp)")
     mbench.add_argument("--out", help="also write the table to this Markdown file")
     _add_pair_options(mbench)
 
@@ -402,7 +409,7 @@ def cmd_mine(args) -> int:
     pair = load_pair(args.draft, args.target, **pair_options(args))
     store = mine(pair, task, args.split, args.out, limit=args.limit, max_new_tokens=args.max_new_tokens,
                  window=args.window, fast=not args.plain, shard=args.shard,
-                 parallel=args.parallel)
+                 parallel=args.parallel, rejoin=args.rejoin)
     summary = store.summary()
     first, regenerated = summary["first_answers_cut"], summary["regenerations_cut"]
     print(f"{summary['problems']} problems, {summary['labels']} labelled mismatches, "
@@ -413,23 +420,30 @@ def cmd_mine(args) -> int:
 
 
 def cmd_bench_mining(args) -> int:
-    from autojudge.mining.run import bench_mining
+    from autojudge.mining.run import bench_mining, parse_regeneration
     from autojudge.models.loading import load_pair
     task = _load_task(args.task, args.split)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    for method in methods:
+        parse_regeneration(method)
     pair = load_pair(args.draft, args.target, **pair_options(args))
-    rows = bench_mining(pair, task, args.split, args.n, args.max_new_tokens, parallel=args.parallel)
-    runtime = pair.target.describe()["backend"]
+    rows = bench_mining(pair, task, args.split, args.n, args.max_new_tokens, parallel=args.parallel,
+                        methods=methods)
+    described = pair.target.describe()
+    threads = f", {described['threads']} thread(s)" if "threads" in described else ""
     lines = [f"{task.name}, first {args.n} problems of {args.split}, <= {args.max_new_tokens} new tokens, "
-             f"target on {runtime}", "",
-             "| regeneration | labels | seconds | labels/hour | target passes/label | same labels |",
-             "|---|---|---|---|---|---|"]
+             f"target on {described['backend']}{threads}; labels compared with {methods[0]}'s "
+             "on the mismatches both visit", "",
+             "| regeneration | labels | seconds | labels/hour | target passes/label | regenerations cut | "
+             "re-joined | problems labelled alike | labels agreeing |",
+             "|---|---|---|---|---|---|---|---|---|"]
     lines += [f"| {r['mode']} | {r['labels']} | {r['seconds']:.0f} | {r['labels_per_hour']:.0f} | "
-              f"{r['target_passes_per_label'] or 0:.1f} | {r['labels_equal']} |" for r in rows]
-    plain, fast, *side_by_side = rows
-    if plain["labels_per_hour"]:
-        lines.append(f"\nfast / plain: {fast['labels_per_hour'] / plain['labels_per_hour']:.2f}x labels/hour")
-    for row in side_by_side if fast["labels_per_hour"] else ():
-        lines.append(f"{row['mode']} / fast: {row['labels_per_hour'] / fast['labels_per_hour']:.2f}x labels/hour")
+              f"{r['target_passes_per_label'] or 0:.1f} | {r['regenerations_cut']} | {r['rejoined']} | "
+              f"{r['same_problems']}/{r['problems']} | {r['agreeing_labels']}/{r['shared_labels']} |" for r in rows]
+    reference = rows[0]
+    for row in rows[1:] if reference["labels_per_hour"] else ():
+        lines.append(f"\n{row['mode']} / {reference['mode']}: "
+                     f"{row['labels_per_hour'] / reference['labels_per_hour']:.2f}x labels/hour")
     print("\n".join(lines))
     if args.out:
         with open(args.out, "w") as handle:

@@ -131,7 +131,7 @@ class LookupDrafter:
         for n in range(min(self.ngram, len(seq) - 1), 0, -1):
             tail = seq[-n:]
             for source, limit in ((self.reference, len(self.reference)), (seq, here - 1)):
-                end = _nearest_match_end(source, tail, limit, here)
+                end = nearest_match_end(source, tail, limit, here)
                 if end is not None and end < len(source):
                     return list(source[end:end + k])
         return []
@@ -143,10 +143,11 @@ class LookupDrafter:
             self.length = min(self.length, 64)
 
 
-def _nearest_match_end(source: Sequence[int], pattern: list[int], limit: int, near: int) -> int | None:
-    """End index of the occurrence of `pattern` ending at or before `limit` nearest `near`."""
+def nearest_match_end(source: Sequence[int], pattern: list[int], limit: int, near: int,
+                      start: int = 0) -> int | None:
+    """End index of the occurrence of `pattern` within source[start:limit] nearest `near`."""
     n, best = len(pattern), None
-    for end in range(n, min(limit, len(source)) + 1):
+    for end in range(start + n, min(limit, len(source)) + 1):
         if source[end - n:end] == pattern and (best is None or abs(end - near) <= abs(best - near)):
             best = end
     return best

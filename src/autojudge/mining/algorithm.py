@@ -9,6 +9,8 @@ important and y stays. The reference is the target's own answer, not the gold on
 Regeneration is most of the cost. The old answer usually re-converges with the new
 one, so it is proposed as a draft (`LookupDrafter`) and verified many tokens per
 target pass; with exact verification the labels are those of plain regeneration.
+On a CPU a verified token still costs over half a decoded one, so an opt-in shortcut
+skips verifying what re-joins the old text (`Miner`, "re-join").
 
 A task may say when a text's answer is settled: no continuation can change it (code:
 the program's block is closed). Then a regeneration stops at that point (its
@@ -35,7 +37,7 @@ from typing import Sequence
 
 import torch
 
-from autojudge.decoding.drafters import LookupDrafter, common_prefix_length
+from autojudge.decoding.drafters import LookupDrafter, common_prefix_length, nearest_match_end
 from autojudge.decoding.engine import generate
 from autojudge.decoding.features import logit_features
 from autojudge.errors import PromptError
@@ -97,89 +99,186 @@ def is_cut(stop_reason: str | None) -> bool:
 
 def mine_problem(pair: ModelPair, task: Task, problem: Problem, prompt_ids: list[int], *,
                  max_new_tokens: int | None = None, window: int = 4, regen_window: int = 32,
-                 fast: bool = True) -> MinedProblem:
+                 fast: bool = True, rejoin: int = 0) -> MinedProblem:
     """Label every mismatch Algorithm 1 visits for one problem.
 
     `fast=False` regenerates with plain greedy decoding (the reference the fast path is
-    tested against); `regen_window` is how many old-suffix tokens one pass verifies.
+    tested against); `regen_window` is how many old-suffix tokens one pass verifies;
+    `rejoin` > 0 turns on the re-join shortcut (see `Miner`), which can change labels.
     """
-    target, draft, stop = pair.target, pair.draft, pair.stop_ids
-    max_new_tokens = max_new_tokens or task_budget(task)
-    decode = lambda ids: pair.tokenizer.decode(ids, skip_special_tokens=True)  # noqa: E731
-    settles = getattr(task, "settled", None)
-    is_settled = (lambda ids: settles(decode(ids), problem)) if settles else (lambda ids: False)  # noqa: E731
-    x = list(prompt_ids)
-    # The draft reads every response too: on a mixed pair its context may be the shorter.
-    room = min(target.max_context, draft.max_context)
-    if len(x) >= room:
-        raise PromptError(f"the prompt has {len(x)} tokens; the context holds {room}")
+    return Miner(pair, task, problem, prompt_ids, max_new_tokens=max_new_tokens or task_budget(task),
+                 window=window, regen_window=regen_window, fast=fast, rejoin=rejoin).run()
 
-    def finish(head: list[int], until_settled: bool = True, **speculation) -> tuple[list[int], str, int]:
-        """Greedy continuation of x + head until EOS, the budget or (if asked) a settled
-        answer: (continuation, how it stopped, target passes)."""
-        budget = min(max_new_tokens, room - len(x)) - len(head)
-        # A response that filled the context has no room left after a swap at its end.
-        if head and head[-1] in stop:
-            return [], "eos", 0
-        if budget <= 0:
-            return [], "length" if max_new_tokens <= room - len(x) else "context", 0
-        watch = (lambda new: is_settled(head + new)) if settles and until_settled else None  # noqa: E731
-        out = generate(target, x + head, max_new_tokens=budget, stop_ids=stop, stop_when=watch, **speculation)
-        new = out.token_ids
-        if out.stop_reason == "settled":  # a cycle may overshoot: end exactly at the settle point
-            while len(new) > 1 and is_settled(head + new[:-1]):
-                new = new[:-1]
-        return new, out.stop_reason, out.stats.target_forwards
 
-    # window 0: the target alone, the fastest on llama.cpp, where a draft does not pay off.
-    y, stop_reason, passes = finish([], draft=draft if window else None, window=window)
-    unfinished = stop_reason == "settled"  # y ends at its settle point: finished at the end
-    answer = task.extract_answer(decode(y), problem)
-    result = MinedProblem(problem.id, answer, decode(y), list(y), first_answer_stop=stop_reason,
-                          response_stop=stop_reason)
-    if answer is None:  # nothing to compare against: no labels from this problem
+class Miner:
+    """Algorithm 1 on one problem, step by step: `first_answer`, then for each mismatch
+    (`next_mismatch`) its `features`, a `regeneration` and a label (`run`).
+
+    State: `y`, the current response, which an unimportant swap replaces by its
+    regeneration; `predicted`, the draft's greedy predictions along y, computed lazily
+    a chunk at a time up to the next mismatch (after a swap the rest of y changes, so
+    predictions far ahead would be thrown away).
+
+    The re-join shortcut (`rejoin` = M > 0, off by default; only for tasks that say
+    which edits are `interchangeable`): a regeneration that reproduces M tokens of the
+    old response in a row is taken to continue as the old response does, when the
+    stretches before the re-join, old and new, are interchangeable for the task (GSM8K:
+    the same numbers and operators). The label is then that of the old answer, and the
+    rest of the old response is not verified again, which is most of a regeneration's
+    cost on a CPU. It is a bet that the target, back on the old text, stays on it: it
+    can change labels, and `bench-mining` measures how often it does.
+    """
+
+    PREDICTION_CHUNK = 16  # draft tokens read per pass while looking for the next mismatch
+
+    def __init__(self, pair: ModelPair, task: Task, problem: Problem, prompt_ids: list[int], *,
+                 max_new_tokens: int, window: int, regen_window: int, fast: bool, rejoin: int):
+        self.pair, self.task, self.problem = pair, task, problem
+        self.target, self.draft, self.stop = pair.target, pair.draft, pair.stop_ids
+        self.max_new_tokens, self.window, self.regen_window, self.fast = max_new_tokens, window, regen_window, fast
+        self.rejoin = rejoin if getattr(task, "interchangeable", None) else 0
+        settles = getattr(task, "settled", None)
+        self.settles = settles is not None
+        self.is_settled = (lambda ids: settles(self.decode(ids), problem)) if settles else (lambda ids: False)
+        self.x = list(prompt_ids)
+        # The draft reads every response too: on a mixed pair its context may be the shorter.
+        self.room = min(self.target.max_context, self.draft.max_context)
+        if len(self.x) >= self.room:
+            raise PromptError(f"the prompt has {len(self.x)} tokens; the context holds {self.room}")
+        self.y: list[int] = []
+        self.predicted: list[int] = []
+        self.passes = 0
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.pair.tokenizer.decode(ids, skip_special_tokens=True)
+
+    def run(self) -> MinedProblem:
+        y, stop_reason = self.first_answer()
+        # A response stopped at its settle point is finished greedily once, at the end.
+        unfinished = stop_reason == "settled"
+        answer = self.task.extract_answer(self.decode(y), self.problem)
+        result = MinedProblem(self.problem.id, answer, self.decode(y), list(y), first_answer_stop=stop_reason,
+                              response_stop=stop_reason)
+        if answer is None:  # nothing to compare against: no labels from this problem
+            result.target_passes = self.passes
+            return result
+        t = 0
+        while True:
+            t = self.next_mismatch(t)
+            if t is None:
+                if not unfinished:
+                    break
+                # y stopped at its settle point: finish it, then label the rest (all settled).
+                t = len(self.y)
+                rest, result.response_stop, more = self.finish(self.y, until_settled=False)
+                self.y, self.passes, unfinished = self.y + rest, self.passes + more, False
+                continue
+            swapped = self.predicted[t]
+            self.features(result, t, swapped)
+            if self.is_settled(self.y[:t]):
+                result.mismatches.append(LabelledMismatch(t, self.y[t], swapped, False, answer,
+                                                          self.decode(self.y[:t] + [swapped]), settled=True))
+                t += 1
+                continue
+            alt, regen_stop = self.regeneration(t, swapped)
+            alt_answer = self.task.extract_answer(self.decode(alt), self.problem)
+            important = not self.task.equivalent(alt_answer, answer)
+            result.mismatches.append(LabelledMismatch(t, self.y[t], swapped, important, alt_answer,
+                                                      self.decode(alt), regeneration_stop=regen_stop))
+            if not important:
+                if regen_stop != "rejoined":  # a re-joined response ends as the old one did
+                    unfinished, result.response_stop = regen_stop == "settled", regen_stop
+                self.y, self.predicted = alt, self.predicted[: t + 1]  # predicted[t] is the swapped token
+            t += 1
+        result.response, result.token_ids, result.target_passes = self.decode(self.y), self.y, self.passes
         return result
 
-    predicted = next_token_predictions(draft, x + y, len(x) - 1)[: len(y)]
-    t = 0
-    while True:
-        t = next((i for i in range(t, len(y)) if y[i] != predicted[i]), None)
-        if t is None:
-            if not unfinished:
-                break
-            # y stopped at its settle point: finish it, then label the rest (all settled).
-            start = len(y)
-            rest, result.response_stop, more = finish(y, until_settled=False)
-            y, passes, unfinished = y + rest, passes + more, False
-            predicted = predicted[:start] + next_token_predictions(draft, x + y, len(x) + start - 1)[: len(rest)]
-            t = start
-            continue
-        swapped = predicted[t]
-        prefix = x + y[:t] + [swapped]
-        draft_logits, draft_hidden = features_at(draft, prefix)
-        target_logits, target_hidden = features_at(target, prefix)
+    def first_answer(self) -> tuple[list[int], str]:
+        """The target's answer: with window 0, the target alone (the fastest on llama.cpp)."""
+        self.y, stop_reason, self.passes = self.finish([], draft=self.draft if self.window else None,
+                                                       window=self.window)
+        return self.y, stop_reason
+
+    def next_mismatch(self, t: int) -> int | None:
+        """The first position from t on where the draft's prediction differs from y."""
+        y, predicted = self.y, self.predicted
+        for i in range(t, len(y)):
+            if i >= len(predicted):
+                end = min(len(y), len(predicted) + self.PREDICTION_CHUNK)
+                predicted += next_token_predictions(self.draft, self.x + y[:end],
+                                                    len(self.x) + len(predicted) - 1)[: end - len(predicted)]
+            if y[i] != predicted[i]:
+                return i
+        return None
+
+    def features(self, result: MinedProblem, t: int, swapped: int) -> None:
+        """Both models' hidden states after the draft token, and the logit features at it."""
+        prefix = self.x + self.y[:t] + [swapped]
+        draft_logits, draft_hidden = features_at(self.draft, prefix)
+        target_logits, target_hidden = features_at(self.target, prefix)
         result.draft_features.append(draft_hidden)
         result.target_features.append(target_hidden)
         result.logit_features.append(logit_features(target_logits[None], draft_logits[None],
                                                     torch.tensor([swapped]))[0])
-        passes += 1
-        if is_settled(y[:t]):
-            result.mismatches.append(LabelledMismatch(t, y[t], swapped, False, answer,
-                                                      decode(y[:t] + [swapped]), settled=True))
-            t += 1
-            continue
-        continuation, regen_stop, more = finish(y[:t] + [swapped], drafter=LookupDrafter(x + y) if fast else None,
-                                                window=regen_window if fast else 0)
-        passes += more
-        alt = y[:t] + [swapped] + continuation
-        alt_answer = task.extract_answer(decode(alt), problem)
-        important = not task.equivalent(alt_answer, answer)
-        result.mismatches.append(LabelledMismatch(t, y[t], swapped, important, alt_answer, decode(alt),
-                                                  regeneration_stop=regen_stop))
-        if not important:
-            y, unfinished, result.response_stop = alt, regen_stop == "settled", regen_stop
-            predicted = predicted[: t + 1] + next_token_predictions(draft, x + y, len(x) + t)[: len(y) - t - 1]
-        t += 1
-    result.response, result.token_ids = decode(y), y
-    result.target_passes = passes
-    return result
+        self.passes += 1
+
+    def regeneration(self, t: int, swapped: int) -> tuple[list[int], str]:
+        """The target's answer with the draft token at t: (the whole response, how it stopped)."""
+        head = self.y[:t] + [swapped]
+        rejoined = _Rejoin(self, t) if self.rejoin else None
+        continuation, stop_reason, more = self.finish(
+            head, drafter=LookupDrafter(self.x + self.y) if self.fast else None,
+            window=self.regen_window if self.fast else 0, rejoin=rejoined)
+        self.passes += more
+        alt = head + continuation
+        if rejoined is not None and rejoined.at is not None:
+            alt, stop_reason = alt + self.y[rejoined.at:], "rejoined"
+        return alt, stop_reason
+
+    def finish(self, head: list[int], until_settled: bool = True, rejoin: _Rejoin | None = None,
+               **speculation) -> tuple[list[int], str, int]:
+        """Greedy continuation of x + head until EOS, the budget, (if asked) a settled
+        answer or a re-join: (continuation, how it stopped, target passes)."""
+        x, room = self.x, self.room
+        budget = min(self.max_new_tokens, room - len(x)) - len(head)
+        # A response that filled the context has no room left after a swap at its end.
+        if head and head[-1] in self.stop:
+            return [], "eos", 0
+        if budget <= 0:
+            return [], "length" if self.max_new_tokens <= room - len(x) else "context", 0
+        settle = self.settles and until_settled
+        watch = None
+        if settle or rejoin is not None:
+            def watch(new: list[int]) -> bool:
+                return (settle and self.is_settled(head + new)) or (rejoin is not None and rejoin(head + new))
+        out = generate(self.target, x + head, max_new_tokens=budget, stop_ids=self.stop, stop_when=watch,
+                       **speculation)
+        new, stop_reason = out.token_ids, out.stop_reason
+        if stop_reason == "settled" and rejoin is not None and rejoin.at is not None:
+            stop_reason = "rejoined"
+        elif stop_reason == "settled":  # a cycle may overshoot: end exactly at the settle point
+            while len(new) > 1 and self.is_settled(head + new[:-1]):
+                new = new[:-1]
+        return new, stop_reason, out.stats.target_forwards
+
+
+class _Rejoin:
+    """Watches a regeneration for the re-join shortcut (see `Miner`): called with the
+    response so far, true (and `at` set: where the old response goes on) once its last
+    M tokens stand in the old response too, after an interchangeable stretch."""
+
+    def __init__(self, miner: Miner, t: int):
+        self.miner, self.t, self.at = miner, t, None
+
+    def __call__(self, alt: list[int]) -> bool:
+        m, y = self.miner.rejoin, self.miner.y
+        if len(alt) - self.t < m + 1:  # the swapped token and M more
+            return False
+        end = nearest_match_end(y, alt[-m:], limit=len(y), near=len(alt), start=self.t)
+        if end is None:
+            return False
+        old, new = self.miner.decode(y[self.t:end - m]), self.miner.decode(alt[self.t:len(alt) - m])
+        if not self.miner.task.interchangeable(old, new):
+            return False
+        self.at = end
+        return True

@@ -6,11 +6,12 @@ import functools
 import tempfile
 import threading
 import time
+from typing import Sequence
 
 from tqdm.auto import tqdm
 
 from autojudge.decoding.features import LOGIT_FEATURES
-from autojudge.errors import PromptError
+from autojudge.errors import AutojudgeError, PromptError
 from autojudge.mining.algorithm import MinedProblem, mine_problem
 from autojudge.mining.store import FEATURE_DTYPE, MiningStore
 from autojudge.models.loading import ModelPair
@@ -19,7 +20,13 @@ from autojudge.runfiles import run_lock
 from autojudge.tasks.base import Task, task_budget
 
 
-def mining_meta(pair: ModelPair, task: Task, split: str, max_new_tokens: int, window: int, fast: bool) -> dict:
+def regeneration_method(fast: bool, rejoin: int) -> str:
+    """"plain", "fast" or "fast+rejoin:M": how a run regenerates (see mining.algorithm)."""
+    return ("fast" if fast else "plain") + (f"+rejoin:{rejoin}" if rejoin else "")
+
+
+def mining_meta(pair: ModelPair, task: Task, split: str, max_new_tokens: int, window: int, fast: bool,
+                rejoin: int = 0) -> dict:
     """Everything that changes the labels or the features; a resumed run must match it.
 
     The split too: resumed on another one, a run would mix evaluation problems into
@@ -30,7 +37,7 @@ def mining_meta(pair: ModelPair, task: Task, split: str, max_new_tokens: int, wi
     keeps them, so that its records all come from one method.
     """
     meta = {"task": task.name, "split": split, **pair.describe(machine=False), "max_new_tokens": max_new_tokens,
-            "first_answer_window": window, "regeneration": "fast" if fast else "plain",
+            "first_answer_window": window, "regeneration": regeneration_method(fast, rejoin),
             "features": {"draft": pair.draft.hidden_size, "target": pair.target.hidden_size,
                          "dtype": str(FEATURE_DTYPE).removeprefix("torch."),
                          "position": "after reading the draft token, final norm",
@@ -42,7 +49,7 @@ def mining_meta(pair: ModelPair, task: Task, split: str, max_new_tokens: int, wi
 
 def mine(pair: ModelPair, task: Task, split: str, out: str, *, limit: int | None = None,
          max_new_tokens: int | None = None, window: int = 4, fast: bool = True,
-         shard: tuple[int, int] = (1, 1), parallel: int = 1) -> MiningStore:
+         shard: tuple[int, int] = (1, 1), parallel: int = 1, rejoin: int = 0) -> MiningStore:
     """Mine the first `limit` problems of `split`, or shard i of n of them (every n-th
     from the i-th), so that n processes, each with its own `out`, share the work;
     `autojudge train` reads several run directories at once.
@@ -54,7 +61,10 @@ def mine(pair: ModelPair, task: Task, split: str, out: str, *, limit: int | None
     """
     max_new_tokens = max_new_tokens or task_budget(task)
     with run_lock(out, "mining run"):
-        store = MiningStore(out, mining_meta(pair, task, split, max_new_tokens, window, fast))
+        if rejoin and not getattr(task, "interchangeable", None):
+            raise AutojudgeError(f"--rejoin needs a task that says which edits are interchangeable; "
+                                 f"{task.name} does not")
+        store = MiningStore(out, mining_meta(pair, task, split, max_new_tokens, window, fast, rejoin))
         index, count = shard
         problems = task.load(split)[:limit][index - 1::count]
         done = store.done()
@@ -79,7 +89,8 @@ def mine(pair: ModelPair, task: Task, split: str, out: str, *, limit: int | None
                 try:
                     mined = mine_problem(worker_pair, task, problem,
                                          chat_prompt_ids(worker_pair.tokenizer, task.messages(problem)),
-                                         max_new_tokens=max_new_tokens, window=window, fast=fast)
+                                         max_new_tokens=max_new_tokens, window=window, fast=fast,
+                                         rejoin=rejoin)
                 except PromptError as exc:  # recorded, so that a resumed run does not stop on it again
                     mined, skipped = MinedProblem(problem.id, None, ""), str(exc)
                 with lock:
@@ -156,51 +167,80 @@ class _SharedClock:
             return self._charged.pop(threading.get_ident())
 
 
-def bench_mining(pair: ModelPair, task: Task, split: str, n: int, max_new_tokens: int,
-                 parallel: int = 1) -> list[dict]:
-    """Plain vs fast mining on the same problems, in one run: labels/hour, passes/label.
+def parse_regeneration(method: str) -> tuple[bool, int]:
+    """(fast, rejoin) for "plain", "fast" or "fast+rejoin:M" (see `regeneration_method`)."""
+    base, _, extra = method.partition("+")
+    rejoin = extra.removeprefix("rejoin:") if extra.startswith("rejoin:") else None
+    if base not in ("plain", "fast") or (extra and (base != "fast" or rejoin is None or not rejoin.isdigit()
+                                                    or int(rejoin) < 1)):
+        raise AutojudgeError(f"unknown regeneration method {method!r}; write plain, fast or fast+rejoin:M")
+    return base == "fast", int(rejoin) if rejoin else 0
 
-    Each problem is mined both ways from cold caches; the labels must agree (on torch
-    exactly; on llama.cpp up to its near-ties, reported as `labels_equal`). With
-    `parallel` > 1, the same problems are then mined fast, that many side by side.
+
+def bench_mining(pair: ModelPair, task: Task, split: str, n: int, max_new_tokens: int | None = None,
+                 parallel: int = 1, methods: Sequence[str] = ("plain", "fast")) -> list[dict]:
+    """Regeneration methods on the same problems, in one run: labels/hour, passes/label,
+    and how far their labels agree with the first method's.
+
+    Each problem is mined each way from cold caches. Exact methods give the same labels
+    (on torch exactly; on llama.cpp up to its near-ties); a shortcut may not. Agreement
+    is counted on the mismatches both runs visit (same position, target and draft token):
+    once two runs label one mismatch differently, their responses part and later
+    mismatches are not comparable. With `parallel` > 1, the problems are then mined with
+    the last method, that many side by side.
     """
-    rows = {name: _new_row(name) for name in ("plain", "fast")}
-    equal, fast_labels = [], {}
+    max_new_tokens = max_new_tokens or task_budget(task)
+    settings = {method: parse_regeneration(method) for method in methods}
+    rows = {method: _new_row(method) for method in methods}
+    reference_method = methods[0]
+    labels: dict[str, dict[int, dict]] = {method: {} for method in methods}
     for problem in tqdm(task.load(split)[:n], desc="bench mining", unit="problem"):
         prompt_ids = chat_prompt_ids(pair.tokenizer, task.messages(problem))
-        labels = {}
-        for name in ("plain", "fast"):
+        for method, (fast, rejoin) in settings.items():
             for model in (pair.target, pair.draft):
                 model.reset()
             start = time.perf_counter()
             mined = mine_problem(pair, task, problem, prompt_ids, max_new_tokens=max_new_tokens,
-                                 window=0, fast=name == "fast")
-            _count(rows[name], len(mined.mismatches), mined.target_passes, time.perf_counter() - start)
-            labels[name] = [(m.position, m.draft_token, m.important) for m in mined.mismatches]
-        equal.append(labels["plain"] == labels["fast"])
-        fast_labels[problem.id] = labels["fast"]
-    rows["plain"]["labels_equal"] = rows["fast"]["labels_equal"] = f"{sum(equal)}/{len(equal)} problems"
+                                 window=0, fast=fast, rejoin=rejoin)
+            _count(rows[method], len(mined.mismatches), mined.target_passes, time.perf_counter() - start)
+            rows[method]["regenerations_cut"] += sum(m.regeneration_stop in ("length", "context")
+                                                     for m in mined.mismatches)
+            rows[method]["rejoined"] += sum(m.regeneration_stop == "rejoined" for m in mined.mismatches)
+            labels[method][problem.id] = {(m.position, m.target_token, m.draft_token): m.important
+                                          for m in mined.mismatches}
+    for method in methods:
+        _agreement(rows[method], labels[method], labels[reference_method])
     if parallel > 1:
-        row = rows["parallel"] = _new_row(f"fast, {parallel} side by side")
+        fast, rejoin = settings[methods[-1]]
+        row = rows["parallel"] = _new_row(f"{methods[-1]}, {parallel} side by side")
         with tempfile.TemporaryDirectory() as out:
             start = time.perf_counter()
             store = mine(pair, task, split, out, limit=n, max_new_tokens=max_new_tokens, window=0,
-                         parallel=parallel)
+                         parallel=parallel, fast=fast, rejoin=rejoin)
             seconds = time.perf_counter() - start
         for record in store.records:
             _count(row, len(record["mismatches"]), record["target_passes"], 0.0)
         row["seconds"] = seconds
-        same = [[(m["position"], m["draft_token"], m["important"]) for m in r["mismatches"]]
-                == fast_labels[r["problem_id"]] for r in store.records]
-        row["labels_equal"] = f"{sum(same)}/{len(same)} problems (vs fast)"
+        _agreement(row, {r["problem_id"]: {(m["position"], m["target_token"], m["draft_token"]): m["important"]
+                                           for m in r["mismatches"]} for r in store.records},
+                   labels[reference_method])
     for row in rows.values():
         row["labels_per_hour"] = 3600 * row["labels"] / row["seconds"] if row["seconds"] else 0.0
         row["target_passes_per_label"] = row["target_passes"] / row["labels"] if row["labels"] else None
     return list(rows.values())
 
 
+def _agreement(row: dict, labels: dict[int, dict], reference: dict[int, dict]) -> None:
+    """Problems labelled identically, and labels agreeing on the mismatches both visited."""
+    shared = [(labels[p][key], reference[p][key]) for p in labels for key in labels[p].keys() & reference[p].keys()]
+    row["same_problems"] = sum(labels[p] == reference[p] for p in labels)
+    row["shared_labels"] = len(shared)
+    row["agreeing_labels"] = sum(a == b for a, b in shared)
+
+
 def _new_row(mode: str) -> dict:
-    return {"mode": mode, "problems": 0, "labels": 0, "seconds": 0.0, "target_passes": 0}
+    return {"mode": mode, "problems": 0, "labels": 0, "seconds": 0.0, "target_passes": 0,
+            "regenerations_cut": 0, "rejoined": 0}
 
 
 def _count(row: dict, labels: int, target_passes: int, seconds: float) -> None:

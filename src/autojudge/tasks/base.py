@@ -55,3 +55,6 @@ class Task(Protocol):
     # Optional: `settled(text, problem) -> bool`, true when no continuation of `text`
     # can change its answer. Mining then stops regenerations there and labels later
     # mismatches without regenerating (see autojudge.mining.algorithm).
+    # Optional: `interchangeable(old, new) -> bool`, true when one stretch of a response
+    # can stand for the other without changing what it computes (GSM8K: the same
+    # numbers and operators); it enables mining's opt-in re-join shortcut.

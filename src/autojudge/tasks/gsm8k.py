@@ -85,6 +85,17 @@ def is_correct(text: str, problem: Problem) -> bool:
     return equivalent(extract_answer(text), problem.reference)
 
 
+# What a stretch of a solution computes: its numbers and operators, in order.
+_MATH = re.compile(r"\d+(?:\.\d+)?|[-+*/×÷=<>%^]")
+
+
+def interchangeable(old: str, new: str) -> bool:
+    """Whether one stretch of a solution can stand for the other without changing the
+    math: the same numbers and operators in the same order, whatever the wording
+    ("equals" for "is", "Let's" for "We")."""
+    return _MATH.findall(old.replace(",", "")) == _MATH.findall(new.replace(",", ""))
+
+
 def follows_format(text: str) -> bool:
     """Whether the last line is the requested "The answer is N." (a marker with a number)."""
     lines = [line for line in text.strip().splitlines() if line.strip()]
@@ -111,6 +122,7 @@ class GSM8K:
     equivalent = staticmethod(equivalent)
     is_correct = staticmethod(is_correct)
     follows_format = staticmethod(follows_format)
+    interchangeable = staticmethod(interchangeable)
 
 
 def canonical(value: Fraction) -> str:
