@@ -231,3 +231,22 @@ def test_the_console_script_finds_a_task_module_in_the_current_folder(home, tmp_
                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert error_line(result).startswith("cannot load task 'broken_tasks:Tiny': SyntaxError: ")
     assert "broken_tasks.py, line 1" in error_line(result)
+
+
+@pytest.mark.parametrize("argv, budget", [
+    (["mine", "--task", "gsm8k", "--out", "x"], 1024),
+    (["mine", "--task", "mbpp", "--out", "x"], 512),
+    (["eval", "--task", "humaneval", "--out", "x"], 512),
+    (["eval", "--task", "gsm8k", "--out", "x", "--max-new-tokens", "300"], 300),
+    (["generate", "--gsm8k", "819"], 1024),
+    (["generate", "--prompt", "hi"], 512),
+    (["demo"], 1024),
+    (["bench-mining", "--task", "gsm8k"], 1024),
+])
+def test_every_command_generates_the_tasks_budget_unless_told(argv, budget):
+    # One budget per task, alike for mining, evaluation, the demo and generate --gsm8k:
+    # answers cut at a smaller one would make labels and accuracies compare cut text.
+    from autojudge.cli import _default_budget, build_parser
+    args = build_parser().parse_args(argv)
+    _default_budget(args)
+    assert args.max_new_tokens == budget

@@ -252,7 +252,10 @@ def test_bench_mining_runs_plain_and_fast_on_the_same_problems(pair):
     rows = bench_mining(pair, ToyTask(), "all", 2, max_new_tokens=24)
     plain, fast = rows
     assert plain["labels"] == fast["labels"] > 0
-    assert plain["labels_equal"] == fast["labels_equal"] == "2/2 problems"
+    assert plain["same_problems"] == fast["same_problems"] == 2
+    assert fast["agreeing_labels"] == fast["shared_labels"] == fast["labels"]
+    with pytest.raises(AutojudgeError, match="unknown regeneration method 'fast\\+rejoin:0'"):
+        bench_mining(pair, ToyTask(), "all", 1, methods=("plain", "fast+rejoin:0"))
 
 
 def run_cli(*args, env_home):

@@ -9,6 +9,7 @@ from autojudge.tasks.gsm8k import (
     canonical,
     equivalent,
     extract_answer,
+    interchangeable,
     is_correct,
     messages,
 )
@@ -193,3 +194,16 @@ def test_get_task_rejects_unknown_names():
 def test_follows_format(text, expected):
     from autojudge.tasks.gsm8k import follows_format
     assert follows_format(text) is expected
+
+
+@pytest.mark.parametrize("old, new, same", [
+    ("which equals 12 apples", "which is 12 apples", True),  # wording only
+    ("Let's add 3 + 4 = 7.", "We add 3 + 4 = 7.", True),
+    ("1,200 dollars", "1200 dollars", True),  # notation
+    ("he has 5 apples", "he has 6 apples", False),  # a number
+    ("5 + 3 = 8", "5 * 3 = 15", False),  # an operator, and the result
+    ("so 12 / 4 = 3", "so 12 = 4", False),
+])
+def test_interchangeable_stretches_state_the_same_math(old, new, same):
+    assert interchangeable(old, new) is same
+    assert get_task("gsm8k").interchangeable(old, new) is same

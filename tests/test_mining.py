@@ -20,7 +20,7 @@ from autojudge.errors import AutojudgeError, PromptError
 from autojudge.mining.algorithm import features_at, mine_problem
 from autojudge.mining.run import mine
 from autojudge.prompting import chat_prompt_ids
-from tests.toy_task import SettlingToyTask, ToyTask, UnsettlingToyTask, tiny_pair
+from tests.toy_task import RejoiningToyTask, SettlingToyTask, ToyTask, UnsettlingToyTask, tiny_pair
 
 MAX_NEW = 40
 
@@ -126,7 +126,7 @@ def test_mining_features_are_the_numbers_decoding_sees(pair):
 
 CHILD = """
 import sys
-from tests.toy_task import SettlingToyTask, ToyTask, UnsettlingToyTask, tiny_pair
+from tests.toy_task import RejoiningToyTask, SettlingToyTask, ToyTask, UnsettlingToyTask, tiny_pair
 from autojudge.mining.run import mine
 mine(tiny_pair(sys.argv[1], sys.argv[2]), ToyTask(), "all", sys.argv[3], max_new_tokens=40)
 """
@@ -238,3 +238,50 @@ def test_a_draft_with_the_shorter_context_bounds_the_responses(pair):
             mine_problem(pair, task, problem, ids, max_new_tokens=40)
     finally:
         pair.draft.max_context = full
+
+
+def test_the_rejoin_shortcut_skips_verifying_what_rejoins_the_old_response(pair):
+    """Off (or never triggered) it is the fast path exactly; on, re-joined regenerations
+    end early, their alternative response is the old one's tail, and labels follow it."""
+    task, refusing = RejoiningToyTask(), RejoiningToyTask(always=False)
+    rejoined = 0
+    for problem in task.load("all")[:4]:
+        ids = chat_prompt_ids(pair.tokenizer, task.messages(problem))
+
+        def cold(chosen_task, rejoin=0):  # from empty caches, so that pass counts compare
+            pair.target.reset()
+            pair.draft.reset()
+            return mine_problem(pair, chosen_task, problem, ids, max_new_tokens=MAX_NEW, rejoin=rejoin)
+
+        fast = cold(task)
+        # Nothing interchangeable, or a re-join longer than any response: never triggered.
+        for never in (cold(refusing, rejoin=2), cold(task, rejoin=MAX_NEW + 1)):
+            assert never.mismatches == fast.mismatches and never.target_passes == fast.target_passes
+        short = cold(task, rejoin=2)
+        for m in short.mismatches:
+            # Every label is what its alternative response says.
+            assert m.important == (task.extract_answer(m.alt_response) != short.answer)
+            rejoined += m.regeneration_stop == "rejoined"
+        assert short.target_passes <= fast.target_passes
+    assert rejoined  # the shortcut was taken, so the checks above mean something
+
+
+def test_rejoin_needs_a_task_that_says_what_is_interchangeable(tmp_path, pair):
+    with pytest.raises(AutojudgeError, match="--rejoin needs a task that says which edits are interchangeable"):
+        mine(pair, ToyTask(), "all", str(tmp_path / "run"), max_new_tokens=MAX_NEW, rejoin=4)
+
+
+def test_a_mining_run_states_how_many_answers_the_budget_cut(tmp_path, pair):
+    # Random tiny models rarely write an end token: with a budget of 12 nearly every
+    # answer is cut, and with 200 (the tiny context is 256 tokens) far fewer are.
+    short = mine(pair, ToyTask(), "all", str(tmp_path / "short"), limit=3, max_new_tokens=12)
+    summary = json.loads((tmp_path / "short" / "summary.json").read_text())
+    assert summary == json.loads(json.dumps(short.summary()))
+    records = short.records
+    assert summary["first_answers_cut"]["of"] == 3
+    assert summary["first_answers_cut"]["cut"] == sum(r["first_answer_stop"] == "length" for r in records)
+    regenerated = [m for r in records for m in r["mismatches"]]
+    assert summary["regenerations_cut"]["of"] == len(regenerated) > 0
+    assert summary["regenerations_cut"]["cut"] == sum(m["regeneration_stop"] == "length" for m in regenerated)
+    assert summary["labels"] == len(regenerated)
+    assert all(len(pair.tokenizer.encode(r["response"])) <= 12 + 2 for r in records)

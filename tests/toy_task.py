@@ -55,3 +55,16 @@ class UnsettlingToyTask(SettlingToyTask):
     """The same answers, without saying when they are settled: plain Algorithm 1."""
 
     settled = None
+
+
+class RejoiningToyTask(ToyTask):
+    """The toy task, saying that any stretch of text can stand for any other (or, with
+    `interchangeable=False`, none), for mining's re-join shortcut."""
+
+    name = "toy-rejoining"
+
+    def __init__(self, always: bool = True):
+        self.always = always
+
+    def interchangeable(self, old: str, new: str) -> bool:
+        return self.always
