@@ -285,3 +285,13 @@ def test_a_mining_run_states_how_many_answers_the_budget_cut(tmp_path, pair):
     assert summary["regenerations_cut"]["cut"] == sum(m["regeneration_stop"] == "length" for m in regenerated)
     assert summary["labels"] == len(regenerated)
     assert all(len(pair.tokenizer.encode(r["response"])) <= 12 + 2 for r in records)
+
+
+def test_null_swaps_change_nothing_where_arithmetic_is_exact(pair):
+    # On torch, float32, a regeneration verified many tokens per pass gives the first
+    # answer back: the floor is zero, so any change on another runtime is its noise.
+    from autojudge.mining.noise import null_swap_markdown, null_swaps
+    swaps = null_swaps(pair, ToyTask(), "all", 3, 2, max_new_tokens=MAX_NEW)
+    assert len(swaps) == 6
+    assert not any(s.tokens_changed or s.answer_changed for s in swaps)
+    assert "| 6 | 3 | 0 (0.0%) | 0 (0.0%) |" in null_swap_markdown(swaps, "toy")

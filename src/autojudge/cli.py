@@ -160,6 +160,17 @@ def build_parser() -> argparse.ArgumentParser:
     mbench.add_argument("--out", help="also write the table to this Markdown file")
     _add_pair_options(mbench)
 
+    noise = commands.add_parser("noise-floor", help="null swaps: regenerate with the target's own token, "
+                                                    "count answers that change anyway")
+    noise.add_argument("--task", default="gsm8k")
+    noise.add_argument("--split", default="mine")
+    noise.add_argument("--n", type=_positive, default=70, help="first N problems of the split")
+    noise.add_argument("--per-problem", type=_positive, default=3, help="null swaps per answer")
+    noise.add_argument("--max-new-tokens", type=_positive)
+    noise.add_argument("--seed", type=int, default=0, help="seed of the positions")
+    noise.add_argument("--out", help="also write the table (Markdown) here, and the swaps beside it as JSON")
+    _add_pair_options(noise)
+
     train = commands.add_parser("train", help="fit the judge on a mining run")
     train.add_argument("--data", required=True, nargs="+",
                        help="one or more directories written by `autojudge mine` (e.g. its shards)")
@@ -451,6 +462,27 @@ def cmd_bench_mining(args) -> int:
     return 0
 
 
+def cmd_noise_floor(args) -> int:
+    from dataclasses import asdict
+    from pathlib import Path
+
+    from autojudge.mining.noise import null_swap_markdown, null_swaps
+    from autojudge.models.loading import load_pair
+    task = _load_task(args.task, args.split)
+    pair = load_pair(args.draft, args.target, **pair_options(args))
+    swaps = null_swaps(pair, task, args.split, args.n, args.per_problem, max_new_tokens=args.max_new_tokens,
+                       seed=args.seed)
+    described = pair.target.describe()
+    table = null_swap_markdown(swaps, f"{task.name}, first {args.n} problems of {args.split}, "
+                                      f"<= {args.max_new_tokens} new tokens, target on {described['backend']}; "
+                                      "the fast regeneration path, the target's own token swapped in")
+    print(table)
+    if args.out:
+        Path(args.out).write_text(table + "\n")
+        Path(args.out).with_suffix(".json").write_text(json.dumps([asdict(s) for s in swaps], indent=1) + "\n")
+    return 0
+
+
 def cmd_train(args) -> int:
     from pathlib import Path
 
@@ -520,4 +552,4 @@ def cmd_demo(args) -> int:
 
 COMMANDS = {"models": cmd_models, "data": cmd_data, "generate": cmd_generate, "bench": cmd_bench,
             "costs": cmd_costs, "mine": cmd_mine, "bench-mining": cmd_bench_mining, "train": cmd_train,
-            "eval": cmd_eval, "demo": cmd_demo}
+            "eval": cmd_eval, "demo": cmd_demo, "noise-floor": cmd_noise_floor}

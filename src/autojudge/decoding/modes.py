@@ -14,7 +14,7 @@ from typing import Sequence
 
 from autojudge.decoding.engine import Generation, generate
 from autojudge.decoding.policies import AcceptancePolicy, policy_from_name
-from autojudge.models.loading import ModelPair
+from autojudge.models.backend import ModelPair
 
 
 def judge_mode(threshold: float) -> str:

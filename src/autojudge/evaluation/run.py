@@ -24,7 +24,7 @@ from autojudge.decoding.modes import decode, is_judge_mode, mode_policy
 from autojudge.errors import AutojudgeError
 from autojudge.evaluation.report import SPEED_BASELINES, write_report
 from autojudge.runfiles import append_record, check_meta, read_records, run_lock
-from autojudge.models.loading import ModelPair
+from autojudge.models.backend import ModelPair
 from autojudge.prompting import chat_prompt_ids
 from autojudge.tasks.base import Task, task_budget
 

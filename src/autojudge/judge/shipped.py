@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from autojudge.judge.model import Judge, JudgeError
-from autojudge.models.loading import ModelPair
+from autojudge.models.backend import ModelPair
 
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "judges"
 # HumanEval has no mining split: the judge mined on MBPP serves it, as in the paper.

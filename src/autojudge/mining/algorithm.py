@@ -42,7 +42,7 @@ from autojudge.decoding.engine import generate
 from autojudge.decoding.features import logit_features
 from autojudge.errors import PromptError
 from autojudge.models.backend import CausalLM
-from autojudge.models.loading import ModelPair
+from autojudge.models.backend import ModelPair
 from autojudge.tasks.base import Problem, Task, task_budget
 
 

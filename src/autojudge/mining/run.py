@@ -14,7 +14,7 @@ from autojudge.decoding.features import LOGIT_FEATURES
 from autojudge.errors import AutojudgeError, PromptError
 from autojudge.mining.algorithm import MinedProblem, mine_problem
 from autojudge.mining.store import FEATURE_DTYPE, MiningStore
-from autojudge.models.loading import ModelPair
+from autojudge.models.backend import ModelPair
 from autojudge.prompting import chat_prompt_ids
 from autojudge.runfiles import run_lock
 from autojudge.tasks.base import Task, task_budget

@@ -9,9 +9,14 @@ mining and the judge never know which runtime computed the numbers.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import TYPE_CHECKING, Protocol, Sequence
 
 import torch
+
+from autojudge.errors import ModelLoadError
+
+if TYPE_CHECKING:
+    from autojudge.models.batching import PassGate
 
 
 @dataclass
@@ -56,3 +61,35 @@ def check_room(model: CausalLM, n_new: int) -> None:
     if model.cached_length + n_new > model.max_context:
         raise ValueError(f"{model.name}: {model.cached_length + n_new} tokens exceed "
                          f"the context of {model.max_context}")
+
+
+@dataclass
+class ModelPair:
+    draft: CausalLM | None  # None when only the target is needed
+    target: CausalLM
+    tokenizer: object  # the target's tokenizer; the draft's was checked to be the same
+    stop_ids: frozenset[int]
+
+    def describe(self, machine: bool = True) -> dict:
+        """Models and runtimes; `machine=False` leaves out thread counts, which depend on
+        the machine, so that a long job may resume on another one."""
+        described = {"target": self.target.name, "target_backend": _backend(self.target, machine)}
+        if self.draft is not None:
+            described.update(draft=self.draft.name, draft_backend=_backend(self.draft, machine))
+        return described
+
+    def parallel(self, n: int) -> tuple[list[ModelPair], PassGate]:
+        """n pairs on the same weights, each with its own sequences, for n threads whose
+        passes the returned gate merges (each thread inside `gate.member()`)."""
+        from autojudge.models.batching import PassGate  # noqa: F811 (at run time: it needs llama.cpp)
+        models = [m for m in (self.target, self.draft) if m is not None]
+        if not all(hasattr(m, "parallel") for m in models):
+            raise ModelLoadError("running several sequences side by side needs the llama.cpp backend")
+        gate = PassGate()
+        targets = self.target.parallel(n, gate)
+        drafts = self.draft.parallel(n, gate) if self.draft is not None else [None] * n
+        return [ModelPair(d, t, self.tokenizer, self.stop_ids) for d, t in zip(drafts, targets)], gate
+
+
+def _backend(model: CausalLM, machine: bool) -> dict:
+    return {k: v for k, v in model.describe().items() if machine or k != "threads"}

@@ -10,20 +10,15 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 
 from autojudge.errors import ModelLoadError
-from autojudge.models.backend import CausalLM
+from autojudge.models.backend import CausalLM, ModelPair  # noqa: F401 (ModelPair: where it was)
 from autojudge.models.hf import HFCausalLM
 from autojudge.models.static import StaticCacheLM, static_cache_unsupported
 from autojudge.models.registry import DEFAULT_DRAFT, DEFAULT_TARGET, REGISTERED
-
-if TYPE_CHECKING:
-    from autojudge.models.batching import PassGate
 
 BACKENDS = ("auto", "torch", "llamacpp")
 
@@ -41,34 +36,6 @@ def auto_backend(*names: str | None, device: str = "cpu") -> str:
     return "llamacpp" if runnable else "torch"
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class ModelPair:
-    draft: CausalLM | None  # None when only the target is needed
-    target: CausalLM
-    tokenizer: object  # the target's tokenizer; the draft's was checked to be the same
-    stop_ids: frozenset[int]
-
-    def describe(self, machine: bool = True) -> dict:
-        """Models and runtimes; `machine=False` leaves out thread counts, which depend on
-        the machine, so that a long job may resume on another one."""
-        described = {"target": self.target.name, "target_backend": _backend(self.target, machine)}
-        if self.draft is not None:
-            described.update(draft=self.draft.name, draft_backend=_backend(self.draft, machine))
-        return described
-
-    def parallel(self, n: int) -> tuple[list[ModelPair], PassGate]:
-        """n pairs on the same weights, each with its own sequences, for n threads whose
-        passes the returned gate merges (each thread inside `gate.member()`)."""
-        from autojudge.models.batching import PassGate  # noqa: F811 (at run time)
-        models = [m for m in (self.target, self.draft) if m is not None]
-        if not all(hasattr(m, "parallel") for m in models):
-            raise ModelLoadError("running several sequences side by side needs the llama.cpp backend")
-        gate = PassGate()
-        targets = self.target.parallel(n, gate)
-        drafts = self.draft.parallel(n, gate) if self.draft is not None else [None] * n
-        return [ModelPair(d, t, self.tokenizer, self.stop_ids) for d, t in zip(drafts, targets)], gate
 
 
 def resolve(name: str, progress: bool = True) -> str:
@@ -243,5 +210,3 @@ def _first_line(exc: Exception) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
-def _backend(model, machine: bool) -> dict:
-    return {k: v for k, v in model.describe().items() if machine or k != "threads"}

@@ -1,0 +1,75 @@
+"""The label noise floor: null swaps, regenerations that swap in the target's own token.
+
+A null swap regenerates the target's answer from a position t with y[t] itself "swapped
+in", through the same regeneration path as a real label (the old answer proposed as a
+draft, verified many tokens per pass). In exact arithmetic it returns y unchanged; on
+a runtime whose numbers depend on a pass's shape (llama.cpp: a one-token pass and a
+multi-token pass differ in the last bits), it may not, and every changed answer is a
+label that would read "important" for no reason. The share of changed answers is the
+floor under any label's meaning.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+
+from tqdm.auto import tqdm
+
+from autojudge.decoding.drafters import common_prefix_length
+from autojudge.mining.algorithm import Miner
+from autojudge.models.backend import ModelPair
+from autojudge.prompting import chat_prompt_ids
+from autojudge.tasks.base import Task, task_budget
+
+
+@dataclass
+class NullSwap:
+    problem_id: int
+    position: int
+    tokens_changed: bool  # the regenerated response differs from the first answer somewhere
+    first_difference: int | None  # tokens after the swap where it does
+    answer_changed: bool
+    seconds: float
+
+
+def null_swaps(pair: ModelPair, task: Task, split: str, n_problems: int, per_problem: int, *,
+               max_new_tokens: int | None = None, seed: int = 0) -> list[NullSwap]:
+    """`per_problem` null swaps at random positions of the target's answer to each of the
+    first `n_problems` problems of `split` that have an answer."""
+    rng = random.Random(seed)
+    budget = max_new_tokens or task_budget(task)
+    swaps = []
+    for problem in tqdm(task.load(split)[:n_problems], desc="null swaps", unit="problem"):
+        miner = Miner(pair, task, problem, chat_prompt_ids(pair.tokenizer, task.messages(problem)),
+                      max_new_tokens=budget, window=0, regen_window=32, fast=True, rejoin=0)
+        y, _ = miner.first_answer()
+        answer = task.extract_answer(miner.decode(y), problem)
+        if answer is None or len(y) < 2:
+            continue
+        for t in sorted(rng.sample(range(len(y) - 1), min(per_problem, len(y) - 1))):
+            start = time.perf_counter()
+            alt, _ = miner.regeneration(t, y[t])
+            same = common_prefix_length(alt, y)
+            changed = not task.equivalent(task.extract_answer(miner.decode(alt), problem), answer)
+            swaps.append(NullSwap(problem.id, t, alt != y, None if alt == y else same - t - 1, changed,
+                                  time.perf_counter() - start))
+    return swaps
+
+
+def null_swap_markdown(swaps: list[NullSwap], header: str) -> str:
+    n = len(swaps)
+    changed_tokens = [s for s in swaps if s.tokens_changed]
+    changed_answers = sum(s.answer_changed for s in swaps)
+    gaps = sorted(s.first_difference for s in changed_tokens)
+    median = gaps[len(gaps) // 2] if gaps else None
+    problems = len({s.problem_id for s in swaps})
+    return "\n".join([
+        header, "",
+        "| null swaps | problems | response changed | answer changed | median tokens to the first change | "
+        "seconds per regeneration |", "|---|---|---|---|---|---|",
+        f"| {n} | {problems} | {len(changed_tokens)} ({len(changed_tokens) / max(n, 1):.1%}) | "
+        f"{changed_answers} ({changed_answers / max(n, 1):.1%}) | {'-' if median is None else median} | "
+        f"{sum(s.seconds for s in swaps) / max(n, 1):.1f} |",
+    ])
