@@ -11,19 +11,26 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from autojudge.mining.store import mining_summary
+
 ROOT = Path(__file__).resolve().parent.parent
 MINED = ROOT / "data" / "mined"
 JUDGES = ROOT / "data" / "judges"
 EVALS = ROOT / "docs" / "eval"
 
 
+def _cut(share: dict) -> str:
+    # Runs mined before stop reasons were recorded cannot say.
+    return f"{share['cut']}/{share['of']} ({share['fraction']:.1%})" if share["of"] else "not recorded"
+
+
 def mining_row(name: str, records: list[dict]) -> str:
-    labels = [m for r in records for m in r["mismatches"]]
-    hours = sum(r["seconds"] for r in records) / 3600
-    passes = sum(r["target_passes"] for r in records)
-    important = sum(m["important"] for m in labels)
-    return (f"| {name} | {len(records)} | {len(labels)} | {important} ({important / max(len(labels), 1):.1%}) | "
-            f"{hours:.2f} | {len(labels) / hours if hours else 0:.0f} | {passes / max(len(labels), 1):.0f} |")
+    summary = mining_summary(records)
+    labels, important = summary["labels"], round((summary["important_fraction"] or 0) * summary["labels"])
+    hours = summary["hours"]
+    return (f"| {name} | {summary['problems']} | {labels} | {important} ({summary['important_fraction'] or 0:.1%}) | "
+            f"{_cut(summary['first_answers_cut'])} | {_cut(summary['regenerations_cut'])} | "
+            f"{hours:.2f} | {labels / hours if hours else 0:.0f} | {summary['target_passes_per_label'] or 0:.0f} |")
 
 
 def mined_runs() -> dict[str, dict[Path, list[dict]]]:
@@ -34,8 +41,9 @@ def mined_runs() -> dict[str, dict[Path, list[dict]]]:
 
 
 def mining_table(mined: dict[str, dict[Path, list[dict]]]) -> str:
-    lines = ["| run | problems | labelled mismatches | important | mining hours (core-hours) | labels/hour | "
-             "target passes/label |", "|---|---|---|---|---|---|---|"]
+    lines = ["| run | problems | labelled mismatches | important | first answers cut by the budget | "
+             "regenerations cut | mining hours (core-hours) | labels/hour | target passes/label |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for task, per_run in mined.items():
         lines += [mining_row(str(run.relative_to(MINED)), records) for run, records in per_run.items()]
         if len(per_run) > 1:
@@ -71,7 +79,9 @@ def main() -> None:
         parts.append(section(f"Judge: {task}", judge, "ROC-AUC per feature set, and against the number of "
                              "training problems:\n\n" + stale_note(problems, judge.with_suffix(".json"))))
     for bench in sorted((ROOT / "docs" / "bench").glob("mining*.md")):  # one file per runtime
-        parts.append(section(f"Mining speed: plain vs fast regeneration ({bench.name})", bench))
+        parts.append(section(f"Mining speed: regeneration methods side by side ({bench.name})", bench))
+    for floor in sorted((ROOT / "docs" / "bench").glob("noise-floor*.md")):
+        parts.append(section(f"Label noise floor: null swaps ({floor.name})", floor))
     for summary in sorted(EVALS.glob("*/summary.md")):
         name = summary.parent.name
         plot = f"![accuracy vs accepted tokens per cycle](eval/{name}/tradeoff.png)\n\n"

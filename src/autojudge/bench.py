@@ -19,7 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from autojudge.decoding.engine import generate
-from autojudge.decoding.policies import policy_from_name
+from autojudge.decoding.modes import mode_policy
 from autojudge.models.backend import CausalLM
 from autojudge.models.loading import (
     ModelPair,
@@ -82,7 +82,7 @@ def run_method(pair: ModelPair, method: Method, prompt_ids: list[int], max_new_t
     result = generate(
         pair.target, prompt_ids,
         draft=pair.draft if method.kind == "speculative" else None,
-        policy=policy_from_name(method.policy) if method.policy else None,
+        policy=mode_policy(method.policy) if method.policy else None,
         window=method.window, max_new_tokens=max_new_tokens, stop_ids=pair.stop_ids,
     )
     return {"token_ids": result.token_ids, **result.stats.to_dict()}

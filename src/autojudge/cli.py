@@ -109,9 +109,15 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--prompt", help="user message (sent through the chat template)")
     source.add_argument("--gsm8k", type=int, metavar="ID", help="GSM8K test problem id (0-1318)")
     _add_pair_options(gen)
-    gen.add_argument("--mode", choices=["target", "exact", "topk", "judge"], default="exact")
+    gen.add_argument("--mode", default="exact",
+                     help="target, exact, topk (with --topk), judge (with --threshold or --recall), or any mode "
+                          "by name: topk:K, fly[:H[:L]], typical[:E[:A]], judge:T[:L], judge@R[:L] "
+                          "(default: %(default)s)")
     gen.add_argument("--window", type=_positive, default=8, help="draft tokens per cycle (up to 64)")
     gen.add_argument("--topk", type=_positive, default=4, help="K for --mode topk")
+    gen.add_argument("--draft-p-min", type=_probability, default=0.0, metavar="P",
+                     help="adaptive draft length: stop drafting before a token the draft gives a probability "
+                          "below P (default: 0, fixed windows)")
     _add_judge_options(gen)
     gen.add_argument("--max-new-tokens", type=_positive, help="default: the task's budget (GSM8K 1024, MBPP and HumanEval 512; 512 for a free prompt)")
     gen.add_argument("--json", action="store_true", help="print one JSON object")
@@ -203,6 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="comma-separated: target, exact, topk:K, judge:THRESHOLD, judge@RECALL "
                          "(default: %(default)s)")
     ev.add_argument("--window", type=_positive, default=16, help="draft tokens per cycle")
+    ev.add_argument("--draft-p-min", type=_probability, default=0.0, metavar="P",
+                    help="adaptive draft length: stop drafting before a token the draft gives a probability "
+                         "below P (default: 0, fixed windows)")
     ev.add_argument("--max-new-tokens", type=_positive, help="default: the task's budget (GSM8K 1024, MBPP and HumanEval 512; 512 for a free prompt)")
     ev.add_argument("--judge", metavar="PATH", help="judge file (default: the shipped judge for the task)")
     ev.add_argument("--out", required=True, help="run directory (resumed when it exists)")
@@ -308,7 +317,7 @@ def cmd_data(args) -> int:
 
 
 def cmd_generate(args) -> int:
-    from autojudge.decoding.modes import decode, judge_mode
+    from autojudge.decoding.modes import decode, judge_mode, parse_mode
     from autojudge.models.loading import load_pair
     from autojudge.prompting import chat_prompt_ids
     from autojudge.tasks.gsm8k import GSM8K
@@ -325,24 +334,37 @@ def cmd_generate(args) -> int:
 
     if args.window > 64:
         raise AutojudgeError(f"--window {args.window}: at most 64 draft tokens per cycle")
-    if args.mode != "judge" and (args.threshold is not None or args.recall is not None or args.judge):
-        raise AutojudgeError("--judge, --threshold and --recall go with --mode judge")
-    pair = load_pair(None if args.mode == "target" else args.draft, args.target, **pair_options(args))
+    import autojudge.judge  # noqa: F401  (registers the judge's modes)
+    if args.mode == "judge":  # the short form: the threshold from --threshold or --recall (0.9)
+        if args.threshold is not None:
+            spec = judge_mode(args.threshold)
+        else:
+            spec = f"judge@{0.9 if args.recall is None else args.recall}"
+    else:
+        if args.threshold is not None or args.recall is not None:
+            raise AutojudgeError("--threshold and --recall go with --mode judge")
+        spec = f"topk:{args.topk}" if args.mode == "topk" else args.mode
+    try:
+        mode = parse_mode(spec)
+    except ValueError as exc:
+        raise AutojudgeError(str(exc)) from None
+    if args.judge and not mode.needs_judge:
+        raise AutojudgeError("--judge goes with a judge mode")
+    pair = load_pair(None if mode.policy == "target" else args.draft, args.target, **pair_options(args))
     judge = None
-    if args.mode == "judge":
+    if mode.needs_judge:
         from autojudge.judge.shipped import load_judge
         judge = load_judge(pair, args.judge, task="gsm8k")
-        threshold = args.threshold if args.threshold is not None else judge.threshold_for_recall(
-            0.9 if args.recall is None else args.recall)
-        mode = judge_mode(threshold)
-    else:
-        mode = f"topk:{args.topk}" if args.mode == "topk" else args.mode
+        policy = mode.policy_for(judge)
+        threshold = policy.threshold
+        mode = parse_mode(judge_mode(threshold) + (f":{policy.lookahead}" if policy.lookahead else ""))
     prompt_ids = chat_prompt_ids(pair.tokenizer, messages)
     try:
         result = decode(pair, prompt_ids, mode, window=args.window, max_new_tokens=args.max_new_tokens,
-                        judge=judge)
+                        judge=judge, draft_p_min=args.draft_p_min)
     except ValueError as exc:
         raise AutojudgeError(str(exc)) from None
+    mode = mode.name
     text = pair.tokenizer.decode(result.token_ids, skip_special_tokens=True)
 
     report = {"text": text, "token_ids": result.token_ids, "mode": mode,
@@ -372,34 +394,29 @@ def format_stats(mode: str, stats) -> str:
 
 
 def cmd_eval(args) -> int:
-    from autojudge.decoding.modes import is_judge_mode, parse_judge_mode
-    from autojudge.decoding.policies import policy_from_name
+    from autojudge.decoding.modes import parse_mode
     from autojudge.evaluation.report import markdown_table, operating_point
     from autojudge.evaluation.run import run_eval
     from autojudge.models.loading import load_pair
 
-    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    import autojudge.judge  # noqa: F401  (registers the judge's modes)
+    try:  # parsed once: records and reports are keyed by each mode's canonical name
+        modes = [parse_mode(m) for m in args.modes.split(",") if m.strip()]
+    except ValueError as exc:
+        raise AutojudgeError(str(exc)) from None
     if not modes:
         raise AutojudgeError("--modes names no mode")
     task = _load_task(args.task, args.split)
-    try:
-        for mode in modes:
-            if is_judge_mode(mode):
-                parse_judge_mode(mode)
-            elif mode != "target":
-                policy_from_name(mode)
-    except ValueError as exc:
-        raise AutojudgeError(str(exc)) from None
     # The draft is loaded even for target-only runs: the run's meta names it, so that
     # other modes can be added to the same directory later.
     pair = load_pair(args.draft, args.target, **pair_options(args))
     judge = None
-    if any(is_judge_mode(m) for m in modes):
+    if any(m.needs_judge for m in modes):
         from autojudge.judge.shipped import load_judge
         judge = load_judge(pair, args.judge, task=task.name)
-    rows = run_eval(pair, task, args.split, modes, args.out, limit=args.limit, window=args.window,
-                    max_new_tokens=args.max_new_tokens, judge=judge,
-                    report_only=args.report_only)
+    rows = run_eval(pair, task, args.split, [m.name for m in modes], args.out, limit=args.limit,
+                    window=args.window, draft_p_min=args.draft_p_min, max_new_tokens=args.max_new_tokens,
+                    judge=judge, report_only=args.report_only)
     print(markdown_table(rows))
     best = operating_point(rows)
     if best is not None:

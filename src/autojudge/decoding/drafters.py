@@ -46,13 +46,20 @@ def common_prefix_length(a: Sequence[int], b: Sequence[int]) -> int:
 
 
 class ModelDrafter:
-    """Greedy drafting with a small model and its KV cache."""
+    """Greedy drafting with a small model and its KV cache.
+
+    `p_min` > 0 makes the draft length adaptive: drafting stops before a token the draft
+    itself gives a probability below p_min (as llama.cpp's draft p-min does), since a
+    token it doubts is likely rejected, and on a CPU a wasted draft token costs about
+    half a target token. A proposal may then be empty: the target decodes one token.
+    """
 
     provides_hidden = True
 
-    def __init__(self, model: CausalLM):
+    def __init__(self, model: CausalLM, p_min: float = 0.0):
         self.model = model
         self.name = model.name
+        self.p_min = p_min
 
     def start(self, seq: Sequence[int]) -> None:
         # Keep the shared prefix, but at least the last token must be read again: its
@@ -67,20 +74,24 @@ class ModelDrafter:
         step = self.model.forward(seq[self.model.cached_length:], n_logits=1)
         forwards = 1
         while True:
-            token = int(step.logits[-1].argmax())
+            row = step.logits[-1]
+            token = int(row.argmax())
+            if self.p_min > 0 and float(torch.softmax(row.float(), dim=-1)[token]) < self.p_min:
+                break
             tokens.append(token)
-            logits.append(step.logits[-1])
+            logits.append(row)
             if len(tokens) == k or token in stop_ids:
                 break
             step = self.model.forward([token], n_logits=1)
             forwards += 1
             hidden.append(step.hidden[-1])
-        if want_hidden:  # the state after the last draft token needs one more pass
+        hidden = hidden[: len(tokens)]  # a token read but then not proposed has no place
+        if want_hidden and len(hidden) < len(tokens):  # the state after the last token needs one more pass
             step = self.model.forward([tokens[-1]], n_logits=1)
             forwards += 1
             hidden.append(step.hidden[-1])
-        return Proposal(tokens, torch.stack(hidden) if want_hidden else None, forwards,
-                        torch.stack(logits) if want_logits else None)
+        return Proposal(tokens, (torch.stack(hidden) if tokens else None) if want_hidden else None, forwards,
+                        (torch.stack(logits) if tokens else None) if want_logits else None)
 
     def rollback(self, length: int) -> None:
         if self.model.cached_length > length:

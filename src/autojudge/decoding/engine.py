@@ -77,6 +77,7 @@ def generate(
     max_new_tokens: int = 256,
     stop_ids: frozenset[int] = frozenset(),
     stop_when: Callable[[list[int]], bool] | None = None,
+    draft_p_min: float = 0.0,
 ) -> Generation:
     """Decode greedily from `target`, speculating with a draft model or another drafter.
 
@@ -84,11 +85,12 @@ def generate(
     code path, which is what `exact` speculative decoding is tested against. Cached
     keys and values of a shared prefix with the previous call are reused, not recomputed.
     `stop_when(new_tokens)`, checked after every cycle, ends decoding ("settled") when true.
+    `draft_p_min` > 0 lets a draft model stop early (see ModelDrafter): adaptive windows.
     """
     if draft is not None and drafter is not None:
         raise ValueError("pass a draft model or a drafter, not both")
     if draft is not None:
-        drafter = ModelDrafter(draft)
+        drafter = ModelDrafter(draft, p_min=draft_p_min)
     policy = policy or Exact()
     needs_logits = getattr(policy, "needs_draft_logits", False)
     if (policy.needs_hidden or needs_logits) and drafter is not None and not drafter.provides_hidden:

@@ -1,39 +1,146 @@
-"""Named decoding modes over a loaded pair: what the CLI, the demo and evaluation run.
+"""Decoding modes: a typed `Mode`, parsed once from its name, and the policy registry.
 
-    target          the target alone, greedy
-    exact           speculative decoding, lossless
-    topk:K          accept a draft token among the target's K most likely
-    judge:T         accept a mismatching draft token when the judge's P(important) < T
-    judge@R         the same, with the threshold whose validation recall of important
-                    mismatches is R (e.g. judge@0.9)
+    target              the target alone, greedy
+    exact               speculative decoding, lossless
+    topk:K              accept a draft token among the target's K most likely
+    fly[:H[:L]]         FLy: accept a mismatch where the entropy of the target's top 3 is
+                        above H (0.3) and the next L draft tokens (6) match
+    typical[:E[:A]]     typical acceptance: p_target > min(E, A * exp(-entropy)) (0.09, 0.3)
+    judge:T[:L]         accept a mismatch when the judge's P(important) < T; with L, only
+                        if the next L draft tokens then match (lookahead)
+    judge@R[:L]         the same, with the threshold whose validation recall of important
+                        mismatches is R (e.g. judge@0.9)
+
+Arguments are separated by ":" so that a list of modes can be separated by commas.
+
+A policy is registered here by the stage that owns it (the judge registers "judge" from
+autojudge.judge.policy), so that nothing in decoding imports what sits above it. Adding
+a policy is one class, one `register_policy` call and its tests.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Callable, Sequence
 
 from autojudge.decoding.engine import Generation, generate
-from autojudge.decoding.policies import AcceptancePolicy, policy_from_name
+from autojudge.decoding.policies import FLy, AcceptancePolicy, Exact, TopK, Typical, number, spelled
 from autojudge.models.backend import ModelPair
 
 
+@dataclass(frozen=True)
+class PolicySpec:
+    name: str
+    params: tuple[str, ...]  # positional arguments, in order
+    defaults: tuple  # one per parameter; None: required
+    build: Callable[..., AcceptancePolicy]  # build(*values) or, with needs_judge, build(judge, *values)
+    needs_judge: bool = False  # "@R" then names the first value by recall, from the judge's table
+    label: str = ""  # the family's name in tables and plots
+
+
+POLICIES: dict[str, PolicySpec] = {}
+
+
+def register_policy(spec: PolicySpec) -> None:
+    POLICIES[spec.name] = spec
+
+
+register_policy(PolicySpec("exact", (), (), Exact, label="exact speculative decoding"))
+register_policy(PolicySpec("topk", ("k",), (None,), lambda k: TopK(int(k)), label="Top-K"))
+register_policy(PolicySpec("fly", ("entropy", "lookahead"), (0.3, 6), FLy, label="FLy"))
+register_policy(PolicySpec("typical", ("epsilon", "alpha"), (0.09, 0.3), Typical, label="typical acceptance"))
+
+
+@dataclass(frozen=True)
+class Mode:
+    """One way to decode: the target alone, or a registered policy with its arguments."""
+
+    policy: str  # "target" or a key of POLICIES
+    values: tuple[float, ...] = ()  # every parameter, defaults filled in
+    by_recall: bool = False  # judge@R: values[0] is a recall, turned into a threshold by the judge
+
+    @property
+    def spec(self) -> PolicySpec | None:
+        return POLICIES.get(self.policy)
+
+    @property
+    def needs_judge(self) -> bool:
+        return self.spec is not None and self.spec.needs_judge
+
+    @property
+    def name(self) -> str:
+        """The one canonical spelling (records and reports are keyed by it)."""
+        if self.policy == "target":
+            return "target"
+        return spelled(self.policy, self.values, self.spec.defaults, "@" if self.by_recall else ":")
+
+    def __str__(self) -> str:
+        return self.name
+
+    def policy_for(self, judge=None) -> AcceptancePolicy:
+        if self.policy == "target":
+            raise ValueError("the target alone has no acceptance policy")
+        spec, values = self.spec, self.values
+        if not spec.needs_judge:
+            return spec.build(*values)
+        if judge is None:
+            raise ValueError(f"mode {self.name} needs a judge")
+        if self.by_recall:
+            values = (judge.threshold_for_recall(values[0]), *values[1:])
+        return spec.build(judge, *values)
+
+
+def parse_mode(text: str) -> Mode:
+    """A Mode from its name (see the module's table); a clear ValueError otherwise."""
+    text = text.strip()
+    if text == "target":
+        return Mode("target")
+    cut = min((i for i in (text.find(":"), text.find("@")) if i >= 0), default=len(text))
+    name, sep, rest = text[:cut], text[cut:cut + 1], text[cut + 1:]
+    spec = POLICIES.get(name)
+    if spec is None:
+        known = ", ".join(["target", *POLICIES])
+        raise ValueError(f"unknown mode {text!r}; choose one of: {known}")
+    if sep == "@" and not spec.needs_judge:
+        raise ValueError(f"bad mode {text!r}: only judge modes name a recall with @")
+    try:
+        given = [_value(v) for v in rest.split(":")] if rest else []
+    except ValueError:
+        raise ValueError(f"bad mode {text!r}: its arguments must be numbers") from None
+    if len(given) > len(spec.params):
+        raise ValueError(f"bad mode {text!r}: {name} takes {len(spec.params)} argument(s) "
+                         f"({', '.join(spec.params) or 'none'})")
+    values = tuple(given) + spec.defaults[len(given):]
+    if None in values:
+        missing = spec.params[values.index(None)]
+        raise ValueError(f"bad mode {text!r}: write {name}:{missing.upper()} (its {missing} has no default)")
+    if spec.needs_judge:
+        values = (float(values[0]), *values[1:])  # a threshold or recall: one spelling, "1.0"
+    if spec.needs_judge and not 0.0 <= values[0] <= 1.0:
+        raise ValueError(f"bad mode {text!r}: the threshold or recall must lie in [0, 1]")
+    mode = Mode(name, values, sep == "@")
+    if not spec.needs_judge:
+        mode.policy_for()  # the policy checks its own arguments (K >= 1 and the like)
+    return mode
+
+
+def _value(text: str) -> int | float:
+    # "4" stays an int and "1.0" a float, so that a mode is spelled back as it was written.
+    text = text.strip()
+    return int(text) if text.lstrip("+-").isdigit() else float(text)
+
+
 def judge_mode(threshold: float) -> str:
-    """The mode judge:T for a threshold, written exactly (repr), not rounded."""
-    return f"judge:{float(threshold)!r}"
+    """The mode judge:T for a threshold, written exactly."""
+    return f"judge:{number(float(threshold))}"
 
 
 def parse_judge_mode(mode: str) -> tuple[str, float]:
     """("threshold" | "recall", value) for judge:T or judge@R."""
-    kind, sep, value = (mode.partition(":") if ":" in mode else mode.partition("@"))
-    if kind != "judge" or not sep:
+    parsed = parse_mode(mode)
+    if not parsed.needs_judge:
         raise ValueError(f"not a judge mode: {mode!r}")
-    try:
-        number = float(value)
-    except ValueError:
-        raise ValueError(f"bad judge mode {mode!r}: write judge:THRESHOLD or judge@RECALL") from None
-    if not 0.0 <= number <= 1.0:
-        raise ValueError(f"bad judge mode {mode!r}: the value must lie in [0, 1]")
-    return ("threshold" if sep == ":" else "recall"), number
+    return ("recall" if parsed.by_recall else "threshold"), parsed.values[0]
 
 
 def is_judge_mode(mode: str) -> bool:
@@ -41,20 +148,13 @@ def is_judge_mode(mode: str) -> bool:
 
 
 def mode_policy(mode: str, judge=None) -> AcceptancePolicy:
-    if is_judge_mode(mode):
-        from autojudge.judge.policy import JudgePolicy
-        if judge is None:
-            raise ValueError(f"mode {mode} needs a judge")
-        kind, value = parse_judge_mode(mode)
-        threshold = value if kind == "threshold" else judge.threshold_for_recall(value)
-        return JudgePolicy(judge, threshold)
-    return policy_from_name(mode)
+    return parse_mode(mode).policy_for(judge)
 
 
-def decode(pair: ModelPair, prompt_ids: Sequence[int], mode: str = "exact", *,
-           window: int = 8, max_new_tokens: int = 256, judge=None) -> Generation:
-    if mode == "target":
-        return generate(pair.target, prompt_ids, max_new_tokens=max_new_tokens,
-                        stop_ids=pair.stop_ids)
-    return generate(pair.target, prompt_ids, draft=pair.draft, policy=mode_policy(mode, judge),
-                    window=window, max_new_tokens=max_new_tokens, stop_ids=pair.stop_ids)
+def decode(pair: ModelPair, prompt_ids: Sequence[int], mode: str | Mode = "exact", *,
+           window: int = 8, max_new_tokens: int = 256, judge=None, draft_p_min: float = 0.0) -> Generation:
+    mode = parse_mode(mode) if isinstance(mode, str) else mode
+    if mode.policy == "target":
+        return generate(pair.target, prompt_ids, max_new_tokens=max_new_tokens, stop_ids=pair.stop_ids)
+    return generate(pair.target, prompt_ids, draft=pair.draft, policy=mode.policy_for(judge), window=window,
+                    max_new_tokens=max_new_tokens, stop_ids=pair.stop_ids, draft_p_min=draft_p_min)

@@ -1,8 +1,9 @@
 """Acceptance policies: the one place that decides how many draft tokens to keep.
 
 The decoding loop hands every policy the same `Window` and never changes when a
-policy is added: exact (lossless), Top-K (the paper's naive lossy baseline) and,
-later, the learned judge are all a few lines behind `__call__`.
+policy is added: exact (lossless), Top-K (the paper's naive lossy baseline), FLy and
+typical acceptance (training-free rivals) and the learned judge (autojudge.judge.policy)
+are each a few lines behind `__call__`. Their mode names live in decoding/modes.py.
 """
 
 from __future__ import annotations
@@ -58,6 +59,19 @@ class AcceptancePolicy(Protocol):
         """How many draft tokens, from the left, to accept (0..k)."""
 
 
+def number(value: int | float) -> str:
+    """A mode argument as written in a mode's name: 4 (an int), 0.3 or 1.0 (a float, exactly)."""
+    return str(value) if isinstance(value, int) else repr(float(value))
+
+
+def spelled(name: str, values: tuple, defaults: tuple, sep: str = ":") -> str:
+    """A mode's one canonical name: trailing arguments equal to their defaults left out."""
+    values = list(values)
+    while values and defaults[len(values) - 1] is not None and float(values[-1]) == float(defaults[len(values) - 1]):
+        values.pop()
+    return name + (sep + ":".join(number(v) for v in values) if values else "")
+
+
 def leading_true(mask: torch.Tensor) -> int:
     """Length of the run of True at the start of a 1-D bool tensor."""
     misses = (~mask).nonzero()
@@ -93,14 +107,72 @@ class TopK:
         return leading_true((top == window.draft_tokens[:, None]).any(dim=-1))
 
 
-def policy_from_name(spec: str) -> AcceptancePolicy:
-    """"exact" or "topk:K" (the judge adds "judge:..." later)."""
-    name, _, arg = spec.partition(":")
-    if name == "exact" and not arg:
-        return Exact()
-    if name == "topk":
-        try:
-            return TopK(int(arg or 4))
-        except ValueError:
-            raise ValueError(f"bad top-k policy {spec!r}; write topk:K with an integer K") from None
-    raise ValueError(f"unknown acceptance policy {spec!r}; choose exact or topk:K")
+def keep_with_lookahead(matches: torch.Tensor, harmless: torch.Tensor, lookahead: int) -> int:
+    """Draft tokens to keep: from the left, each either matches the target's token or is
+    a mismatch deemed `harmless` that the next `lookahead` draft tokens then match
+    natively (the target read them with the mismatch in place, so no extra pass).
+
+    Near the window's end a mismatch with fewer than `lookahead` draft tokens after it
+    cannot show that the target agrees again: it is not kept (the target's own token
+    is taken, and the next cycle goes on from there). With lookahead 0 this is
+    "matching or harmless".
+    """
+    k = len(matches)
+    ok = matches | harmless
+    if lookahead == 0:
+        return leading_true(ok)
+    match_list, ok_list = matches.tolist(), ok.tolist()
+    for i in range(k):
+        if match_list[i]:
+            continue
+        if not ok_list[i] or i + lookahead >= k or not all(match_list[i + 1:i + 1 + lookahead]):
+            return i
+    return k
+
+
+def top_entropy(logits: torch.Tensor, top: int) -> torch.Tensor:
+    """[n] entropy (nats) of each row's `top` most likely tokens, renormalised."""
+    logp = torch.log_softmax(logits.float().topk(top, dim=-1).values, dim=-1)
+    return -(logp.exp() * logp).sum(dim=-1)
+
+
+class FLy:
+    """FLy (training-free): keep a mismatching draft token where the target is unsure,
+    the entropy of its top-3 probabilities (renormalised) above `entropy`, and the next
+    `lookahead` draft tokens then match the target natively (see keep_with_lookahead)."""
+
+    needs_hidden = False
+    needs_draft_logits = False
+
+    def __init__(self, entropy: float = 0.3, lookahead: int = 6, top: int = 3):
+        if entropy < 0 or lookahead < 0 or int(lookahead) != lookahead:
+            raise ValueError(f"FLy needs an entropy >= 0 and a whole lookahead >= 0, got {entropy}, {lookahead}")
+        self.entropy, self.lookahead, self.top = entropy, int(lookahead), top
+        self.name = spelled("fly", (entropy, lookahead), (0.3, 6))
+
+    def __call__(self, window: Window) -> int:
+        k = len(window.draft_tokens)
+        unsure = top_entropy(window.target_logits[:k], self.top) > self.entropy
+        return keep_with_lookahead(window.matches, unsure, self.lookahead)
+
+
+class Typical:
+    """Typical acceptance (Medusa): keep a draft token while the target's probability of
+    it exceeds min(epsilon, alpha * exp(-entropy of the target's distribution))."""
+
+    needs_hidden = False
+    needs_draft_logits = False
+
+    def __init__(self, epsilon: float = 0.09, alpha: float = 0.3):
+        if not (0 < epsilon <= 1 and alpha > 0):
+            raise ValueError(f"typical acceptance needs 0 < epsilon <= 1 and alpha > 0, got {epsilon}, {alpha}")
+        self.epsilon, self.alpha = epsilon, alpha
+        self.name = spelled("typical", (epsilon, alpha), (0.09, 0.3))
+
+    def __call__(self, window: Window) -> int:
+        k = len(window.draft_tokens)
+        logp = torch.log_softmax(window.target_logits[:k].float(), dim=-1)
+        entropy = -(logp.exp() * logp.nan_to_num(neginf=0.0)).sum(dim=-1)
+        p_draft = logp.gather(1, window.draft_tokens[:, None].to(logp.device)).squeeze(1).exp()
+        bar = torch.clamp(self.alpha * torch.exp(-entropy), max=self.epsilon)
+        return leading_true(window.matches | (p_draft > bar))

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+import autojudge.judge  # noqa: F401  (registers the judge's modes)
 from autojudge.decoding.modes import decode, is_judge_mode, mode_policy
 from autojudge.errors import AutojudgeError
 from autojudge.evaluation.report import SPEED_BASELINES, write_report
@@ -31,7 +32,7 @@ from autojudge.tasks.base import Task, task_budget
 
 def run_eval(pair: ModelPair, task: Task, split: str, modes: list[str], out: str | Path, *,
              limit: int | None = None, window: int = 16, max_new_tokens: int | None = None,
-             judge=None, report_only: bool = False) -> list[dict]:
+             judge=None, report_only: bool = False, draft_p_min: float = 0.0) -> list[dict]:
     """Decode what is missing (unless `report_only`), then write the report.
 
     A judge-mode record carries the judge's fingerprint. After retraining the judge, a
@@ -45,6 +46,8 @@ def run_eval(pair: ModelPair, task: Task, split: str, modes: list[str], out: str
     # Without thread counts: an evaluation resumes on other machines (each record names its run).
     meta = {"task": task.name, "split": split, **pair.describe(machine=False), "window": window,
             "max_new_tokens": max_new_tokens}
+    if draft_p_min:  # adaptive draft lengths (absent from fixed-window runs' meta)
+        meta["draft_p_min"] = draft_p_min
     with run_lock(out, "evaluation"):
         check_meta(out, meta, "evaluation")
         fingerprint = judge.fingerprint() if judge is not None else None
@@ -74,7 +77,7 @@ def run_eval(pair: ModelPair, task: Task, split: str, modes: list[str], out: str
             prompt_ids = chat_prompt_ids(pair.tokenizer, task.messages(problem))
             judged = is_judge_mode(mode)
             result = decode(pair, prompt_ids, mode, window=window, max_new_tokens=max_new_tokens,
-                            judge=judge if judged else None)
+                            judge=judge if judged else None, draft_p_min=draft_p_min)
             text = pair.tokenizer.decode(result.token_ids, skip_special_tokens=True)
             stats = result.stats
             record = {"mode": mode, "problem": problem.id, "run": run, "correct": task.is_correct(text, problem),

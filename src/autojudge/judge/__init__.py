@@ -3,3 +3,5 @@
 `model` holds the trained judge and its safe file format; `train` fits it on a mining
 run; `policy` turns it into an acceptance policy for the decoding engine.
 """
+
+from autojudge.judge import policy  # noqa: E402,F401  (registers the judge's decoding modes)
