@@ -174,11 +174,17 @@ def _error_bars(rows: list[dict]) -> list[list[float]]:
             [max(0.0, 100 * (r["ci_high"] - r["accuracy"])) for r in rows]]
 
 
+def _family(mode: str) -> str:
+    """"judge" for judge@0.9 or judge:0.3:4, "topk" for topk:8: the policy a mode runs."""
+    return mode.replace("@", ":").split(":", 1)[0]
+
+
 def _point_label(mode: str) -> str:
-    # judge:0.3 -> "0.3" (threshold), judge@0.9 -> "R0.9" (validation recall), topk:8 -> "8"
-    if ":" in mode:
-        return mode.split(":", 1)[1]
-    return "R" + mode.split("@", 1)[1] if "@" in mode else mode
+    # judge:0.3 -> "0.3" (threshold), judge@0.9 -> "R0.9" (validation recall), topk:8 -> "8",
+    # judge@0.9:6 -> "R0.9:6" (with a lookahead of 6), fly -> "fly" (its defaults)
+    if "@" in mode:
+        return "R" + mode.split("@", 1)[1]
+    return mode.split(":", 1)[1] if ":" in mode else mode
 
 
 def plot(rows: list[dict], path: Path, title: str) -> None:
@@ -188,8 +194,9 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
-    series = {"judge (threshold sweep)": [r for r in rows if r["mode"].startswith("judge")],
-              "Top-K (K sweep)": [r for r in rows if r["mode"].startswith("topk")]}
+    families = {"judge": "judge (threshold sweep)", "topk": "Top-K (K sweep)", "fly": "FLy",
+                "typical": "typical acceptance"}
+    series = {label: [r for r in rows if _family(r["mode"]) == family] for family, label in families.items()}
     for label, points in series.items():
         points = sorted((r for r in points if r["mean_accepted"] is not None), key=lambda r: r["mean_accepted"])
         if points:
