@@ -1,0 +1,158 @@
+"""Commands that decode: generate, eval, the demo, benchmarks and the cost model."""
+
+from __future__ import annotations
+
+import json
+
+from autojudge.cli.common import load_task, pair_options
+from autojudge.errors import AutojudgeError
+
+
+def cmd_generate(args) -> int:
+    from autojudge.decoding.modes import decode, judge_mode, parse_mode
+    from autojudge.models.loading import load_pair
+    from autojudge.prompting import chat_prompt_ids
+    from autojudge.tasks.gsm8k import GSM8K
+
+    task, problem = GSM8K(), None
+    if args.gsm8k is not None:
+        problems = {p.id: p for p in task.load("all")}
+        if args.gsm8k not in problems:
+            raise AutojudgeError(f"no GSM8K problem {args.gsm8k}; ids run from 0 to {len(problems) - 1}")
+        problem = problems[args.gsm8k]
+        messages = task.messages(problem)
+    else:
+        messages = [{"role": "user", "content": args.prompt}]
+
+    if args.window > 64:
+        raise AutojudgeError(f"--window {args.window}: at most 64 draft tokens per cycle")
+    import autojudge.judge  # noqa: F401  (registers the judge's modes)
+    if args.mode == "judge":  # the short form: the threshold from --threshold or --recall (0.9)
+        if args.threshold is not None:
+            spec = judge_mode(args.threshold)
+        else:
+            spec = f"judge@{0.9 if args.recall is None else args.recall}"
+    else:
+        if args.threshold is not None or args.recall is not None:
+            raise AutojudgeError("--threshold and --recall go with --mode judge")
+        spec = f"topk:{args.topk}" if args.mode == "topk" else args.mode
+    try:
+        mode = parse_mode(spec)
+    except ValueError as exc:
+        raise AutojudgeError(str(exc)) from None
+    if args.judge and not mode.needs_judge:
+        raise AutojudgeError("--judge goes with a judge mode")
+    pair = load_pair(None if mode.policy == "target" else args.draft, args.target, **pair_options(args))
+    judge = None
+    if mode.needs_judge:
+        from autojudge.judge.shipped import load_judge
+        judge = load_judge(pair, args.judge, task="gsm8k")
+        policy = mode.policy_for(judge)
+        threshold = policy.threshold
+        mode = parse_mode(judge_mode(threshold) + (f":{policy.lookahead}" if policy.lookahead else ""))
+    prompt_ids = chat_prompt_ids(pair.tokenizer, messages)
+    try:
+        result = decode(pair, prompt_ids, mode, window=args.window, max_new_tokens=args.max_new_tokens,
+                        judge=judge, draft_p_min=args.draft_p_min)
+    except ValueError as exc:
+        raise AutojudgeError(str(exc)) from None
+    mode = mode.name
+    text = pair.tokenizer.decode(result.token_ids, skip_special_tokens=True)
+
+    report = {"text": text, "token_ids": result.token_ids, "mode": mode,
+              "window": None if mode == "target" else args.window,
+              "stop_reason": result.stop_reason, **pair.describe(), "stats": result.stats.to_dict()}
+    if judge is not None:
+        report.update(judge=args.judge or "shipped", threshold=threshold)
+    if problem is not None:
+        report.update(gsm8k_id=problem.id, answer=task.extract_answer(text, problem),
+                      gold=problem.reference, correct=task.is_correct(text, problem))
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    print(text)
+    print()
+    if problem is not None:
+        print(f"answer {report['answer']}  gold {problem.reference}  "
+              f"{'correct' if report['correct'] else 'wrong'}")
+    print(format_stats(mode, result.stats))
+    return 0
+
+
+def format_stats(mode: str, stats) -> str:
+    return (f"[{mode}] {stats.new_tokens} tokens in {stats.seconds:.1f} s "
+            f"({stats.tokens_per_second:.2f} tok/s), {stats.cycles} target passes, "
+            f"{stats.mean_accepted:.2f} tokens/pass, accept histogram {stats.accept_histogram}")
+
+
+def cmd_eval(args) -> int:
+    from autojudge.decoding.modes import parse_mode
+    from autojudge.evaluation.report import markdown_table, operating_point
+    from autojudge.evaluation.run import run_eval
+    from autojudge.models.loading import load_pair
+
+    import autojudge.judge  # noqa: F401  (registers the judge's modes)
+    try:  # parsed once: records and reports are keyed by each mode's canonical name
+        modes = [parse_mode(m) for m in args.modes.split(",") if m.strip()]
+    except ValueError as exc:
+        raise AutojudgeError(str(exc)) from None
+    if not modes:
+        raise AutojudgeError("--modes names no mode")
+    task = load_task(args.task, args.split)
+    # The draft is loaded even for target-only runs: the run's meta names it, so that
+    # other modes can be added to the same directory later.
+    pair = load_pair(args.draft, args.target, **pair_options(args))
+    judge = None
+    if any(m.needs_judge for m in modes):
+        from autojudge.judge.shipped import load_judge
+        judge = load_judge(pair, args.judge, task=task.name)
+    rows = run_eval(pair, task, args.split, [m.name for m in modes], args.out, limit=args.limit,
+                    window=args.window, draft_p_min=args.draft_p_min, max_new_tokens=args.max_new_tokens,
+                    judge=judge, report_only=args.report_only)
+    print(markdown_table(rows))
+    best = operating_point(rows)
+    if best is not None:
+        print(f"\noperating point (<= 1 point below exact): {best['mode']}")
+    print(f"\nreport: {args.out}/summary.md, summary.csv, summary.json, tradeoff.png")
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from autojudge.bench import run_bench
+    return run_bench(args)
+
+
+def cmd_costs(args) -> int:
+    from autojudge.costmodel import costs_report, measure_pass_costs
+    from autojudge.models.loading import load_pair
+    if args.check:
+        return check_costs(args)
+    pair = load_pair(args.draft, args.target, **pair_options(args))
+    draft, target = (measure_pass_costs(m, context=args.context, repeats=args.repeats)
+                     for m in (pair.draft, pair.target))
+    print(costs_report(draft, target))
+    if args.out:
+        with open(args.out, "w") as handle:
+            json.dump({"pair": pair.describe(), "context": args.context,
+                       "draft": draft.seconds, "target": target.seconds}, handle, indent=2)
+    return 0
+
+
+def check_costs(args) -> int:
+    from pathlib import Path
+
+    from autojudge.runfiles import read_records
+    from autojudge.costmodel import check_against_runs, load_costs
+    torch_costs, llama_costs = load_costs(args.torch_costs), load_costs(args.llamacpp_costs)
+    runtimes = {
+        "torch": (torch_costs[args.target], torch_costs[args.draft]),
+        "llamacpp": (llama_costs[args.target], llama_costs[args.draft]),
+        "mixed": (torch_costs[args.target], llama_costs[args.draft]),
+    }
+    print(check_against_runs(read_records(Path(args.check) / "records.jsonl"), runtimes))
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from autojudge.demo import run_demo
+    return run_demo(args)

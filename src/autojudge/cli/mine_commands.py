@@ -1,0 +1,109 @@
+"""Commands that mine labels, measure mining and the label noise, and train the judge."""
+
+from __future__ import annotations
+
+import json
+
+from autojudge.cli.common import load_task, pair_options
+from autojudge.errors import AutojudgeError
+
+
+def cmd_mine(args) -> int:
+    from autojudge.mining.run import mine
+    from autojudge.models.loading import load_pair
+    task = load_task(args.task, args.split)
+    pair = load_pair(args.draft, args.target, **pair_options(args))
+    store = mine(pair, task, args.split, args.out, limit=args.limit, max_new_tokens=args.max_new_tokens,
+                 window=args.window, fast=not args.plain, shard=args.shard,
+                 parallel=args.parallel, rejoin=args.rejoin)
+    summary = store.summary()
+    first, regenerated = summary["first_answers_cut"], summary["regenerations_cut"]
+    print(f"{summary['problems']} problems, {summary['labels']} labelled mismatches, "
+          f"{summary['important_fraction'] or 0:.1%} important; cut by the budget of {args.max_new_tokens}: "
+          f"{first['cut']}/{first['of']} first answers, {regenerated['cut']}/{regenerated['of']} regenerations "
+          f"-> {args.out}")
+    return 0
+
+
+def cmd_bench_mining(args) -> int:
+    from autojudge.mining.run import bench_mining, parse_regeneration
+    from autojudge.models.loading import load_pair
+    task = load_task(args.task, args.split)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    for method in methods:
+        parse_regeneration(method)
+    pair = load_pair(args.draft, args.target, **pair_options(args))
+    rows = bench_mining(pair, task, args.split, args.n, args.max_new_tokens, parallel=args.parallel,
+                        methods=methods)
+    described = pair.target.describe()
+    threads = f", {described['threads']} thread(s)" if "threads" in described else ""
+    lines = [f"{task.name}, first {args.n} problems of {args.split}, <= {args.max_new_tokens} new tokens, "
+             f"target on {described['backend']}{threads}; labels compared with {methods[0]}'s "
+             "on the mismatches both visit", "",
+             "| regeneration | labels | seconds | labels/hour | target passes/label | regenerations cut | "
+             "re-joined | problems labelled alike | labels agreeing |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['mode']} | {r['labels']} | {r['seconds']:.0f} | {r['labels_per_hour']:.0f} | "
+              f"{r['target_passes_per_label'] or 0:.1f} | {r['regenerations_cut']} | {r['rejoined']} | "
+              f"{r['same_problems']}/{r['problems']} | {r['agreeing_labels']}/{r['shared_labels']} |" for r in rows]
+    reference = rows[0]
+    for row in rows[1:] if reference["labels_per_hour"] else ():
+        lines.append(f"\n{row['mode']} / {reference['mode']}: "
+                     f"{row['labels_per_hour'] / reference['labels_per_hour']:.2f}x labels/hour")
+    print("\n".join(lines))
+    if args.out:
+        with open(args.out, "w") as handle:
+            handle.write("\n".join(lines) + "\n")
+    return 0
+
+
+def cmd_noise_floor(args) -> int:
+    from dataclasses import asdict
+    from pathlib import Path
+
+    from autojudge.mining.noise import null_swap_markdown, null_swaps
+    from autojudge.models.loading import load_pair
+    task = load_task(args.task, args.split)
+    pair = load_pair(args.draft, args.target, **pair_options(args))
+    swaps = null_swaps(pair, task, args.split, args.n, args.per_problem, max_new_tokens=args.max_new_tokens,
+                       seed=args.seed)
+    described = pair.target.describe()
+    table = null_swap_markdown(swaps, f"{task.name}, first {args.n} problems of {args.split}, "
+                                      f"<= {args.max_new_tokens} new tokens, target on {described['backend']}; "
+                                      "the fast regeneration path, the target's own token swapped in")
+    print(table)
+    if args.out:
+        Path(args.out).write_text(table + "\n")
+        Path(args.out).with_suffix(".json").write_text(json.dumps([asdict(s) for s in swaps], indent=1) + "\n")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from pathlib import Path
+
+    from autojudge.judge.train import auc_markdown, auc_report, load_mined, train_judge
+    for written in [args.out] + ([args.report] if args.report else []):
+        if not Path(written).parent.is_dir():  # found out now, not after the cross-validation
+            raise AutojudgeError(f"{written}: the folder {Path(written).parent} does not exist")
+    data = load_mined(args.data)
+    judge, meta = train_judge(data, features=args.features, seed=args.seed)
+    judge.save(args.out)
+    if args.report:
+        # train_judge has already cross-validated the shipped feature set on the same folds.
+        report = auc_report(data, seed=args.seed, curve_features=args.features,
+                            known={args.features: {"auc": meta["validation_auc"], "C": meta["C"]}})
+        with open(args.report + ".json", "w") as handle:
+            json.dump(report, handle, indent=2)
+        with open(args.report + ".md", "w") as handle:
+            handle.write(auc_markdown(report) + "\n")
+        print(auc_markdown(report), end="\n\n")
+    print(f"ROC-AUC {meta['validation_auc']:.3f} ({meta['validation']['method']}) at C={meta['C']:g}; "
+          f"{meta['train']['mismatches']} mismatches from {meta['train']['problems']} problems, "
+          f"{meta['important_fraction']:.1%} important -> {args.out}")
+    print("| recall of important | threshold | mismatches accepted |")
+    print("|---|---|---|")
+    for recall in (0.99, 0.95, 0.9, 0.8, 0.7, 0.5):
+        threshold = judge.threshold_for_recall(recall)
+        row = next(r for r in meta["thresholds"] if r["threshold"] == threshold)
+        print(f"| {row['recall']:.3f} | {threshold:.4f} | {row['accept_rate']:.1%} |")
+    return 0

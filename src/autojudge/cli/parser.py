@@ -1,0 +1,228 @@
+"""The command line's grammar: every command, option and argument type."""
+
+from __future__ import annotations
+
+import argparse
+
+from autojudge.models.registry import DEFAULT_DRAFT, DEFAULT_TARGET, REGISTERED
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must lie in [0, 1], got {value:g}")
+    return value
+
+
+def _registered_model(name: str) -> str:
+    if name not in REGISTERED:
+        raise argparse.ArgumentTypeError(
+            f"unknown model {name!r} (registered: {', '.join(sorted(REGISTERED))})")
+    return name
+
+
+def _shard(text: str) -> tuple[int, int]:
+    index, _, count = text.partition("/")
+    try:
+        shard = int(index), int(count)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"write I/N, e.g. 1/2; got {text!r}") from None
+    if not 1 <= shard[0] <= shard[1]:
+        raise argparse.ArgumentTypeError(f"need 1 <= I <= N, got {text!r}")
+    return shard
+
+
+def _add_pair_options(parser: argparse.ArgumentParser, backends: bool = True) -> None:
+    parser.add_argument("--draft", default=DEFAULT_DRAFT,
+                        help="registered name, local directory or Hugging Face id (default: %(default)s)")
+    parser.add_argument("--target", default=DEFAULT_TARGET, help="as --draft (default: %(default)s)")
+    if backends:
+        parser.add_argument("--backend", choices=["auto", "torch", "llamacpp"], default="auto",
+                            help="runtime for both models (default: %(default)s: llamacpp on CPU for "
+                                 "GGUF-backed models, else torch)")
+        parser.add_argument("--draft-backend", choices=["torch", "llamacpp"],
+                            help="another runtime for the draft only (a mixed pair)")
+        parser.add_argument("--device", default="cpu",
+                            help="torch device for the models, e.g. cuda or cuda:1 (default: %(default)s; "
+                                 "with --backend auto, a GPU means torch)")
+        parser.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], default="auto",
+                            help="torch weights (default: auto: float32 on CPU, bfloat16 on a GPU)")
+        parser.add_argument("--no-cuda-graphs", dest="cuda_graphs", action="store_false",
+                            help="on a GPU, run each torch step eagerly instead of replaying a CUDA graph")
+    parser.add_argument("--linear", choices=["onednn", "default"], default="onednn",
+                        help="torch CPU float32 linear kernels (default: %(default)s, faster verification)")
+
+
+def _add_judge_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--judge", metavar="PATH",
+                        help="judge file from `autojudge train` (default: the judge shipped for the "
+                             "default pair and the task)")
+    limit = parser.add_mutually_exclusive_group()
+    limit.add_argument("--threshold", type=_probability, help="--mode judge: accept a mismatch when "
+                       "P(important) < THRESHOLD")
+    limit.add_argument("--recall", type=_probability, help="--mode judge: the threshold whose validation "
+                       "recall of important mismatches is RECALL (default: 0.9)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="autojudge", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    models = commands.add_parser("models", help="the offline default model pair")
+    models_cmd = models.add_subparsers(dest="models_command", required=True)
+    fetch = models_cmd.add_parser("fetch", help="download, verify and convert the default pair")
+    # Names are checked by `type`, not `choices`: argparse (Python 3.11 here) checks an
+    # empty positional list against `choices` and so rejected the bare `models fetch`.
+    fetch.add_argument("names", nargs="*", type=_registered_model, metavar="NAME",
+                       help="registered models to fetch (default: the default pair)")
+    models_cmd.add_parser("list", help="registered models and whether they are cached")
+
+    data = commands.add_parser("data", help="the offline datasets")
+    data.add_subparsers(dest="data_command", required=True).add_parser(
+        "fetch", help="download and verify GSM8K, MBPP and HumanEval")
+
+    gen = commands.add_parser("generate", help="decode one prompt")
+    source = gen.add_mutually_exclusive_group(required=True)
+    source.add_argument("--prompt", help="user message (sent through the chat template)")
+    source.add_argument("--gsm8k", type=int, metavar="ID", help="GSM8K test problem id (0-1318)")
+    _add_pair_options(gen)
+    gen.add_argument("--mode", default="exact",
+                     help="target, exact, topk (with --topk), judge (with --threshold or --recall), or any mode "
+                          "by name: topk:K, fly[:H[:L]], typical[:E[:A]], judge:T[:L], judge@R[:L] "
+                          "(default: %(default)s)")
+    gen.add_argument("--window", type=_positive, default=8, help="draft tokens per cycle (up to 64)")
+    gen.add_argument("--topk", type=_positive, default=4, help="K for --mode topk")
+    gen.add_argument("--draft-p-min", type=_probability, default=0.0, metavar="P",
+                     help="adaptive draft length: stop drafting before a token the draft gives a probability "
+                          "below P (default: 0, fixed windows)")
+    _add_judge_options(gen)
+    gen.add_argument("--max-new-tokens", type=_positive, help="default: the task's budget (GSM8K 1024, MBPP and HumanEval 512; 512 for a free prompt)")
+    gen.add_argument("--json", action="store_true", help="print one JSON object")
+
+    bench = commands.add_parser("bench", help="speed of target-only, HF assisted and ours, side by side")
+    _add_pair_options(bench, backends=False)
+    bench.add_argument("--n", type=_positive, default=10, help="GSM8K eval problems")
+    bench.add_argument("--methods", default="target,assisted,exact:4,exact:8,exact:16,exact:32",
+                       help="comma-separated [runtime/]method; runtime torch (default), llamacpp or "
+                            "mixed (llama.cpp draft, torch target); method target, assisted, exact:W, topk:K:W")
+    bench.add_argument("--max-new-tokens", type=_positive, help="default: the task's budget (GSM8K 1024, MBPP and HumanEval 512; 512 for a free prompt)")
+    bench.add_argument("--out", default="runs/bench", help="directory for records and report")
+
+    mine = commands.add_parser("mine", help="label important mismatches (Algorithm 1), resumable")
+    mine.add_argument("--task", default="gsm8k", help="task name (default: %(default)s)")
+    mine.add_argument("--split", default="mine", help="task split (gsm8k, mbpp: mine, eval, all)")
+    mine.add_argument("--limit", type=_positive, help="first N problems of the split")
+    mine.add_argument("--out", required=True, help="run directory (resumed when it exists)")
+    _add_pair_options(mine)
+    mine.add_argument("--window", type=_non_negative, default=4,
+                      help="draft window for the first answer; 0: the target alone (default: %(default)s)")
+    mine.add_argument("--max-new-tokens", type=_positive, help="default: the task's budget (GSM8K 1024, MBPP and HumanEval 512; 512 for a free prompt)")
+    mine.add_argument("--shard", type=_shard, default=(1, 1), metavar="I/N",
+                      help="mine every N-th problem from the I-th, e.g. 2/4; run N processes with "
+                           "different --out and train on all their directories")
+    mine.add_argument("--parallel", type=_positive, default=1, metavar="N",
+                      help="mine N problems side by side, their passes merged (llama.cpp; more labels per "
+                           "hour, the same up to near-ties: try 4 per core)")
+    mine.add_argument("--plain", action="store_true",
+                      help="regenerate with plain greedy decoding (slow reference; same labels)")
+    mine.add_argument("--rejoin", type=_non_negative, default=0, metavar="M",
+                      help="shortcut (off: 0): a regeneration that re-joins the old response for M tokens "
+                           "after an interchangeable stretch is not verified further; can change labels, "
+                           "see bench-mining (GSM8K)")
+
+    mbench = commands.add_parser("bench-mining", help="plain vs fast mining on the same problems")
+    mbench.add_argument("--task", default="gsm8k")
+    mbench.add_argument("--split", default="mine")
+    mbench.add_argument("--n", type=_positive, default=2, help="first N problems of the split")
+    mbench.add_argument("--max-new-tokens", type=_positive, help="default: the task's budget (GSM8K 1024, MBPP and HumanEval 512; 512 for a free prompt)")
+    mbench.add_argument("--methods", default="plain,fast",
+                        help="comma-separated regeneration methods, the first the reference: plain, fast, "
+                             "fast+rejoin:M (default: %(default)s)")
+    mbench.add_argument("--parallel", type=_positive, default=1, metavar="N",
+                        help="also mine the problems with the last method, N side by side (llama.cpp)")
+    mbench.add_argument("--out", help="also write the table to this Markdown file")
+    _add_pair_options(mbench)
+
+    noise = commands.add_parser("noise-floor", help="null swaps: regenerate with the target's own token, "
+                                                    "count answers that change anyway")
+    noise.add_argument("--task", default="gsm8k")
+    noise.add_argument("--split", default="mine")
+    noise.add_argument("--n", type=_positive, default=70, help="first N problems of the split")
+    noise.add_argument("--per-problem", type=_positive, default=3, help="null swaps per answer")
+    noise.add_argument("--max-new-tokens", type=_positive)
+    noise.add_argument("--seed", type=int, default=0, help="seed of the positions")
+    noise.add_argument("--out", help="also write the table (Markdown) here, and the swaps beside it as JSON")
+    _add_pair_options(noise)
+
+    train = commands.add_parser("train", help="fit the judge on a mining run")
+    train.add_argument("--data", required=True, nargs="+",
+                       help="one or more directories written by `autojudge mine` (e.g. its shards)")
+    train.add_argument("--features", choices=["draft", "target", "hidden", "both", "logits", "target+logits", "all"],
+                       default="hidden",
+                       help="hidden: both models' hidden states (also called both); logits: six logit features "
+                            "(log-probabilities, rank, entropies); all: both (default: %(default)s)")
+    train.add_argument("--out", required=True, help="judge file to write (.safetensors)")
+    train.add_argument("--seed", type=int, default=0, help="seed of the by-problem split")
+    train.add_argument("--report", metavar="PREFIX",
+                       help="also write PREFIX.md/.json: validation AUC for draft, target and both "
+                            "features, and against the number of training problems")
+
+    costs = commands.add_parser("costs", help="per-pass costs and the speed-up ceiling (cost model)")
+    _add_pair_options(costs)
+    costs.add_argument("--context", type=_positive, default=300, help="KV-cache length to time at")
+    costs.add_argument("--repeats", type=_positive, default=3, help="timed passes per size (median)")
+    costs.add_argument("--out", help="write the costs as JSON here")
+    costs.add_argument("--check", metavar="BENCH_DIR",
+                       help="instead of measuring: compare the cost model's predictions with a bench run, "
+                            "using --torch-costs and --llamacpp-costs")
+    costs.add_argument("--torch-costs", default="docs/bench/costs-torch.json")
+    costs.add_argument("--llamacpp-costs", default="docs/bench/costs-llamacpp.json")
+
+    ev = commands.add_parser("eval", help="accuracy against speed per decoding mode, resumable")
+    ev.add_argument("--task", default="gsm8k", help="gsm8k, mbpp, humaneval or module:Class")
+    ev.add_argument("--split", default="eval")
+    ev.add_argument("--limit", type=_positive, help="first N problems of the split")
+    ev.add_argument("--modes", default="target,exact,topk:4,topk:16,judge:0.05,judge:0.2,judge:0.5",
+                    help="comma-separated: target, exact, topk:K, judge:THRESHOLD, judge@RECALL "
+                         "(default: %(default)s)")
+    ev.add_argument("--window", type=_positive, default=16, help="draft tokens per cycle")
+    ev.add_argument("--draft-p-min", type=_probability, default=0.0, metavar="P",
+                    help="adaptive draft length: stop drafting before a token the draft gives a probability "
+                         "below P (default: 0, fixed windows)")
+    ev.add_argument("--max-new-tokens", type=_positive, help="default: the task's budget (GSM8K 1024, MBPP and HumanEval 512; 512 for a free prompt)")
+    ev.add_argument("--judge", metavar="PATH", help="judge file (default: the shipped judge for the task)")
+    ev.add_argument("--out", required=True, help="run directory (resumed when it exists)")
+    ev.add_argument("--report-only", action="store_true",
+                    help="decode nothing: write the report from the problems done so far")
+    _add_pair_options(ev)
+
+    demo = commands.add_parser("demo", help="answer GSM8K eval problems with the default pair")
+    demo.add_argument("--n", type=_positive, default=3)
+    demo.add_argument("--window", type=_positive, default=16)
+    demo.add_argument("--max-new-tokens", type=_positive, help="default: the task's budget (GSM8K 1024, MBPP and HumanEval 512; 512 for a free prompt)")
+    demo.add_argument("--backend", choices=["auto", "torch", "llamacpp"], default="auto",
+                      help="the shipped judge fits the llama.cpp pair (default: %(default)s)")
+    demo.add_argument("--judge", metavar="PATH", help="judge file (default: the shipped GSM8K judge)")
+    limit = demo.add_mutually_exclusive_group()
+    limit.add_argument("--threshold", type=_probability)
+    limit.add_argument("--recall", type=_probability, default=0.9,
+                       help="threshold by validation recall of important mismatches (default: %(default)s)")
+    return parser
