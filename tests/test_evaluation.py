@@ -18,10 +18,11 @@ from autojudge.errors import AutojudgeError
 from autojudge.evaluation.run import run_eval
 from autojudge.runfiles import append_record, read_records
 from autojudge.judge.model import Judge
-from autojudge.mining.run import bench_mining, mine
+from autojudge.mining.bench import bench_mining
+from autojudge.mining.run import mine
 from autojudge.judge.train import load_mined, train_judge
 from autojudge.prompting import chat_prompt_ids
-from tests.toy_task import ToyTask, tiny_pair
+from tests.toy_task import RejoiningToyTask, ToyTask, tiny_pair
 
 
 @pytest.fixture(scope="module")
@@ -248,14 +249,23 @@ def test_trained_judge_on_mined_tiny_data_drives_decoding(pair, tmp_path):
     assert result.stats.new_tokens == 24
 
 
-def test_bench_mining_runs_plain_and_fast_on_the_same_problems(pair):
-    rows = bench_mining(pair, ToyTask(), "all", 2, max_new_tokens=24)
+def test_bench_mining_runs_plain_and_fast_on_the_same_problems_and_resumes(pair, tmp_path):
+    out = tmp_path / "bench"
+    rows = bench_mining(pair, RejoiningToyTask(), "all", 2, out, max_new_tokens=24)
     plain, fast = rows
     assert plain["labels"] == fast["labels"] > 0
-    assert plain["same_problems"] == fast["same_problems"] == 2
+    assert plain["problems_alike"] == fast["problems_alike"] == 2
     assert fast["agreeing_labels"] == fast["shared_labels"] == fast["labels"]
+    # A rerun with one more problem and one more method mines only what is missing.
+    lines = (out / "records.jsonl").read_text().splitlines()
+    rows = bench_mining(pair, RejoiningToyTask(), "all", 3, out, max_new_tokens=24, methods=("plain", "fast", "fast+rejoin:4"))
+    added = (out / "records.jsonl").read_text().splitlines()[len(lines):]
+    assert sorted((json.loads(r)["problem"], json.loads(r)["method"]) for r in added) == \
+        sorted([(2, "plain"), (2, "fast")] + [(p, "fast+rejoin:4") for p in range(3)])
+    assert [r["problems"] for r in rows] == [3, 3, 3]
+    assert "| fast+rejoin:4 | 3 |" in (out / "summary.md").read_text()
     with pytest.raises(AutojudgeError, match="unknown regeneration method 'fast\\+rejoin:0'"):
-        bench_mining(pair, ToyTask(), "all", 1, methods=("plain", "fast+rejoin:0"))
+        bench_mining(pair, RejoiningToyTask(), "all", 1, out, methods=("plain", "fast+rejoin:0"))
 
 
 def run_cli(*args, env_home):

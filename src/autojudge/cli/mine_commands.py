@@ -26,34 +26,17 @@ def cmd_mine(args) -> int:
 
 
 def cmd_bench_mining(args) -> int:
-    from autojudge.mining.run import bench_mining, parse_regeneration
+    from autojudge.mining.bench import bench_markdown, bench_mining, parse_regeneration
     from autojudge.models.loading import load_pair
     task = load_task(args.task, args.split)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     for method in methods:
         parse_regeneration(method)
     pair = load_pair(args.draft, args.target, **pair_options(args))
-    rows = bench_mining(pair, task, args.split, args.n, args.max_new_tokens, parallel=args.parallel,
-                        methods=methods)
-    described = pair.target.describe()
-    threads = f", {described['threads']} thread(s)" if "threads" in described else ""
-    lines = [f"{task.name}, first {args.n} problems of {args.split}, <= {args.max_new_tokens} new tokens, "
-             f"target on {described['backend']}{threads}; labels compared with {methods[0]}'s "
-             "on the mismatches both visit", "",
-             "| regeneration | labels | seconds | labels/hour | target passes/label | regenerations cut | "
-             "re-joined | problems labelled alike | labels agreeing |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['mode']} | {r['labels']} | {r['seconds']:.0f} | {r['labels_per_hour']:.0f} | "
-              f"{r['target_passes_per_label'] or 0:.1f} | {r['regenerations_cut']} | {r['rejoined']} | "
-              f"{r['same_problems']}/{r['problems']} | {r['agreeing_labels']}/{r['shared_labels']} |" for r in rows]
-    reference = rows[0]
-    for row in rows[1:] if reference["labels_per_hour"] else ():
-        lines.append(f"\n{row['mode']} / {reference['mode']}: "
-                     f"{row['labels_per_hour'] / reference['labels_per_hour']:.2f}x labels/hour")
-    print("\n".join(lines))
-    if args.out:
-        with open(args.out, "w") as handle:
-            handle.write("\n".join(lines) + "\n")
+    rows = bench_mining(pair, task, args.split, args.n, args.out, max_new_tokens=args.max_new_tokens,
+                        parallel=args.parallel, methods=methods)
+    print(bench_markdown(rows, f"{task.name}, {args.split}, <= {args.max_new_tokens} new tokens"))
+    print(f"\nrecords and summary.md: {args.out}")
     return 0
 
 

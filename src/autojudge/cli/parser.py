@@ -158,7 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "fast+rejoin:M (default: %(default)s)")
     mbench.add_argument("--parallel", type=_positive, default=1, metavar="N",
                         help="also mine the problems with the last method, N side by side (llama.cpp)")
-    mbench.add_argument("--out", help="also write the table to this Markdown file")
+    mbench.add_argument("--out", required=True,
+                        help="run directory: records.jsonl (resumed when it exists) and summary.md")
     _add_pair_options(mbench)
 
     noise = commands.add_parser("noise-floor", help="null swaps: regenerate with the target's own token, "

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import functools
-import tempfile
 import threading
 import time
-from typing import Sequence
 
 from tqdm.auto import tqdm
 
@@ -165,86 +163,3 @@ class _SharedClock:
         with self._lock:
             self._settle()
             return self._charged.pop(threading.get_ident())
-
-
-def parse_regeneration(method: str) -> tuple[bool, int]:
-    """(fast, rejoin) for "plain", "fast" or "fast+rejoin:M" (see `regeneration_method`)."""
-    base, _, extra = method.partition("+")
-    rejoin = extra.removeprefix("rejoin:") if extra.startswith("rejoin:") else None
-    if base not in ("plain", "fast") or (extra and (base != "fast" or rejoin is None or not rejoin.isdigit()
-                                                    or int(rejoin) < 1)):
-        raise AutojudgeError(f"unknown regeneration method {method!r}; write plain, fast or fast+rejoin:M")
-    return base == "fast", int(rejoin) if rejoin else 0
-
-
-def bench_mining(pair: ModelPair, task: Task, split: str, n: int, max_new_tokens: int | None = None,
-                 parallel: int = 1, methods: Sequence[str] = ("plain", "fast")) -> list[dict]:
-    """Regeneration methods on the same problems, in one run: labels/hour, passes/label,
-    and how far their labels agree with the first method's.
-
-    Each problem is mined each way from cold caches. Exact methods give the same labels
-    (on torch exactly; on llama.cpp up to its near-ties); a shortcut may not. Agreement
-    is counted on the mismatches both runs visit (same position, target and draft token):
-    once two runs label one mismatch differently, their responses part and later
-    mismatches are not comparable. With `parallel` > 1, the problems are then mined with
-    the last method, that many side by side.
-    """
-    max_new_tokens = max_new_tokens or task_budget(task)
-    settings = {method: parse_regeneration(method) for method in methods}
-    rows = {method: _new_row(method) for method in methods}
-    reference_method = methods[0]
-    labels: dict[str, dict[int, dict]] = {method: {} for method in methods}
-    for problem in tqdm(task.load(split)[:n], desc="bench mining", unit="problem"):
-        prompt_ids = chat_prompt_ids(pair.tokenizer, task.messages(problem))
-        for method, (fast, rejoin) in settings.items():
-            for model in (pair.target, pair.draft):
-                model.reset()
-            start = time.perf_counter()
-            mined = mine_problem(pair, task, problem, prompt_ids, max_new_tokens=max_new_tokens,
-                                 window=0, fast=fast, rejoin=rejoin)
-            _count(rows[method], len(mined.mismatches), mined.target_passes, time.perf_counter() - start)
-            rows[method]["regenerations_cut"] += sum(m.regeneration_stop in ("length", "context")
-                                                     for m in mined.mismatches)
-            rows[method]["rejoined"] += sum(m.regeneration_stop == "rejoined" for m in mined.mismatches)
-            labels[method][problem.id] = {(m.position, m.target_token, m.draft_token): m.important
-                                          for m in mined.mismatches}
-    for method in methods:
-        _agreement(rows[method], labels[method], labels[reference_method])
-    if parallel > 1:
-        fast, rejoin = settings[methods[-1]]
-        row = rows["parallel"] = _new_row(f"{methods[-1]}, {parallel} side by side")
-        with tempfile.TemporaryDirectory() as out:
-            start = time.perf_counter()
-            store = mine(pair, task, split, out, limit=n, max_new_tokens=max_new_tokens, window=0,
-                         parallel=parallel, fast=fast, rejoin=rejoin)
-            seconds = time.perf_counter() - start
-        for record in store.records:
-            _count(row, len(record["mismatches"]), record["target_passes"], 0.0)
-        row["seconds"] = seconds
-        _agreement(row, {r["problem_id"]: {(m["position"], m["target_token"], m["draft_token"]): m["important"]
-                                           for m in r["mismatches"]} for r in store.records},
-                   labels[reference_method])
-    for row in rows.values():
-        row["labels_per_hour"] = 3600 * row["labels"] / row["seconds"] if row["seconds"] else 0.0
-        row["target_passes_per_label"] = row["target_passes"] / row["labels"] if row["labels"] else None
-    return list(rows.values())
-
-
-def _agreement(row: dict, labels: dict[int, dict], reference: dict[int, dict]) -> None:
-    """Problems labelled identically, and labels agreeing on the mismatches both visited."""
-    shared = [(labels[p][key], reference[p][key]) for p in labels for key in labels[p].keys() & reference[p].keys()]
-    row["same_problems"] = sum(labels[p] == reference[p] for p in labels)
-    row["shared_labels"] = len(shared)
-    row["agreeing_labels"] = sum(a == b for a, b in shared)
-
-
-def _new_row(mode: str) -> dict:
-    return {"mode": mode, "problems": 0, "labels": 0, "seconds": 0.0, "target_passes": 0,
-            "regenerations_cut": 0, "rejoined": 0}
-
-
-def _count(row: dict, labels: int, target_passes: int, seconds: float) -> None:
-    row["problems"] += 1
-    row["labels"] += labels
-    row["target_passes"] += target_passes
-    row["seconds"] += seconds

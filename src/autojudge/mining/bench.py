@@ -1,0 +1,146 @@
+"""Regeneration methods side by side on the same problems: speed and label agreement.
+
+    autojudge bench-mining --task gsm8k --n 20 --methods plain,fast,fast+rejoin:8 --out DIR
+
+Each problem is mined by every method in turn, from cold caches, on one process, so
+labels per hour compare like with like. Exact methods give the same labels (on torch
+exactly; on llama.cpp up to its near-ties, which different pass shapes round apart);
+a shortcut may not. Agreement is counted on the mismatches both runs visit (same
+position, target and draft token): once two runs label one mismatch differently, their
+responses part, and later mismatches are not comparable.
+
+The run is resumable like every long job here: DIR/records.jsonl gets one line per
+(problem, method) as soon as it is mined, a rerun mines only what is missing (more
+problems or methods may be added), and DIR/summary.md is rewritten from the records.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Sequence
+
+from tqdm.auto import tqdm
+
+from autojudge.errors import AutojudgeError
+from autojudge.mining.algorithm import mine_problem
+from autojudge.mining.run import mine, mining_meta
+from autojudge.models.backend import ModelPair
+from autojudge.prompting import chat_prompt_ids
+from autojudge.runfiles import append_record, check_meta, read_records, run_lock
+from autojudge.tasks.base import Task, task_budget
+
+CUT = ("length", "context")
+
+
+def parse_regeneration(method: str) -> tuple[bool, int]:
+    """(fast, rejoin) for "plain", "fast" or "fast+rejoin:M"."""
+    base, _, extra = method.partition("+")
+    rejoin = extra.removeprefix("rejoin:") if extra.startswith("rejoin:") else None
+    if base not in ("plain", "fast") or (extra and (base != "fast" or rejoin is None or not rejoin.isdigit()
+                                                    or int(rejoin) < 1)):
+        raise AutojudgeError(f"unknown regeneration method {method!r}; write plain, fast or fast+rejoin:M")
+    return base == "fast", int(rejoin) if rejoin else 0
+
+
+def bench_mining(pair: ModelPair, task: Task, split: str, n: int, out: str | Path, *,
+                 max_new_tokens: int | None = None, parallel: int = 1,
+                 methods: Sequence[str] = ("plain", "fast")) -> list[dict]:
+    """Mine the first n problems of `split` with each method (what `out` lacks), then
+    summarize: one row per method, agreement counted against the first. With `parallel`
+    > 1, the problems are also mined with the last method, that many side by side, into
+    out/parallel (a mining run, resumable the same way)."""
+    out = Path(out)
+    max_new_tokens = max_new_tokens or task_budget(task)
+    settings = {method: parse_regeneration(method) for method in methods}
+    if any(rejoin for _, rejoin in settings.values()) and not getattr(task, "interchangeable", None):
+        raise AutojudgeError(f"rejoin needs a task that says which edits are interchangeable; {task.name} does not")
+    with run_lock(out, "mining benchmark"):
+        meta = mining_meta(pair, task, split, max_new_tokens, window=0, fast=True)
+        del meta["regeneration"]  # each record names its own
+        check_meta(out, meta, "mining benchmark")
+        path = out / "records.jsonl"
+        records = read_records(path)
+        done = {(r["problem"], r["method"]) for r in records}
+        problems = task.load(split)[:n]
+        todo = [(p, m) for p in problems for m in methods if (p.id, m) not in done]
+        for problem, method in tqdm(todo, desc="bench mining", unit="run"):
+            fast, rejoin = settings[method]
+            for model in (pair.target, pair.draft):
+                model.reset()
+            prompt_ids = chat_prompt_ids(pair.tokenizer, task.messages(problem))
+            start = time.perf_counter()
+            mined = mine_problem(pair, task, problem, prompt_ids, max_new_tokens=max_new_tokens, window=0,
+                                 fast=fast, rejoin=rejoin)
+            record = {"problem": problem.id, "method": method, "seconds": time.perf_counter() - start,
+                      "target_passes": mined.target_passes, "first_answer_stop": mined.first_answer_stop,
+                      "labels": [[m.position, m.target_token, m.draft_token, m.important, m.regeneration_stop]
+                                 for m in mined.mismatches]}
+            append_record(path, record)
+            records.append(record)
+        ids = {p.id for p in problems}
+        records = [r for r in records if r["problem"] in ids and r["method"] in settings]
+        if parallel > 1:
+            fast, rejoin = settings[methods[-1]]
+            store = mine(pair, task, split, str(out / "parallel"), limit=n, max_new_tokens=max_new_tokens,
+                         window=0, fast=fast, rejoin=rejoin, parallel=parallel)
+            side_by_side = f"{methods[-1]}, {parallel} side by side"
+            records += [{"problem": r["problem_id"], "method": side_by_side, "seconds": r["seconds"],
+                         "target_passes": r["target_passes"], "first_answer_stop": r.get("first_answer_stop"),
+                         "labels": [[m["position"], m["target_token"], m["draft_token"], m["important"],
+                                     m.get("regeneration_stop")] for m in r["mismatches"]]}
+                        for r in store.records if r["problem_id"] in ids]
+        rows = summarize_bench(records, methods[0])
+        header = (f"{task.name}, problems of {split} mined by every method, <= {max_new_tokens} new tokens, "
+                  f"target on {pair.target.describe()['backend']}")
+        (out / "summary.md").write_text(bench_markdown(rows, header) + "\n")
+        return rows
+
+
+def summarize_bench(records: list[dict], reference: str) -> list[dict]:
+    """One row per method over the problems every method has finished."""
+    methods = list(dict.fromkeys(r["method"] for r in records))
+    by_method = {m: {r["problem"]: r for r in records if r["method"] == m} for m in methods}
+    common = set.intersection(*(set(runs) for runs in by_method.values())) if by_method else set()
+    rows = []
+    for method in methods:
+        runs = [by_method[method][p] for p in sorted(common)]
+        labels = [label for r in runs for label in r["labels"]]
+        seconds = sum(r["seconds"] for r in runs)
+        shared = agreeing = alike = 0
+        for r in runs:
+            mine_, theirs = _keyed(r["labels"]), _keyed(by_method[reference][r["problem"]]["labels"])
+            both = mine_.keys() & theirs.keys()
+            shared += len(both)
+            agreeing += sum(mine_[k] == theirs[k] for k in both)
+            alike += mine_ == theirs
+        rows.append({"method": method, "problems": len(runs), "labels": len(labels), "seconds": seconds,
+                     "labels_per_hour": 3600 * len(labels) / seconds if seconds else 0.0,
+                     "target_passes_per_label": sum(r["target_passes"] for r in runs) / max(len(labels), 1),
+                     "important": sum(label[3] for label in labels),
+                     "first_answers_cut": sum(r["first_answer_stop"] in CUT for r in runs),
+                     "regenerations_cut": sum(label[4] in CUT for label in labels),
+                     "rejoined": sum(label[4] == "rejoined" for label in labels),
+                     "problems_alike": alike, "shared_labels": shared, "agreeing_labels": agreeing})
+    return rows
+
+
+def _keyed(labels: list) -> dict:
+    return {(position, target, draft): important for position, target, draft, important, _ in labels}
+
+
+def bench_markdown(rows: list[dict], header: str) -> str:
+    reference = rows[0] if rows else None
+    lines = [header + (f"; labels compared with {reference['method']}'s on the mismatches both visit"
+                       if reference else ""), "",
+             "| regeneration | problems | labels | important | seconds | labels/hour | target passes/label | "
+             "first answers cut | regenerations cut | re-joined | problems labelled alike | labels agreeing |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['method']} | {r['problems']} | {r['labels']} | {r['important']} | {r['seconds']:.0f} | "
+              f"{r['labels_per_hour']:.0f} | {r['target_passes_per_label']:.1f} | {r['first_answers_cut']} | "
+              f"{r['regenerations_cut']} | {r['rejoined']} | {r['problems_alike']}/{r['problems']} | "
+              f"{r['agreeing_labels']}/{r['shared_labels']} |" for r in rows]
+    for row in rows[1:] if reference and reference["labels_per_hour"] else ():
+        lines.append(f"\n{row['method']} / {reference['method']}: "
+                     f"{row['labels_per_hour'] / reference['labels_per_hour']:.2f}x labels/hour")
+    return "\n".join(lines)
