@@ -78,10 +78,13 @@ def main() -> None:
         problems = sum(len(records) for records in mined.get(task, {}).values())
         parts.append(section(f"Judge: {task}", judge, "ROC-AUC per feature set, and against the number of "
                              "training problems:\n\n" + stale_note(problems, judge.with_suffix(".json"))))
-    for bench in sorted((ROOT / "docs" / "bench").glob("mining*.md")):  # one file per runtime
-        parts.append(section(f"Mining speed: regeneration methods side by side ({bench.name})", bench))
-    for floor in sorted((ROOT / "docs" / "bench").glob("noise-floor*.md")):
-        parts.append(section(f"Label noise floor: null swaps ({floor.name})", floor))
+    bench = ROOT / "docs" / "bench"
+    for run in sorted(bench.glob("mining-*/summary.md")):  # resumable runs of the current version
+        parts.append(section(f"Mining speed and labels: regeneration methods side by side ({run.parent.name})", run))
+    for run in sorted(bench.glob("noise-floor-*/summary.md")):
+        parts.append(section(f"Label noise floor: null swaps ({run.parent.name})", run))
+    for old in sorted(bench.glob("mining*.md")):  # one file per runtime, budget 256
+        parts.append(section(f"Mining speed, first version: plain vs fast regeneration ({old.name})", old))
     for summary in sorted(EVALS.glob("*/summary.md")):
         name = summary.parent.name
         plot = f"![accuracy vs accepted tokens per cycle](eval/{name}/tradeoff.png)\n\n"

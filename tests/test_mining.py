@@ -287,11 +287,14 @@ def test_a_mining_run_states_how_many_answers_the_budget_cut(tmp_path, pair):
     assert all(len(pair.tokenizer.encode(r["response"])) <= 12 + 2 for r in records)
 
 
-def test_null_swaps_change_nothing_where_arithmetic_is_exact(pair):
+def test_null_swaps_change_nothing_where_arithmetic_is_exact_and_resume(pair, tmp_path):
     # On torch, float32, a regeneration verified many tokens per pass gives the first
     # answer back: the floor is zero, so any change on another runtime is its noise.
     from autojudge.mining.noise import null_swap_markdown, null_swaps
-    swaps = null_swaps(pair, ToyTask(), "all", 3, 2, max_new_tokens=MAX_NEW)
-    assert len(swaps) == 6
+    out = tmp_path / "noise"
+    swaps = null_swaps(pair, ToyTask(), "all", 2, 2, out, max_new_tokens=MAX_NEW)
+    assert len(swaps) == 4 and len((out / "records.jsonl").read_text().splitlines()) == 2
+    swaps = null_swaps(pair, ToyTask(), "all", 3, 2, out, max_new_tokens=MAX_NEW)  # one problem more
+    assert len(swaps) == 6 and len((out / "records.jsonl").read_text().splitlines()) == 3
     assert not any(s.tokens_changed or s.answer_changed for s in swaps)
     assert "| 6 | 3 | 0 (0.0%) | 0 (0.0%) |" in null_swap_markdown(swaps, "toy")

@@ -41,23 +41,20 @@ def cmd_bench_mining(args) -> int:
 
 
 def cmd_noise_floor(args) -> int:
-    from dataclasses import asdict
     from pathlib import Path
 
     from autojudge.mining.noise import null_swap_markdown, null_swaps
     from autojudge.models.loading import load_pair
     task = load_task(args.task, args.split)
     pair = load_pair(args.draft, args.target, **pair_options(args))
-    swaps = null_swaps(pair, task, args.split, args.n, args.per_problem, max_new_tokens=args.max_new_tokens,
-                       seed=args.seed)
+    swaps = null_swaps(pair, task, args.split, args.n, args.per_problem, args.out,
+                       max_new_tokens=args.max_new_tokens, seed=args.seed)
     described = pair.target.describe()
     table = null_swap_markdown(swaps, f"{task.name}, first {args.n} problems of {args.split}, "
                                       f"<= {args.max_new_tokens} new tokens, target on {described['backend']}; "
                                       "the fast regeneration path, the target's own token swapped in")
     print(table)
-    if args.out:
-        Path(args.out).write_text(table + "\n")
-        Path(args.out).with_suffix(".json").write_text(json.dumps([asdict(s) for s in swaps], indent=1) + "\n")
+    (Path(args.out) / "summary.md").write_text(table + "\n")
     return 0
 
 

@@ -170,7 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
     noise.add_argument("--per-problem", type=_positive, default=3, help="null swaps per answer")
     noise.add_argument("--max-new-tokens", type=_positive)
     noise.add_argument("--seed", type=int, default=0, help="seed of the positions")
-    noise.add_argument("--out", help="also write the table (Markdown) here, and the swaps beside it as JSON")
+    noise.add_argument("--out", required=True,
+                       help="run directory: records.jsonl (resumed when it exists) and summary.md")
     _add_pair_options(noise)
 
     train = commands.add_parser("train", help="fit the judge on a mining run")

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from tqdm.auto import tqdm
 
@@ -21,6 +22,7 @@ from autojudge.decoding.drafters import common_prefix_length
 from autojudge.mining.algorithm import Miner
 from autojudge.models.backend import ModelPair
 from autojudge.prompting import chat_prompt_ids
+from autojudge.runfiles import append_record, check_meta, read_records, run_lock
 from autojudge.tasks.base import Task, task_budget
 
 
@@ -34,28 +36,44 @@ class NullSwap:
     seconds: float
 
 
-def null_swaps(pair: ModelPair, task: Task, split: str, n_problems: int, per_problem: int, *,
+def null_swaps(pair: ModelPair, task: Task, split: str, n_problems: int, per_problem: int, out: str | Path, *,
                max_new_tokens: int | None = None, seed: int = 0) -> list[NullSwap]:
     """`per_problem` null swaps at random positions of the target's answer to each of the
-    first `n_problems` problems of `split` that have an answer."""
-    rng = random.Random(seed)
+    first `n_problems` problems of `split` that have an answer.
+
+    Resumable: out/records.jsonl gets one line per problem (its swaps) as soon as it is
+    done, and a rerun does only the problems it lacks.
+    """
+    out = Path(out)
     budget = max_new_tokens or task_budget(task)
-    swaps = []
-    for problem in tqdm(task.load(split)[:n_problems], desc="null swaps", unit="problem"):
-        miner = Miner(pair, task, problem, chat_prompt_ids(pair.tokenizer, task.messages(problem)),
-                      max_new_tokens=budget, window=0, regen_window=32, fast=True, rejoin=0)
-        y, _ = miner.first_answer()
-        answer = task.extract_answer(miner.decode(y), problem)
-        if answer is None or len(y) < 2:
-            continue
-        for t in sorted(rng.sample(range(len(y) - 1), min(per_problem, len(y) - 1))):
-            start = time.perf_counter()
-            alt, _ = miner.regeneration(t, y[t])
-            same = common_prefix_length(alt, y)
-            changed = not task.equivalent(task.extract_answer(miner.decode(alt), problem), answer)
-            swaps.append(NullSwap(problem.id, t, alt != y, None if alt == y else same - t - 1, changed,
-                                  time.perf_counter() - start))
-    return swaps
+    with run_lock(out, "noise-floor run"):
+        meta = {"task": task.name, "split": split, **pair.describe(machine=False), "max_new_tokens": budget,
+                "per_problem": per_problem, "seed": seed, "regeneration": "fast"}
+        check_meta(out, meta, "noise-floor run")
+        path = out / "records.jsonl"
+        records = read_records(path)
+        done = {r["problem"] for r in records}
+        problems = task.load(split)[:n_problems]
+        for problem in tqdm([p for p in problems if p.id not in done], desc="null swaps", unit="problem"):
+            miner = Miner(pair, task, problem, chat_prompt_ids(pair.tokenizer, task.messages(problem)),
+                          max_new_tokens=budget, window=0, regen_window=32, fast=True, rejoin=0)
+            y, _ = miner.first_answer()
+            answer = task.extract_answer(miner.decode(y), problem)
+            swaps = []
+            if answer is not None and len(y) >= 2:
+                rng = random.Random(f"{seed}-{problem.id}")  # the same positions however the run is split
+                for t in sorted(rng.sample(range(len(y) - 1), min(per_problem, len(y) - 1))):
+                    start = time.perf_counter()
+                    alt, _ = miner.regeneration(t, y[t])
+                    same = common_prefix_length(alt, y)
+                    changed = not task.equivalent(task.extract_answer(miner.decode(alt), problem), answer)
+                    swaps.append(asdict(NullSwap(problem.id, t, alt != y, None if alt == y else same - t - 1,
+                                                 changed, time.perf_counter() - start)))
+            record = {"problem": problem.id, "swaps": swaps}
+            append_record(path, record)
+            records.append(record)
+        ids = {p.id for p in problems}
+        return [NullSwap(**swap) for r in records if r["problem"] in ids for swap in r["swaps"]]
 
 
 def null_swap_markdown(swaps: list[NullSwap], header: str) -> str:
