@@ -259,3 +259,12 @@ def test_exact_equals_greedy_on_a_sliding_window_model():
                       max_new_tokens=40)
     assert result.token_ids == expected
     assert 1 < result.stats.mean_accepted < 6  # drafts were both kept and rolled back
+
+
+def test_a_window_above_the_limit_is_refused_by_the_loop_itself():
+    from autojudge.models.backend import MAX_WINDOW
+    target_model = tiny_model(3)
+    target, draft = backend(target_model, "t"), backend(noisy_copy(target_model, 4, scale=0.1), "d")
+    with pytest.raises(ValueError, match=f"at most {MAX_WINDOW} draft tokens per cycle"):
+        generate(target, [5, 17, 33], draft=draft, window=MAX_WINDOW + 1, max_new_tokens=4)
+    assert generate(target, [5, 17, 33], draft=draft, window=MAX_WINDOW, max_new_tokens=4).stats.new_tokens == 4

@@ -24,8 +24,9 @@ def cmd_generate(args) -> int:
     else:
         messages = [{"role": "user", "content": args.prompt}]
 
-    if args.window > 64:
-        raise AutojudgeError(f"--window {args.window}: at most 64 draft tokens per cycle")
+    from autojudge.models.backend import MAX_WINDOW
+    if args.window > MAX_WINDOW:
+        raise AutojudgeError(f"--window {args.window}: at most {MAX_WINDOW} draft tokens per cycle")
     import autojudge.judge  # noqa: F401  (registers the judge's modes)
     if args.mode == "judge":  # the short form: the threshold from --threshold or --recall (0.9)
         if args.threshold is not None:

@@ -11,7 +11,7 @@ from typing import Protocol, Sequence
 
 import torch
 
-from autojudge.models.backend import CausalLM
+from autojudge.models.backend import MAX_WINDOW, CausalLM, keep_shared_prefix
 
 
 @dataclass
@@ -37,14 +37,6 @@ class Drafter(Protocol):
         """Only the first `length` tokens of the last sequence are still valid."""
 
 
-def common_prefix_length(a: Sequence[int], b: Sequence[int]) -> int:
-    n = min(len(a), len(b))
-    for i in range(n):
-        if a[i] != b[i]:
-            return i
-    return n
-
-
 class ModelDrafter:
     """Greedy drafting with a small model and its KV cache.
 
@@ -64,7 +56,7 @@ class ModelDrafter:
     def start(self, seq: Sequence[int]) -> None:
         # Keep the shared prefix, but at least the last token must be read again: its
         # logits propose the first draft token.
-        self.model.truncate(min(common_prefix_length(self.model.tokens, seq), len(seq) - 1))
+        keep_shared_prefix(self.model, seq, len(seq) - 1)
 
     def propose(self, seq: list[int], k: int, stop_ids: frozenset[int], want_hidden: bool,
                 want_logits: bool = False) -> Proposal:
@@ -151,7 +143,7 @@ class LookupDrafter:
         if self._proposed:
             accepted = length - self._proposed_at
             self.length = self.length * 2 if accepted >= self._proposed else max(1, self.length // 2)
-            self.length = min(self.length, 64)
+            self.length = min(self.length, MAX_WINDOW)
 
 
 def nearest_match_end(source: Sequence[int], pattern: list[int], limit: int, near: int,

@@ -17,10 +17,10 @@ from typing import Callable, Sequence
 
 import torch
 
-from autojudge.decoding.drafters import Drafter, ModelDrafter, common_prefix_length
+from autojudge.decoding.drafters import Drafter, ModelDrafter
 from autojudge.decoding.policies import AcceptancePolicy, Exact, Window
 from autojudge.errors import PromptError
-from autojudge.models.backend import CausalLM
+from autojudge.models.backend import MAX_WINDOW, CausalLM, keep_shared_prefix
 
 
 @dataclass
@@ -95,6 +95,8 @@ def generate(
     needs_logits = getattr(policy, "needs_draft_logits", False)
     if (policy.needs_hidden or needs_logits) and drafter is not None and not drafter.provides_hidden:
         raise ValueError(f"policy {policy.name} needs hidden states or logits that {drafter.name} cannot give")
+    if window > MAX_WINDOW:
+        raise ValueError(f"window {window}: at most {MAX_WINDOW} draft tokens per cycle")
     context = _check_prompt(prompt_ids, [target] if draft is None else [target, draft])
     window = window if drafter is not None else 0
     stats = DecodeStats(accept_histogram=[0] * (window + 1))
@@ -102,7 +104,7 @@ def generate(
 
     seq = list(prompt_ids)
     # The target's cache must hold seq[:-1]: keep what it shares with that, read the rest.
-    target.truncate(min(common_prefix_length(target.tokens, seq), len(seq) - 1))
+    keep_shared_prefix(target, seq, len(seq) - 1)
     if target.cached_length < len(seq) - 1:
         target.forward(seq[target.cached_length:-1], n_logits=1)
         stats.target_forwards += 1

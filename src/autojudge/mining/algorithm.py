@@ -37,11 +37,11 @@ from typing import Sequence
 
 import torch
 
-from autojudge.decoding.drafters import LookupDrafter, common_prefix_length, nearest_match_end
+from autojudge.decoding.drafters import LookupDrafter, nearest_match_end
 from autojudge.decoding.engine import generate
 from autojudge.decoding.features import logit_features
 from autojudge.errors import PromptError
-from autojudge.models.backend import CausalLM
+from autojudge.models.backend import CausalLM, keep_shared_prefix
 from autojudge.models.backend import ModelPair
 from autojudge.tasks.base import Problem, Task, task_budget
 
@@ -77,8 +77,7 @@ class MinedProblem:
 
 def next_token_predictions(model: CausalLM, seq: Sequence[int], first: int) -> list[int]:
     """Greedy next-token predictions after each of seq[first:], reusing the cached prefix."""
-    keep = min(common_prefix_length(model.tokens, seq), first)
-    model.truncate(keep)
+    keep = keep_shared_prefix(model, seq, first)
     logits = model.forward(list(seq[keep:])).logits
     return logits[first - keep:].argmax(dim=-1).tolist()
 
@@ -86,8 +85,7 @@ def next_token_predictions(model: CausalLM, seq: Sequence[int], first: int) -> l
 def features_at(model: CausalLM, seq: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
     """(next-token logits before the last token of `seq`, final-norm hidden state after
     reading it), from one pass over what the cache lacks (at least those two tokens)."""
-    keep = min(common_prefix_length(model.tokens, seq), len(seq) - 2)
-    model.truncate(keep)
+    keep = keep_shared_prefix(model, seq, len(seq) - 2)
     out = model.forward(list(seq[keep:]), n_logits=2)
     return out.logits[-2], out.hidden[-1]
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from autojudge.decoding.drafters import common_prefix_length
+from autojudge.models.backend import common_prefix_length
 from autojudge.mining.algorithm import Miner
 from autojudge.models.backend import ModelPair
 from autojudge.prompting import chat_prompt_ids

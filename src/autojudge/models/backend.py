@@ -54,6 +54,27 @@ class CausalLM(Protocol):
         """What a judge must match to reuse features from this backend (runtime, dtype...)."""
 
 
+# Draft tokens one verification pass checks, at most (a pass reads them and the pending token).
+MAX_WINDOW = 64
+
+
+def common_prefix_length(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    for i in range(n):
+        if a[i] != b[i]:
+            return i
+    return n
+
+
+def keep_shared_prefix(model: CausalLM, seq: Sequence[int], at_most: int) -> int:
+    """Roll the model's cache back to what it shares with `seq`, at most `at_most` tokens
+    (the last tokens a caller needs outputs for must be read again); return that length.
+    The caller then forwards seq[returned:]: the rest, never the shared prefix again."""
+    keep = min(common_prefix_length(model.tokens, seq), at_most)
+    model.truncate(keep)
+    return keep
+
+
 def check_room(model: CausalLM, n_new: int) -> None:
     """Refuse an empty forward or one that would overflow the context."""
     if n_new < 1:

@@ -22,10 +22,10 @@ from typing import Sequence
 import torch
 from transformers import PreTrainedModel, StaticCache
 
-from autojudge.models.backend import StepOutput, check_room
+from autojudge.models.backend import MAX_WINDOW, StepOutput, check_room
 from autojudge.models.hf import TransformersLM
 
-MAX_GRAPH_TOKENS = 65  # a verification pass of the largest window (64 drafts + the pending token)
+MAX_GRAPH_TOKENS = MAX_WINDOW + 1  # a verification pass of the largest window, and the pending token
 ROUND = 64  # cache capacity is a multiple of this
 
 
