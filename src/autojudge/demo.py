@@ -13,20 +13,23 @@ from autojudge.decoding.modes import decode, judge_mode
 from autojudge.judge.shipped import load_judge
 from autojudge.models.loading import load_pair
 from autojudge.prompting import chat_prompt_ids
+from autojudge.tasks.base import task_budget
 from autojudge.tasks.gsm8k import GSM8K
 
 
-def run_demo(args) -> int:
+def run_demo(n: int = 3, *, window: int = 16, max_new_tokens: int | None = None, backend: str = "auto",
+             judge_path: str | None = None, threshold: float | None = None, recall: float = 0.9) -> int:
     task = GSM8K()
-    problems = task.load("eval")[: args.n]
+    max_new_tokens = max_new_tokens or task_budget(task)
+    problems = task.load("eval")[:n]
     print("loading the default pair (the first run downloads ~1.5 GB of GGUF files, a few minutes)")
-    pair = load_pair(backend=args.backend)
-    judge = load_judge(pair, args.judge, task="gsm8k")
-    threshold = args.threshold if args.threshold is not None else judge.threshold_for_recall(args.recall)
+    pair = load_pair(backend=backend)
+    judge = load_judge(pair, judge_path, task="gsm8k")
+    threshold = threshold if threshold is not None else judge.threshold_for_recall(recall)
     judged = judge_mode(threshold)
     modes = ("exact", judged)
     print(f"runtime: target {pair.target.describe()['backend']}, draft {pair.draft.describe()['backend']}; "
-          f"window {args.window}; judge {args.judge or 'shipped'} (validation AUC "
+          f"window {window}; judge {judge_path or 'shipped'} (validation AUC "
           f"{judge.meta['validation_auc']:.3f}), threshold {threshold:.4g}")
     totals = {mode: {"tokens": 0, "seconds": 0.0, "cycles": 0, "correct": 0} for mode in modes}
     for problem in problems:
@@ -36,7 +39,7 @@ def run_demo(args) -> int:
             for model in (pair.target, pair.draft):
                 model.reset()  # each mode from a cold cache, so their speeds compare fairly
             result = decode(pair, chat_prompt_ids(pair.tokenizer, task.messages(problem)), mode,
-                            window=args.window, max_new_tokens=args.max_new_tokens, judge=judge)
+                            window=window, max_new_tokens=max_new_tokens, judge=judge)
             text = pair.tokenizer.decode(result.token_ids, skip_special_tokens=True)
             stats, correct = result.stats, task.is_correct(text, problem)
             total = totals[mode]

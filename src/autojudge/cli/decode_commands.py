@@ -156,4 +156,5 @@ def check_costs(args) -> int:
 
 def cmd_demo(args) -> int:
     from autojudge.demo import run_demo
-    return run_demo(args)
+    return run_demo(args.n, window=args.window, max_new_tokens=args.max_new_tokens, backend=args.backend,
+                    judge_path=args.judge, threshold=args.threshold, recall=args.recall)
