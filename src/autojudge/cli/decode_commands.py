@@ -158,3 +158,31 @@ def cmd_demo(args) -> int:
     from autojudge.demo import run_demo
     return run_demo(args.n, window=args.window, max_new_tokens=args.max_new_tokens, backend=args.backend,
                     judge_path=args.judge, threshold=args.threshold, recall=args.recall)
+
+
+def cmd_serve(args) -> int:
+    try:
+        import uvicorn
+
+        from autojudge.serve.app import ServerOptions, build_app
+    except ImportError as exc:
+        raise AutojudgeError(f"the server needs its extra: pip install 'autojudge[serve]' ({exc.name} is missing)") \
+            from None
+    import autojudge.judge  # noqa: F401  (registers the judge's modes)
+    from autojudge.decoding.modes import parse_mode
+    from autojudge.models.loading import load_pair
+    try:
+        default = parse_mode(args.mode)
+    except ValueError as exc:
+        raise AutojudgeError(str(exc)) from None
+    pair = load_pair(args.draft, args.target, **pair_options(args))
+    judge = None
+    if args.judge or args.task or default.needs_judge:
+        from autojudge.judge.shipped import load_judge
+        judge = load_judge(pair, args.judge, task=args.task or "gsm8k")
+    options = ServerOptions(mode=default.name, window=args.window, draft_p_min=args.draft_p_min,
+                            max_tokens=args.max_tokens, max_waiting=args.max_waiting)
+    print(f"serving {pair.target.name} (draft {pair.draft.name if pair.draft else '-'}) on "
+          f"http://{args.host}:{args.port}/v1, mode {default.name}", flush=True)
+    uvicorn.run(build_app(pair, options, judge), host=args.host, port=args.port, log_level="warning")
+    return 0

@@ -216,6 +216,21 @@ def build_parser() -> argparse.ArgumentParser:
                     help="decode nothing: write the report from the problems done so far")
     _add_pair_options(ev)
 
+    serve = commands.add_parser("serve", help="an OpenAI-compatible HTTP server (chat, completions, streaming)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=_positive, default=8000)
+    serve.add_argument("--mode", default="exact", help="default decoding mode; a request may name its own "
+                                                       "(default: %(default)s)")
+    serve.add_argument("--window", type=_positive, default=16, help="default draft tokens per cycle")
+    serve.add_argument("--draft-p-min", type=_probability, default=0.0, metavar="P",
+                       help="default adaptive draft length (0: fixed windows)")
+    serve.add_argument("--max-tokens", type=_positive, default=512, help="a request's default budget")
+    serve.add_argument("--max-waiting", type=_positive, default=16,
+                       help="requests that may wait for the pair; one more gets a 503 (default: %(default)s)")
+    serve.add_argument("--task", help="serve the judge modes with this task's shipped judge (gsm8k, mbpp)")
+    serve.add_argument("--judge", metavar="PATH", help="serve the judge modes with this judge file")
+    _add_pair_options(serve)
+
     demo = commands.add_parser("demo", help="answer GSM8K eval problems with the default pair")
     demo.add_argument("--n", type=_positive, default=3)
     demo.add_argument("--window", type=_positive, default=16)
