@@ -118,6 +118,14 @@ def test_concurrent_requests_each_answer_as_alone(client, pair):
     assert replies == [_alone(pair, p, 20) for p in PROMPTS]
 
 
+def test_sampling_with_a_seed_repeats_and_differs_from_greedy(client):
+    replies = [_chat(client, PROMPTS[4], max_tokens=24, **{"temperature": 1.5, "seed": 11}).choices[0].message.content
+               for _ in range(2)]
+    other = _chat(client, PROMPTS[4], max_tokens=24, **{"temperature": 1.5, "seed": 12}).choices[0].message.content
+    greedy = _chat(client, PROMPTS[4], max_tokens=24).choices[0].message.content
+    assert replies[0] == replies[1] and len({replies[0], other, greedy}) > 1
+
+
 def test_completions_and_stop_strings(client, pair, server):
     reply = client.completions.create(model=pair.target.name, prompt="the cat sat", max_tokens=16)
     ids = list(pair.tokenizer("the cat sat")["input_ids"])
@@ -135,7 +143,8 @@ def test_completions_and_stop_strings(client, pair, server):
     ({"messages": [{"role": "user", "content": "hi"}], "mode": "nope"}, 400, "unknown mode"),
     ({"messages": [{"role": "user", "content": "hi"}], "mode": "judge@0.9"}, 400, "needs a judge"),
     ({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 0}, 400, "max_tokens"),
-    ({"messages": [{"role": "user", "content": "hi"}], "temperature": 0.7}, 400, "greedy"),
+    ({"messages": [{"role": "user", "content": "hi"}], "temperature": 0.7, "mode": "topk:4"}, 400, "sampling"),
+    ({"messages": [{"role": "user", "content": "hi"}], "temperature": 0.7, "top_p": 0}, 400, "top_p"),
     ({"messages": [{"role": "user", "content": "word " * 400}]}, 400, "context"),
     ({"messages": [{"role": "user", "content": " "}]}, 400, "empty"),
 ])

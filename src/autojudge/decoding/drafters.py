@@ -30,8 +30,9 @@ class Drafter(Protocol):
         """A new generation begins from `seq`; keep whatever cached state still applies."""
 
     def propose(self, seq: list[int], k: int, stop_ids: frozenset[int], want_hidden: bool,
-                want_logits: bool = False) -> Proposal:
-        """Up to k tokens to follow `seq` (fewer when a stop token is drafted)."""
+                want_logits: bool = False, sampling=None) -> Proposal:
+        """Up to k tokens to follow `seq` (fewer when a stop token is drafted); drawn
+        with `sampling` when given, else greedy."""
 
     def rollback(self, length: int) -> None:
         """Only the first `length` tokens of the last sequence are still valid."""
@@ -59,7 +60,8 @@ class ModelDrafter:
         keep_shared_prefix(self.model, seq, len(seq) - 1)
 
     def propose(self, seq: list[int], k: int, stop_ids: frozenset[int], want_hidden: bool,
-                want_logits: bool = False) -> Proposal:
+                want_logits: bool = False, sampling=None) -> Proposal:
+        """With `sampling` (autojudge.decoding.sampling), tokens are drawn, not argmax."""
         tokens: list[int] = []
         hidden: list[torch.Tensor] = []
         logits: list[torch.Tensor] = []
@@ -67,7 +69,7 @@ class ModelDrafter:
         forwards = 1
         while True:
             row = step.logits[-1]
-            token = int(row.argmax())
+            token = int(row.argmax()) if sampling is None else sampling.draw(sampling.probs(row[None])[0])
             if self.p_min > 0 and float(torch.softmax(row.float(), dim=-1)[token]) < self.p_min:
                 break
             tokens.append(token)
@@ -118,9 +120,9 @@ class LookupDrafter:
         pass
 
     def propose(self, seq: list[int], k: int, stop_ids: frozenset[int], want_hidden: bool,
-                want_logits: bool = False) -> Proposal:
-        if want_hidden or want_logits:
-            raise ValueError("a lookup drafter has no hidden states or logits; use a model drafter")
+                want_logits: bool = False, sampling=None) -> Proposal:
+        if want_hidden or want_logits or sampling is not None:
+            raise ValueError("a lookup drafter has no hidden states, logits or sampling; use a model drafter")
         tokens = self._lookup(seq, min(k, self.length))
         for i, token in enumerate(tokens):
             if token in stop_ids:

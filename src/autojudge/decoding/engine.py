@@ -19,6 +19,7 @@ import torch
 
 from autojudge.decoding.drafters import Drafter, ModelDrafter
 from autojudge.decoding.policies import AcceptancePolicy, Exact, Window
+from autojudge.decoding.sampling import Sampling, speculative_sample
 from autojudge.errors import PromptError
 from autojudge.models.backend import MAX_WINDOW, CausalLM, keep_shared_prefix
 
@@ -78,6 +79,7 @@ def generate(
     stop_ids: frozenset[int] = frozenset(),
     stop_when: Callable[[list[int]], bool] | None = None,
     draft_p_min: float = 0.0,
+    sampling: Sampling | None = None,
 ) -> Generation:
     """Decode greedily from `target`, speculating with a draft model or another drafter.
 
@@ -86,13 +88,18 @@ def generate(
     keys and values of a shared prefix with the previous call are reused, not recomputed.
     `stop_when(new_tokens)`, checked after every cycle, ends decoding ("settled") when true.
     `draft_p_min` > 0 lets a draft model stop early (see ModelDrafter): adaptive windows.
+    `sampling` (temperature > 0): the target's distribution is sampled, and a draft's
+    tokens verified by speculative sampling (autojudge.decoding.sampling), which keeps
+    that distribution; only the exact and judge policies go with it.
     """
     if draft is not None and drafter is not None:
         raise ValueError("pass a draft model or a drafter, not both")
     if draft is not None:
         drafter = ModelDrafter(draft, p_min=draft_p_min)
     policy = policy or Exact()
-    needs_logits = getattr(policy, "needs_draft_logits", False)
+    if sampling is not None and not (isinstance(policy, Exact) or hasattr(policy, "harmless")):
+        raise ValueError(f"sampling goes with exact and judge decoding, not {policy.name}")
+    needs_logits = getattr(policy, "needs_draft_logits", False) or sampling is not None
     if (policy.needs_hidden or needs_logits) and drafter is not None and not drafter.provides_hidden:
         raise ValueError(f"policy {policy.name} needs hidden states or logits that {drafter.name} cannot give")
     if window > MAX_WINDOW:
@@ -119,7 +126,7 @@ def generate(
         k = min(window, limit - before - 1)
         drafted, draft_hidden, draft_logits = [], None, None
         if k > 0:
-            proposal = drafter.propose(seq, k, stop_ids, policy.needs_hidden, needs_logits)
+            proposal = drafter.propose(seq, k, stop_ids, policy.needs_hidden, needs_logits, sampling)
             drafted, draft_hidden, draft_logits = proposal.tokens, proposal.hidden, proposal.logits
             stats.draft_forwards += proposal.forwards
             stats.drafted_tokens += len(drafted)
@@ -133,12 +140,18 @@ def generate(
             draft_hidden=draft_hidden,
             draft_logits=draft_logits,
         )
-        accepted = policy(view) if drafted else 0
-        emitted = drafted[:accepted] + [int(view.target_tokens[accepted])]
+        if sampling is None:
+            accepted = policy(view) if drafted else 0
+            emitted = drafted[:accepted] + [int(view.target_tokens[accepted])]
+            mismatches = int((~view.matches[:accepted]).sum()) if accepted else 0
+        else:
+            harmless = policy.harmless(view) if drafted and hasattr(policy, "harmless") else None
+            accepted, token, mismatches = speculative_sample(sampling, out.logits, draft_logits, drafted, harmless)
+            emitted = drafted[:accepted] + [token]
 
         stats.cycles += 1
         stats.accept_histogram[accepted] += 1
-        stats.accepted_mismatches += int((~view.matches[:accepted]).sum()) if accepted else 0
+        stats.accepted_mismatches += mismatches
         for token in emitted:
             seq.append(token)
             if token in stop_ids:

@@ -25,6 +25,7 @@ from typing import Callable, Sequence
 
 from autojudge.decoding.engine import Generation, generate
 from autojudge.decoding.policies import FLy, AcceptancePolicy, Exact, TopK, Typical, number, spelled
+from autojudge.decoding.sampling import Sampling
 from autojudge.models.backend import ModelPair
 
 
@@ -152,9 +153,13 @@ def mode_policy(mode: str, judge=None) -> AcceptancePolicy:
 
 
 def decode(pair: ModelPair, prompt_ids: Sequence[int], mode: str | Mode = "exact", *,
-           window: int = 8, max_new_tokens: int = 256, judge=None, draft_p_min: float = 0.0) -> Generation:
+           window: int = 8, max_new_tokens: int = 256, judge=None, draft_p_min: float = 0.0,
+           sampling: Sampling | None = None, stop_when=None) -> Generation:
+    """Decode in `mode`; greedy, or sampled with `sampling` (exact and judge modes)."""
     mode = parse_mode(mode) if isinstance(mode, str) else mode
     if mode.policy == "target":
-        return generate(pair.target, prompt_ids, max_new_tokens=max_new_tokens, stop_ids=pair.stop_ids)
+        return generate(pair.target, prompt_ids, max_new_tokens=max_new_tokens, stop_ids=pair.stop_ids,
+                        sampling=sampling, stop_when=stop_when)
     return generate(pair.target, prompt_ids, draft=pair.draft, policy=mode.policy_for(judge), window=window,
-                    max_new_tokens=max_new_tokens, stop_ids=pair.stop_ids, draft_p_min=draft_p_min)
+                    max_new_tokens=max_new_tokens, stop_ids=pair.stop_ids, draft_p_min=draft_p_min,
+                    sampling=sampling, stop_when=stop_when)

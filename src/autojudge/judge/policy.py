@@ -6,6 +6,8 @@ lookahead L) with the decoding stage's registry.
 
 from __future__ import annotations
 
+import torch
+
 from autojudge.decoding.modes import PolicySpec, register_policy
 from autojudge.decoding.policies import Window, keep_with_lookahead, spelled
 from autojudge.judge.model import Judge
@@ -33,15 +35,18 @@ class JudgePolicy:
         self.needs_draft_logits = "logits" in judge.groups
         self.name = spelled("judge", (threshold, lookahead), (None, 0))
 
+    def harmless(self, window: Window) -> torch.Tensor:
+        """[k] bool: the judge's P(important) is below the threshold (with sampling, such a
+        draft token is kept even where speculative sampling rejects it)."""
+        parts = {"draft": window.draft_hidden, "target": window.target_hidden,
+                 "logits": window.logit_features if self.needs_draft_logits else None}
+        # On a mixed pair a draft-only judge scores on the draft's device, not the target's.
+        return (self.judge.prob_important(parts) < self.threshold).to(window.matches.device)
+
     def __call__(self, window: Window) -> int:
         if bool(window.matches.all()):
             return len(window.draft_tokens)
-        parts = {"draft": window.draft_hidden, "target": window.target_hidden,
-                 "logits": window.logit_features if self.needs_draft_logits else None}
-        p_important = self.judge.prob_important(parts)
-        # On a mixed pair a draft-only judge scores on the draft's device, not the target's.
-        harmless = (p_important < self.threshold).to(window.matches.device)
-        return keep_with_lookahead(window.matches, harmless, self.lookahead)
+        return keep_with_lookahead(window.matches, self.harmless(window), self.lookahead)
 
 
 register_policy(PolicySpec("judge", ("threshold", "lookahead"), (None, 0), JudgePolicy, needs_judge=True,

@@ -16,8 +16,9 @@ Concurrency: the pair holds one sequence per model, so requests decode one at a 
 in arrival order, in one worker thread (the event loop stays free to accept, stream and
 refuse). At most `max_waiting` requests wait; one more is refused at once with a 503
 rather than left to hang. A streaming client that disconnects ends its decoding at the
-next verification cycle. Decoding is greedy: temperature, top_p and seed above their
-greedy values are refused with a 400 (speculative sampling is not implemented yet).
+next verification cycle. Temperature 0 (the default) is greedy decoding; above 0, the
+exact and judge modes sample by speculative sampling (autojudge.decoding.sampling),
+with top_p and seed.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
 
-from autojudge.decoding.modes import Mode, parse_mode
+from autojudge.decoding.modes import Mode, decode, parse_mode
+from autojudge.decoding.sampling import Sampling
 from autojudge.errors import PromptError
 from autojudge.models.backend import MAX_WINDOW, ModelPair
 from autojudge.prompting import chat_prompt_ids
@@ -146,18 +148,25 @@ def build_app(pair: ModelPair, options: ServerOptions = ServerOptions(), judge=N
         return {"object": "list", "data": [{"id": model_id, "object": "model", "created": 0, "owned_by": "autojudge",
                                             **pair.describe(machine=False)}]}
 
-    def plan(body: _Request, prompt_ids: list[int]) -> tuple[Mode, int, float, int, list[str]]:
+    def plan(body: _Request, prompt_ids: list[int]) -> tuple[Mode, int, float, int, list[str], Sampling | None]:
         if body.model != model_id:
             raise APIError(404, f"the model {body.model!r} does not exist; this server serves {model_id!r}",
                            param="model", code="model_not_found")
         if body.n != 1:
             raise APIError(400, "n must be 1", param="n")
-        if (body.temperature or 0) > 0 or (body.top_p is not None and body.top_p < 1):
-            raise APIError(400, "only greedy decoding is served (temperature 0, top_p 1)", param="temperature")
         try:
             mode = parse_mode(body.mode) if body.mode else default_mode
         except ValueError as exc:
             raise APIError(400, str(exc), param="mode") from None
+        sampling = None
+        if (body.temperature or 0) > 0:
+            if mode.policy not in ("target", "exact") and not mode.needs_judge:
+                raise APIError(400, f"sampling (temperature > 0) goes with the target, exact and judge modes, "
+                                    f"not {mode.name}", param="temperature")
+            try:
+                sampling = Sampling(body.temperature, 1.0 if body.top_p is None else body.top_p, body.seed)
+            except ValueError as exc:
+                raise APIError(400, str(exc), param="top_p") from None
         if mode.needs_judge and judge is None:
             raise APIError(400, f"mode {mode.name} needs a judge; start the server with --judge or --task",
                            param="mode")
@@ -169,9 +178,9 @@ def build_app(pair: ModelPair, options: ServerOptions = ServerOptions(), judge=N
         stops = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
         window = body.window or options.window
         p_min = options.draft_p_min if body.draft_p_min is None else body.draft_p_min
-        return mode, window, p_min, min(budget, room - len(prompt_ids)), [s for s in stops if s]
+        return mode, window, p_min, min(budget, room - len(prompt_ids)), [s for s in stops if s], sampling
 
-    def run(prompt_ids, mode, window, p_min, budget, stops, on_text, cancelled):
+    def run(prompt_ids, mode, window, p_min, budget, stops, sampling, on_text, cancelled):
         """Decode in the worker thread; on_text(piece) for each new piece of text."""
         shown = [""]
 
@@ -184,7 +193,11 @@ def build_app(pair: ModelPair, options: ServerOptions = ServerOptions(), judge=N
                 shown[0] = visible
             return cut is not None or cancelled.is_set()
 
-        result = decode_with_watch(pair, prompt_ids, mode, window, budget, judge, p_min, watch)
+        for model in (pair.target, pair.draft):
+            if model is not None:
+                model.reset()  # another request's cache: nothing to share with this one
+        result = decode(pair, prompt_ids, mode, window=window, max_new_tokens=budget, judge=judge,
+                        draft_p_min=p_min, sampling=sampling, stop_when=watch)
         text = pair.tokenizer.decode(result.token_ids, skip_special_tokens=True)
         cut = _first_stop(text, stops)
         final = text if cut is None else text[:cut]
@@ -194,7 +207,7 @@ def build_app(pair: ModelPair, options: ServerOptions = ServerOptions(), judge=N
         return result, final, "length" if stopped else "stop"
 
     async def complete(body: _Request, prompt_ids: list[int], chat: bool):
-        mode, window, p_min, budget, stops = plan(body, prompt_ids)
+        mode, window, p_min, budget, stops, sampling = plan(body, prompt_ids)
         if state["waiting"] >= options.max_waiting:
             metrics.requests.labels("refused").inc()
             raise APIError(503, f"the server is full ({options.max_waiting} requests waiting); retry later",
@@ -221,7 +234,7 @@ def build_app(pair: ModelPair, options: ServerOptions = ServerOptions(), judge=N
                     return None
                 # Shielded: the pair is not released before its thread has finished.
                 return await asyncio.shield(asyncio.to_thread(run, prompt_ids, mode, window, p_min, budget,
-                                                              stops, on_text, cancelled))
+                                                              stops, sampling, on_text, cancelled))
             finally:
                 gate.release()
                 loop.call_soon_threadsafe(pieces.put_nowait, None)
@@ -297,18 +310,6 @@ def build_app(pair: ModelPair, options: ServerOptions = ServerOptions(), judge=N
         return await complete(body, prompt_ids, chat=False)
 
     return app
-
-
-def decode_with_watch(pair, prompt_ids, mode: Mode, window, budget, judge, p_min, watch):
-    """`decode`, with `watch(new_tokens)` after every cycle (streaming, stop strings, cancel)."""
-    from autojudge.decoding.engine import generate
-    for model in (pair.target, pair.draft):
-        if model is not None:
-            model.reset()  # another request's cache: nothing to share with this one
-    if mode.policy == "target":
-        return generate(pair.target, prompt_ids, max_new_tokens=budget, stop_ids=pair.stop_ids, stop_when=watch)
-    return generate(pair.target, prompt_ids, draft=pair.draft, policy=mode.policy_for(judge), window=window,
-                    max_new_tokens=budget, stop_ids=pair.stop_ids, stop_when=watch, draft_p_min=p_min)
 
 
 def _first_stop(text: str, stops: list[str]) -> int | None:
