@@ -234,3 +234,24 @@ def test_the_llamacpp_path_needs_no_converted_checkpoint(tmp_path, monkeypatch):
     assert pair.tokenizer.chat_template == reference.chat_template
     text = "Natalia sold 48/2 = 24 clips in May.\n\\boxed{72} é"
     assert pair.tokenizer(text)["input_ids"] == reference(text)["input_ids"]
+
+
+def test_an_evaluation_decodes_problems_side_by_side_and_keeps_them_out_of_tokens_per_second(tmp_path):
+    from autojudge.evaluation.run import run_eval
+    from autojudge.runfiles import read_records
+    from tests.toy_task import ToyTask
+
+    pair = load_pair(backend="llamacpp")
+    modes = ["target", "exact", "topk:4"]
+    rows = run_eval(pair, ToyTask(), "all", modes, tmp_path / "side", limit=3, window=4, max_new_tokens=12,
+                    parallel=3)
+    records = read_records(tmp_path / "side" / "records.jsonl")
+    assert sorted((r["problem"], r["mode"]) for r in records) == sorted((p, m) for p in range(3) for m in modes)
+    assert all(r["batched"] == 3 for r in records)
+    assert all(row["problems"] == 3 and row["tokens_per_second"] is None and row["speed_vs_exact"] is None
+               for row in rows)
+    run_eval(pair, ToyTask(), "all", modes, tmp_path / "alone", limit=3, window=4, max_new_tokens=12)
+    alone = {(r["problem"], r["mode"]): r["token_ids"] for r in read_records(tmp_path / "alone" / "records.jsonl")}
+    # Merged passes round differently (near-ties may flip); a bug in the merging would garble them all.
+    same = sum(r["token_ids"] == alone[r["problem"], r["mode"]] for r in records)
+    assert same >= len(records) // 2

@@ -206,6 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="comma-separated: target, exact, topk:K, judge:THRESHOLD, judge@RECALL "
                          "(default: %(default)s)")
     ev.add_argument("--window", type=_positive, default=16, help="draft tokens per cycle")
+    ev.add_argument("--parallel", type=_positive, default=1, metavar="N",
+                    help="decode N problems side by side, their passes merged (llama.cpp): faster accuracy and "
+                         "tokens per cycle; such records are left out of tokens/s (default: %(default)s)")
     ev.add_argument("--draft-p-min", type=_probability, default=0.0, metavar="P",
                     help="adaptive draft length: stop drafting before a token the draft gives a probability "
                          "below P (default: 0, fixed windows)")

@@ -62,14 +62,16 @@ def _versus_exact(runs: list[dict], exact_runs: list[dict]) -> tuple[float, floa
 
 
 def _tokens_per_second(runs: list[dict]) -> float | None:
+    """Single-stream speed: records decoded side by side with others share their seconds."""
+    runs = [r for r in runs if not r.get("batched")]
     seconds = sum(r["seconds"] for r in runs)
     return sum(r["new_tokens"] for r in runs) / seconds if seconds else None
 
 
 def _same_run_speed(runs: list[dict], base: str, measured: dict) -> tuple[float | None, int]:
     """Speed of `runs` over the baseline `base` measured in the same runs, and on how many problems."""
-    pairs = [(r, measured.get((base, r["problem"], r.get("run")))) for r in runs]
-    pairs = [(r, b) for r, b in pairs if b is not None]
+    pairs = [(r, measured.get((base, r["problem"], r.get("run")))) for r in runs if not r.get("batched")]
+    pairs = [(r, b) for r, b in pairs if b is not None and not b.get("batched")]
     mine, theirs = _tokens_per_second([r for r, _ in pairs]), _tokens_per_second([b for _, b in pairs])
     return (mine / theirs if mine and theirs else None), len(pairs)
 

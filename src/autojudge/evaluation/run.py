@@ -14,7 +14,9 @@ baselines (target, exact) decoded again in that run too.
 
 from __future__ import annotations
 
+import functools
 import secrets
+import threading
 import time
 from pathlib import Path
 
@@ -24,6 +26,7 @@ import autojudge.judge  # noqa: F401  (registers the judge's modes)
 from autojudge.decoding.modes import decode, is_judge_mode, mode_policy
 from autojudge.errors import AutojudgeError
 from autojudge.evaluation.report import SPEED_BASELINES, write_report
+from autojudge.mining.run import run_threads
 from autojudge.runfiles import append_record, check_meta, read_records, run_lock
 from autojudge.models.backend import ModelPair
 from autojudge.prompting import chat_prompt_ids
@@ -32,8 +35,13 @@ from autojudge.tasks.base import Task, task_budget
 
 def run_eval(pair: ModelPair, task: Task, split: str, modes: list[str], out: str | Path, *,
              limit: int | None = None, window: int = 16, max_new_tokens: int | None = None,
-             judge=None, report_only: bool = False, draft_p_min: float = 0.0) -> list[dict]:
+             judge=None, report_only: bool = False, draft_p_min: float = 0.0, parallel: int = 1) -> list[dict]:
     """Decode what is missing (unless `report_only`), then write the report.
+
+    `parallel` > 1 (llama.cpp) decodes that many problems side by side, their passes
+    merged into shared llama.cpp passes (autojudge.models.batching): a run's accuracy
+    and tokens per cycle come faster, but its seconds are shared between sequences, so
+    such records are marked `batched` and the report leaves them out of tokens/s.
 
     A judge-mode record carries the judge's fingerprint. After retraining the judge, a
     rerun decodes the judge modes again, with the baselines on the same problems, and
@@ -68,31 +76,63 @@ def run_eval(pair: ModelPair, task: Task, split: str, modes: list[str], out: str
         run = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
         # Recorded with each judge-mode run, so a table can say which threshold R stood for.
         thresholds = {m: mode_policy(m, judge).threshold for m in modes if is_judge_mode(m)}
-        bar = tqdm(todo, desc=f"eval {task.name}/{split}", unit="run")
-        for problem, mode in bar:
-            bar.set_postfix(problem=problem.id, mode=mode)
-            for model in (pair.target, pair.draft):
-                if model is not None:
-                    model.reset()
-            prompt_ids = chat_prompt_ids(pair.tokenizer, task.messages(problem))
-            judged = is_judge_mode(mode)
-            result = decode(pair, prompt_ids, mode, window=window, max_new_tokens=max_new_tokens,
-                            judge=judge if judged else None, draft_p_min=draft_p_min)
-            text = pair.tokenizer.decode(result.token_ids, skip_special_tokens=True)
-            stats = result.stats
-            record = {"mode": mode, "problem": problem.id, "run": run, "correct": task.is_correct(text, problem),
-                      "answer": task.extract_answer(text, problem), "new_tokens": stats.new_tokens,
-                      "cycles": stats.cycles, "seconds": stats.seconds,
-                      "accepted_mismatches": stats.accepted_mismatches, "stop_reason": result.stop_reason,
-                      "judge": fingerprint if judged else None,
-                      "threshold": thresholds.get(mode),
-                      "token_ids": result.token_ids, "text": text}
-            if hasattr(task, "follows_format"):  # GSM8K: does the last line read "The answer is N"?
-                record["follows_format"] = task.follows_format(text)
-            append_record(records_path, record)
-            records.append(record)
+        bar = tqdm(total=len(todo), desc=f"eval {task.name}/{split}", unit="run")
+        lock = threading.Lock()  # guards the queue, the records file and the bar
+
+        def work(worker: ModelPair) -> None:
+            while True:
+                with lock:
+                    if not queue:
+                        return
+                    problem, problem_modes = queue.pop(0)
+                for mode in problem_modes:  # every mode of a problem in turn, in one thread
+                    record = _decode_record(worker, task, problem, mode, window, max_new_tokens, draft_p_min,
+                                            judge if is_judge_mode(mode) else None, fingerprint,
+                                            thresholds.get(mode), run, parallel)
+                    with lock:
+                        append_record(records_path, record)
+                        records.append(record)
+                        bar.set_postfix(problem=problem.id, mode=mode)
+                        bar.update()
+
+        queue = [(p, [m for q, m in todo if q.id == p.id]) for p in dict.fromkeys(p for p, _ in todo)]
+        if parallel == 1 or not queue:
+            work(pair)
+        else:
+            workers, gate = pair.parallel(parallel)
+
+            def member(worker: ModelPair) -> None:
+                with gate.member():
+                    work(worker)
+
+            run_threads([functools.partial(member, w) for w in workers], threading.Event())
+        bar.close()
         return write_report(records, modes, out, title=f"{task.name} {split}, window {window}",
                             meta={**meta, "judge": fingerprint})
+
+
+def _decode_record(pair: ModelPair, task: Task, problem, mode: str, window: int, max_new_tokens: int,
+                   draft_p_min: float, judge, fingerprint: str | None, threshold: float | None, run: str,
+                   parallel: int) -> dict:
+    for model in (pair.target, pair.draft):
+        if model is not None:
+            model.reset()
+    prompt_ids = chat_prompt_ids(pair.tokenizer, task.messages(problem))
+    result = decode(pair, prompt_ids, mode, window=window, max_new_tokens=max_new_tokens, judge=judge,
+                    draft_p_min=draft_p_min)
+    text = pair.tokenizer.decode(result.token_ids, skip_special_tokens=True)
+    stats = result.stats
+    record = {"mode": mode, "problem": problem.id, "run": run, "correct": task.is_correct(text, problem),
+              "answer": task.extract_answer(text, problem), "new_tokens": stats.new_tokens,
+              "cycles": stats.cycles, "seconds": stats.seconds,
+              "accepted_mismatches": stats.accepted_mismatches, "stop_reason": result.stop_reason,
+              "judge": fingerprint if judge is not None else None, "threshold": threshold,
+              "token_ids": result.token_ids, "text": text}
+    if parallel > 1:  # its seconds are shared with other sequences: not a single-stream speed
+        record["batched"] = parallel
+    if hasattr(task, "follows_format"):  # GSM8K: does the last line read "The answer is N"?
+        record["follows_format"] = task.follows_format(text)
+    return record
 
 
 def _check_judge(others: list[dict], done: set, modes: list[str], fingerprint: str | None,

@@ -109,7 +109,7 @@ def mine(pair: ModelPair, task: Task, split: str, out: str, *, limit: int | None
                 with gate.member():
                     work(worker_pair)
 
-            _run_threads([functools.partial(member, p) for p in pairs], failed)
+            run_threads([functools.partial(member, p) for p in pairs], failed)
             if gate.passes:
                 bar.write(f"{gate.requests} passes of {parallel} problems merged into {gate.passes} "
                           f"({gate.requests / gate.passes:.2f} per pass)")
@@ -117,7 +117,7 @@ def mine(pair: ModelPair, task: Task, split: str, out: str, *, limit: int | None
         return store
 
 
-def _run_threads(jobs: list, failed: threading.Event) -> None:
+def run_threads(jobs: list, failed: threading.Event) -> None:
     """Run each job in a thread; the first error stops the others (after their problem
     in flight) and is raised here. Daemon threads: Ctrl-C ends the process at once."""
     errors: list[BaseException] = []
