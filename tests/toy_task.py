@@ -68,3 +68,19 @@ class RejoiningToyTask(ToyTask):
 
     def interchangeable(self, old: str, new: str) -> bool:
         return self.always
+
+
+class DyingToyTask(ToyTask):
+    """The toy task, whose process dies (once: a marker file remembers) while it checks
+    problem 1's answer: a mining worker lost mid-problem."""
+
+    name = "toy-dying"
+
+    def extract_answer(self, text: str, problem: Problem | None = None) -> str | None:
+        import os
+        from pathlib import Path
+        marker = Path(os.environ["DYING_TASK_MARKER"])
+        if problem is not None and problem.id == 1 and not marker.exists():
+            marker.write_text("died once")
+            os._exit(1)
+        return super().extract_answer(text, problem)

@@ -12,10 +12,21 @@ def cmd_mine(args) -> int:
     from autojudge.mining.run import mine
     from autojudge.models.loading import load_pair
     task = load_task(args.task, args.split)
-    pair = load_pair(args.draft, args.target, **pair_options(args))
-    store = mine(pair, task, args.split, args.out, limit=args.limit, max_new_tokens=args.max_new_tokens,
-                 window=args.window, fast=not args.plain, shard=args.shard,
-                 parallel=args.parallel, rejoin=args.rejoin)
+    if args.ray is not None:
+        from autojudge.mining.distributed import PairSpec, mine_on_ray
+        if args.parallel > 1 or args.plain:
+            raise AutojudgeError("--ray mines with fast regeneration, one problem per worker: drop --parallel "
+                                 "and --plain (add workers instead)")
+        store = mine_on_ray(PairSpec(args.draft, args.target, pair_options(args)), args.task, args.split, args.out,
+                            address=None if args.ray == "local" else args.ray, workers=args.ray_workers,
+                            cpus_per_worker=args.ray_cpus, gpus_per_worker=args.ray_gpus, limit=args.limit,
+                            max_new_tokens=args.max_new_tokens, window=args.window, rejoin=args.rejoin,
+                            shard=args.shard)
+    else:
+        pair = load_pair(args.draft, args.target, **pair_options(args))
+        store = mine(pair, task, args.split, args.out, limit=args.limit, max_new_tokens=args.max_new_tokens,
+                     window=args.window, fast=not args.plain, shard=args.shard,
+                     parallel=args.parallel, rejoin=args.rejoin)
     summary = store.summary()
     first, regenerated = summary["first_answers_cut"], summary["regenerations_cut"]
     print(f"{summary['problems']} problems, {summary['labels']} labelled mismatches, "

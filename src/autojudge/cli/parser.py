@@ -143,6 +143,12 @@ def build_parser() -> argparse.ArgumentParser:
                            "hour, the same up to near-ties: try 4 per core)")
     mine.add_argument("--plain", action="store_true",
                       help="regenerate with plain greedy decoding (slow reference; same labels)")
+    mine.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                      help="mine on a Ray cluster: alone, a local one on this machine; 'auto' or an address, "
+                           "a running one (ray start --head)")
+    mine.add_argument("--ray-workers", type=_positive, default=2, help="Ray actors, each loading the pair once")
+    mine.add_argument("--ray-cpus", type=float, default=1, help="CPUs per Ray worker (default: %(default)s)")
+    mine.add_argument("--ray-gpus", type=float, default=0, help="GPUs per Ray worker (default: %(default)s)")
     mine.add_argument("--rejoin", type=_non_negative, default=0, metavar="M",
                       help="shortcut (off: 0): a regeneration that re-joins the old response for M tokens "
                            "after an interchangeable stretch is not verified further; can change labels, "

