@@ -298,3 +298,20 @@ def test_null_swaps_change_nothing_where_arithmetic_is_exact_and_resume(pair, tm
     assert len(swaps) == 6 and len((out / "records.jsonl").read_text().splitlines()) == 3
     assert not any(s.tokens_changed or s.answer_changed for s in swaps)
     assert "| 6 | 3 | 0 (0.0%) | 0 (0.0%) |" in null_swap_markdown(swaps, "toy")
+
+
+def test_confirmation_undoes_a_label_that_one_regeneration_flipped(pair):
+    from tests.toy_task import FlakyToyTask
+    key = lambda m: (m.position, m.draft_token, m.important)  # noqa: E731
+    for problem in ToyTask().load("all")[:3]:
+        ids = chat_prompt_ids(pair.tokenizer, ToyTask().messages(problem))
+        reference = mine_problem(pair, ToyTask(), problem, ids, max_new_tokens=MAX_NEW)
+        if not reference.mismatches:
+            continue
+        flaky = mine_problem(pair, FlakyToyTask(), problem, ids, max_new_tokens=MAX_NEW)
+        confirmed = mine_problem(pair, FlakyToyTask(), problem, ids, max_new_tokens=MAX_NEW, confirm=True)
+        assert flaky.mismatches[0].important  # the misread answer reads as a change
+        assert [key(m) for m in confirmed.mismatches] == [key(m) for m in reference.mismatches]
+        assert confirmed.mismatches[0].confirmed is reference.mismatches[0].important
+        # On torch both pass layouts compute the same numbers: every other important label is confirmed.
+        assert all(m.confirmed for m in confirmed.mismatches[1:] if m.important)

@@ -84,3 +84,17 @@ class DyingToyTask(ToyTask):
             marker.write_text("died once")
             os._exit(1)
         return super().extract_answer(text, problem)
+
+
+class FlakyToyTask(ToyTask):
+    """The toy task, whose answer check misreads one text: the first regeneration's (its
+    second call), as a near-tie of the runtime would flip one regeneration's answer."""
+
+    name = "toy-flaky"
+
+    def __init__(self):
+        self.calls = 0
+
+    def extract_answer(self, text: str, problem: Problem | None = None) -> str | None:
+        self.calls += 1
+        return "misread" if self.calls == 2 else super().extract_answer(text, problem)

@@ -21,12 +21,12 @@ def cmd_mine(args) -> int:
                             address=None if args.ray == "local" else args.ray, workers=args.ray_workers,
                             cpus_per_worker=args.ray_cpus, gpus_per_worker=args.ray_gpus, limit=args.limit,
                             max_new_tokens=args.max_new_tokens, window=args.window, rejoin=args.rejoin,
-                            shard=args.shard)
+                            confirm=args.confirm, shard=args.shard)
     else:
         pair = load_pair(args.draft, args.target, **pair_options(args))
         store = mine(pair, task, args.split, args.out, limit=args.limit, max_new_tokens=args.max_new_tokens,
                      window=args.window, fast=not args.plain, shard=args.shard,
-                     parallel=args.parallel, rejoin=args.rejoin)
+                     parallel=args.parallel, rejoin=args.rejoin, confirm=args.confirm)
     summary = store.summary()
     first, regenerated = summary["first_answers_cut"], summary["regenerations_cut"]
     print(f"{summary['problems']} problems, {summary['labels']} labelled mismatches, "

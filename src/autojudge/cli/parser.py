@@ -143,6 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
                            "hour, the same up to near-ties: try 4 per core)")
     mine.add_argument("--plain", action="store_true",
                       help="regenerate with plain greedy decoding (slow reference; same labels)")
+    mine.add_argument("--confirm", action="store_true",
+                      help="keep a label important only if a second regeneration, through the other pass "
+                           "layout, changes the answer too (sturdier labels on llama.cpp; one more "
+                           "regeneration per important label)")
     mine.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
                       help="mine on a Ray cluster: alone, a local one on this machine; 'auto' or an address, "
                            "a running one (ray start --head)")
@@ -161,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     mbench.add_argument("--max-new-tokens", type=_positive, help="default: the task's budget (GSM8K 1024, MBPP and HumanEval 512; 512 for a free prompt)")
     mbench.add_argument("--methods", default="plain,fast",
                         help="comma-separated regeneration methods, the first the reference: plain, fast, "
-                             "fast+rejoin:M (default: %(default)s)")
+                             "fast+rejoin:M, each optionally +confirm (default: %(default)s)")
     mbench.add_argument("--parallel", type=_positive, default=1, metavar="N",
                         help="also mine the problems with the last method, N side by side (llama.cpp)")
     mbench.add_argument("--out", required=True,

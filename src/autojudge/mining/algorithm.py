@@ -58,6 +58,9 @@ class LabelledMismatch:
     # How the regeneration ended: "eos", "settled", "length" or "context" (the last two:
     # cut by the budget); None for a settled label, which regenerates nothing.
     regeneration_stop: str | None = None
+    # With confirmation: whether a second regeneration, through the other pass layout,
+    # changed the answer too (None: not asked, or not important the first time).
+    confirmed: bool | None = None
 
 
 @dataclass
@@ -97,15 +100,16 @@ def is_cut(stop_reason: str | None) -> bool:
 
 def mine_problem(pair: ModelPair, task: Task, problem: Problem, prompt_ids: list[int], *,
                  max_new_tokens: int | None = None, window: int = 4, regen_window: int = 32,
-                 fast: bool = True, rejoin: int = 0) -> MinedProblem:
+                 fast: bool = True, rejoin: int = 0, confirm: bool = False) -> MinedProblem:
     """Label every mismatch Algorithm 1 visits for one problem.
 
     `fast=False` regenerates with plain greedy decoding (the reference the fast path is
     tested against); `regen_window` is how many old-suffix tokens one pass verifies;
-    `rejoin` > 0 turns on the re-join shortcut (see `Miner`), which can change labels.
+    `rejoin` > 0 turns on the re-join shortcut (see `Miner`), which can change labels;
+    `confirm` keeps a label important only if a second regeneration agrees (see `Miner`).
     """
     return Miner(pair, task, problem, prompt_ids, max_new_tokens=max_new_tokens or task_budget(task),
-                 window=window, regen_window=regen_window, fast=fast, rejoin=rejoin).run()
+                 window=window, regen_window=regen_window, fast=fast, rejoin=rejoin, confirm=confirm).run()
 
 
 class Miner:
@@ -125,16 +129,25 @@ class Miner:
     rest of the old response is not verified again, which is most of a regeneration's
     cost on a CPU. It is a bet that the target, back on the old text, stays on it: it
     can change labels, and `bench-mining` measures how often it does.
+
+    Confirmation (`confirm`, off by default): a label found important is regenerated
+    a second time through the other pass layout (plain if fast, fast if plain) and
+    stays important only if that answer changes too. On a runtime whose rounding
+    depends on a pass's shape (llama.cpp), a near-tie can flip one regeneration's
+    answer for no reason; confirmed labels are sturdier, at one more regeneration per
+    important label.
     """
 
     PREDICTION_CHUNK = 16  # draft tokens read per pass while looking for the next mismatch
 
     def __init__(self, pair: ModelPair, task: Task, problem: Problem, prompt_ids: list[int], *,
-                 max_new_tokens: int, window: int, regen_window: int, fast: bool, rejoin: int):
+                 max_new_tokens: int, window: int, regen_window: int, fast: bool, rejoin: int,
+                 confirm: bool = False):
         self.pair, self.task, self.problem = pair, task, problem
         self.target, self.draft, self.stop = pair.target, pair.draft, pair.stop_ids
         self.max_new_tokens, self.window, self.regen_window, self.fast = max_new_tokens, window, regen_window, fast
         self.rejoin = rejoin if getattr(task, "interchangeable", None) else 0
+        self.confirm = confirm
         settles = getattr(task, "settled", None)
         self.settles = settles is not None
         self.is_settled = (lambda ids: settles(self.decode(ids), problem)) if settles else (lambda ids: False)
@@ -181,8 +194,18 @@ class Miner:
             alt, regen_stop = self.regeneration(t, swapped)
             alt_answer = self.task.extract_answer(self.decode(alt), self.problem)
             important = not self.task.equivalent(alt_answer, answer)
+            confirmed = None
+            if important and self.confirm:
+                # Regenerated again through the other pass layout: a change that does not
+                # survive it came from the runtime's rounding, not from the swap.
+                second, second_stop = self.regeneration(t, swapped, fast=not self.fast)
+                second_answer = self.task.extract_answer(self.decode(second), self.problem)
+                confirmed = not self.task.equivalent(second_answer, answer)
+                if not confirmed:
+                    important, alt, regen_stop, alt_answer = False, second, second_stop, second_answer
             result.mismatches.append(LabelledMismatch(t, self.y[t], swapped, important, alt_answer,
-                                                      self.decode(alt), regeneration_stop=regen_stop))
+                                                      self.decode(alt), regeneration_stop=regen_stop,
+                                                      confirmed=confirmed))
             if not important:
                 if regen_stop != "rejoined":  # a re-joined response ends as the old one did
                     unfinished, result.response_stop = regen_stop == "settled", regen_stop
@@ -220,13 +243,15 @@ class Miner:
                                                     torch.tensor([swapped]))[0])
         self.passes += 1
 
-    def regeneration(self, t: int, swapped: int) -> tuple[list[int], str]:
-        """The target's answer with the draft token at t: (the whole response, how it stopped)."""
+    def regeneration(self, t: int, swapped: int, fast: bool | None = None) -> tuple[list[int], str]:
+        """The target's answer with the draft token at t: (the whole response, how it stopped).
+        `fast` overrides the run's method (the confirming regeneration takes the other)."""
+        fast = self.fast if fast is None else fast
         head = self.y[:t] + [swapped]
-        rejoined = _Rejoin(self, t) if self.rejoin else None
+        rejoined = _Rejoin(self, t) if self.rejoin and fast else None
         continuation, stop_reason, more = self.finish(
-            head, drafter=LookupDrafter(self.x + self.y) if self.fast else None,
-            window=self.regen_window if self.fast else 0, rejoin=rejoined)
+            head, drafter=LookupDrafter(self.x + self.y) if fast else None,
+            window=self.regen_window if fast else 0, rejoin=rejoined)
         self.passes += more
         alt = head + continuation
         if rejoined is not None and rejoined.at is not None:

@@ -33,14 +33,17 @@ from autojudge.tasks.base import Task, task_budget
 CUT = ("length", "context")
 
 
-def parse_regeneration(method: str) -> tuple[bool, int]:
-    """(fast, rejoin) for "plain", "fast" or "fast+rejoin:M"."""
-    base, _, extra = method.partition("+")
-    rejoin = extra.removeprefix("rejoin:") if extra.startswith("rejoin:") else None
-    if base not in ("plain", "fast") or (extra and (base != "fast" or rejoin is None or not rejoin.isdigit()
-                                                    or int(rejoin) < 1)):
-        raise AutojudgeError(f"unknown regeneration method {method!r}; write plain, fast or fast+rejoin:M")
-    return base == "fast", int(rejoin) if rejoin else 0
+def parse_regeneration(method: str) -> tuple[bool, int, bool]:
+    """(fast, rejoin, confirm) for "plain", "fast", "fast+rejoin:M", each "+confirm"."""
+    base, *extras = method.split("+")
+    confirm = "confirm" in extras
+    rest = [e for e in extras if e != "confirm"]
+    rejoin = rest[0].removeprefix("rejoin:") if len(rest) == 1 and rest[0].startswith("rejoin:") else None
+    if base not in ("plain", "fast") or extras.count("confirm") > 1 or len(rest) > 1 or \
+            (rest and (base != "fast" or rejoin is None or not rejoin.isdigit() or int(rejoin) < 1)):
+        raise AutojudgeError(f"unknown regeneration method {method!r}; write plain, fast or fast+rejoin:M, "
+                             "each with +confirm or not")
+    return base == "fast", int(rejoin) if rejoin else 0, confirm
 
 
 def bench_mining(pair: ModelPair, task: Task, split: str, n: int, out: str | Path, *,
@@ -53,7 +56,7 @@ def bench_mining(pair: ModelPair, task: Task, split: str, n: int, out: str | Pat
     out = Path(out)
     max_new_tokens = max_new_tokens or task_budget(task)
     settings = {method: parse_regeneration(method) for method in methods}
-    if any(rejoin for _, rejoin in settings.values()) and not getattr(task, "interchangeable", None):
+    if any(rejoin for _, rejoin, _ in settings.values()) and not getattr(task, "interchangeable", None):
         raise AutojudgeError(f"rejoin needs a task that says which edits are interchangeable; {task.name} does not")
     with run_lock(out, "mining benchmark"):
         meta = mining_meta(pair, task, split, max_new_tokens, window=0, fast=True)
@@ -65,13 +68,13 @@ def bench_mining(pair: ModelPair, task: Task, split: str, n: int, out: str | Pat
         problems = task.load(split)[:n]
         todo = [(p, m) for p in problems for m in methods if (p.id, m) not in done]
         for problem, method in tqdm(todo, desc="bench mining", unit="run"):
-            fast, rejoin = settings[method]
+            fast, rejoin, confirm = settings[method]
             for model in (pair.target, pair.draft):
                 model.reset()
             prompt_ids = chat_prompt_ids(pair.tokenizer, task.messages(problem))
             start = time.perf_counter()
             mined = mine_problem(pair, task, problem, prompt_ids, max_new_tokens=max_new_tokens, window=0,
-                                 fast=fast, rejoin=rejoin)
+                                 fast=fast, rejoin=rejoin, confirm=confirm)
             record = {"problem": problem.id, "method": method, "seconds": time.perf_counter() - start,
                       "target_passes": mined.target_passes, "first_answer_stop": mined.first_answer_stop,
                       "labels": [[m.position, m.target_token, m.draft_token, m.important, m.regeneration_stop]
@@ -81,9 +84,9 @@ def bench_mining(pair: ModelPair, task: Task, split: str, n: int, out: str | Pat
         ids = {p.id for p in problems}
         records = [r for r in records if r["problem"] in ids and r["method"] in settings]
         if parallel > 1:
-            fast, rejoin = settings[methods[-1]]
+            fast, rejoin, confirm = settings[methods[-1]]
             store = mine(pair, task, split, str(out / "parallel"), limit=n, max_new_tokens=max_new_tokens,
-                         window=0, fast=fast, rejoin=rejoin, parallel=parallel)
+                         window=0, fast=fast, rejoin=rejoin, confirm=confirm, parallel=parallel)
             side_by_side = f"{methods[-1]}, {parallel} side by side"
             records += [{"problem": r["problem_id"], "method": side_by_side, "seconds": r["seconds"],
                          "target_passes": r["target_passes"], "first_answer_stop": r.get("first_answer_stop"),

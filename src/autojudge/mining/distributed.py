@@ -59,7 +59,7 @@ class MiningWorker:
     def meta(self, settings: dict) -> dict:
         """The run's meta.json, as local mining on this pair would write it."""
         return mining_meta(self.pair, self.task, self.split, settings["max_new_tokens"], settings["window"],
-                           settings["fast"], settings["rejoin"])
+                           settings["fast"], settings["rejoin"], settings["confirm"])
 
     def mine(self, problem_id: int, settings: dict) -> tuple[MinedProblem, float, str | None]:
         from autojudge.prompting import chat_prompt_ids
@@ -77,7 +77,7 @@ class MiningWorker:
 def mine_on_ray(spec: PairSpec, task_name: str, split: str, out: str, *, address: str | None = None,
                 workers: int = 2, cpus_per_worker: float = 1, gpus_per_worker: float = 0,
                 limit: int | None = None, max_new_tokens: int, window: int = 0, fast: bool = True,
-                rejoin: int = 0, shard: tuple[int, int] = (1, 1)) -> MiningStore:
+                rejoin: int = 0, confirm: bool = False, shard: tuple[int, int] = (1, 1)) -> MiningStore:
     """Mine like `autojudge.mining.run.mine`, the problems spread over `workers` Ray actors.
 
     `task_name` is what `autojudge.tasks.get_task` takes (a built-in name or
@@ -92,7 +92,8 @@ def mine_on_ray(spec: PairSpec, task_name: str, split: str, out: str, *, address
     if rejoin and not getattr(task, "interchangeable", None):
         raise AutojudgeError(f"--rejoin needs a task that says which edits are interchangeable; "
                              f"{task.name} does not")
-    settings = {"max_new_tokens": max_new_tokens, "window": window, "fast": fast, "rejoin": rejoin}
+    settings = {"max_new_tokens": max_new_tokens, "window": window, "fast": fast, "rejoin": rejoin,
+                "confirm": confirm}
     started_here = not ray.is_initialized()
     if started_here:
         ray.init(address=address, include_dashboard=False, log_to_driver=False,

@@ -18,13 +18,13 @@ from autojudge.runfiles import run_lock
 from autojudge.tasks.base import Task, task_budget
 
 
-def regeneration_method(fast: bool, rejoin: int) -> str:
-    """"plain", "fast" or "fast+rejoin:M": how a run regenerates (see mining.algorithm)."""
-    return ("fast" if fast else "plain") + (f"+rejoin:{rejoin}" if rejoin else "")
+def regeneration_method(fast: bool, rejoin: int, confirm: bool = False) -> str:
+    """"plain", "fast", "fast+rejoin:M", "...+confirm": how a run regenerates (see mining.algorithm)."""
+    return ("fast" if fast else "plain") + (f"+rejoin:{rejoin}" if rejoin else "") + ("+confirm" if confirm else "")
 
 
 def mining_meta(pair: ModelPair, task: Task, split: str, max_new_tokens: int, window: int, fast: bool,
-                rejoin: int = 0) -> dict:
+                rejoin: int = 0, confirm: bool = False) -> dict:
     """Everything that changes the labels or the features; a resumed run must match it.
 
     The split too: resumed on another one, a run would mix evaluation problems into
@@ -35,7 +35,7 @@ def mining_meta(pair: ModelPair, task: Task, split: str, max_new_tokens: int, wi
     keeps them, so that its records all come from one method.
     """
     meta = {"task": task.name, "split": split, **pair.describe(machine=False), "max_new_tokens": max_new_tokens,
-            "first_answer_window": window, "regeneration": regeneration_method(fast, rejoin),
+            "first_answer_window": window, "regeneration": regeneration_method(fast, rejoin, confirm),
             "features": {"draft": pair.draft.hidden_size, "target": pair.target.hidden_size,
                          "dtype": str(FEATURE_DTYPE).removeprefix("torch."),
                          "position": "after reading the draft token, final norm",
@@ -47,7 +47,7 @@ def mining_meta(pair: ModelPair, task: Task, split: str, max_new_tokens: int, wi
 
 def mine(pair: ModelPair, task: Task, split: str, out: str, *, limit: int | None = None,
          max_new_tokens: int | None = None, window: int = 4, fast: bool = True,
-         shard: tuple[int, int] = (1, 1), parallel: int = 1, rejoin: int = 0) -> MiningStore:
+         shard: tuple[int, int] = (1, 1), parallel: int = 1, rejoin: int = 0, confirm: bool = False) -> MiningStore:
     """Mine the first `limit` problems of `split`, or shard i of n of them (every n-th
     from the i-th), so that n processes, each with its own `out`, share the work;
     `autojudge train` reads several run directories at once.
@@ -62,7 +62,7 @@ def mine(pair: ModelPair, task: Task, split: str, out: str, *, limit: int | None
         if rejoin and not getattr(task, "interchangeable", None):
             raise AutojudgeError(f"--rejoin needs a task that says which edits are interchangeable; "
                                  f"{task.name} does not")
-        store = MiningStore(out, mining_meta(pair, task, split, max_new_tokens, window, fast, rejoin))
+        store = MiningStore(out, mining_meta(pair, task, split, max_new_tokens, window, fast, rejoin, confirm))
         index, count = shard
         problems = task.load(split)[:limit][index - 1::count]
         done = store.done()
@@ -88,7 +88,7 @@ def mine(pair: ModelPair, task: Task, split: str, out: str, *, limit: int | None
                     mined = mine_problem(worker_pair, task, problem,
                                          chat_prompt_ids(worker_pair.tokenizer, task.messages(problem)),
                                          max_new_tokens=max_new_tokens, window=window, fast=fast,
-                                         rejoin=rejoin)
+                                         rejoin=rejoin, confirm=confirm)
                 except PromptError as exc:  # recorded, so that a resumed run does not stop on it again
                     mined, skipped = MinedProblem(problem.id, None, ""), str(exc)
                 with lock:
