@@ -14,7 +14,6 @@ baselines (target, exact) decoded again in that run too.
 
 from __future__ import annotations
 
-import functools
 import secrets
 import threading
 import time
@@ -26,7 +25,7 @@ import autojudge.judge  # noqa: F401  (registers the judge's modes)
 from autojudge.decoding.modes import decode, is_judge_mode, mode_policy
 from autojudge.errors import AutojudgeError
 from autojudge.evaluation.report import SPEED_BASELINES, write_report
-from autojudge.mining.run import run_threads
+from autojudge.mining.run import run_side_by_side
 from autojudge.runfiles import append_record, check_meta, read_records, run_lock
 from autojudge.models.backend import ModelPair
 from autojudge.prompting import chat_prompt_ids
@@ -96,16 +95,7 @@ def run_eval(pair: ModelPair, task: Task, split: str, modes: list[str], out: str
                         bar.update()
 
         queue = [(p, [m for q, m in todo if q.id == p.id]) for p in dict.fromkeys(p for p, _ in todo)]
-        if parallel == 1 or not queue:
-            work(pair)
-        else:
-            workers, gate = pair.parallel(parallel)
-
-            def member(worker: ModelPair) -> None:
-                with gate.member():
-                    work(worker)
-
-            run_threads([functools.partial(member, w) for w in workers], threading.Event())
+        run_side_by_side(pair, parallel if queue else 1, work)
         bar.close()
         return write_report(records, modes, out, title=f"{task.name} {split}, window {window}",
                             meta={**meta, "judge": fingerprint})

@@ -100,21 +100,29 @@ def mine(pair: ModelPair, task: Task, split: str, out: str, *, limit: int | None
                     bar.update()
                     bar.set_postfix(mismatches=labels, important=f"{important / max(labels, 1):.1%}")
 
-        if parallel == 1:
-            work(pair)
-        else:
-            pairs, gate = pair.parallel(parallel)
-
-            def member(worker_pair: ModelPair) -> None:
-                with gate.member():
-                    work(worker_pair)
-
-            run_threads([functools.partial(member, p) for p in pairs], failed)
-            if gate.passes:
+        gate = run_side_by_side(pair, parallel, work, failed)
+        if gate is not None and gate.passes:
                 bar.write(f"{gate.requests} passes of {parallel} problems merged into {gate.passes} "
                           f"({gate.requests / gate.passes:.2f} per pass)")
         bar.close()
         return store
+
+
+def run_side_by_side(pair: ModelPair, n: int, work, failed: threading.Event | None = None):
+    """work(pair) here when n is 1; else work(p) in n threads, each on its own sequences
+    p of the pair's models, their passes merged (llama.cpp). Returns the gate (its
+    statistics), or None."""
+    if n == 1:
+        work(pair)
+        return None
+    pairs, gate = pair.parallel(n)
+
+    def member(worker_pair: ModelPair) -> None:
+        with gate.member():
+            work(worker_pair)
+
+    run_threads([functools.partial(member, p) for p in pairs], failed or threading.Event())
+    return gate
 
 
 def run_threads(jobs: list, failed: threading.Event) -> None:
