@@ -241,7 +241,7 @@ def test_the_console_script_finds_a_task_module_in_the_current_folder(home, tmp_
     (["generate", "--gsm8k", "819"], 1024),
     (["generate", "--prompt", "hi"], 512),
     (["demo"], 1024),
-    (["bench-mining", "--task", "gsm8k"], 1024),
+    (["bench-mining", "--task", "gsm8k", "--out", "x"], 1024),
 ])
 def test_every_command_generates_the_tasks_budget_unless_told(argv, budget):
     # One budget per task, alike for mining, evaluation, the demo and generate --gsm8k:

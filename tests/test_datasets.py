@@ -82,9 +82,21 @@ def test_mbpp_mine_and_eval_splits_are_disjoint_and_the_mined_data_is_in_mine():
 
     mine, held_out = MBPP().load("mine"), MBPP().load("eval")
     assert [p.id for p in mine] == list(range(11, 311)) and [p.id for p in held_out] == list(range(311, 511))
-    mined = {r["problem_id"] for path in Path(__file__).parents[1].glob("data/mined/mbpp/*/problems.jsonl")
+    mined = {r["problem_id"] for path in Path(__file__).parents[1].glob("data/mined/mbpp*/*/problems.jsonl")
              for r in read_records(path)}
     assert len(mined) >= 100 and mined <= {p.id for p in mine}  # the shipped judge never saw "eval"
+
+
+def test_every_committed_gsm8k_mining_run_holds_mine_problems_only():
+    import json
+    from pathlib import Path
+
+    from autojudge.runfiles import read_records
+    runs = list(Path(__file__).parents[1].glob("data/mined/gsm8k*/*/problems.jsonl"))
+    assert runs
+    for path in runs:
+        assert json.loads((path.parent / "meta.json").read_text())["split"] == "mine"
+        assert all(r["problem_id"] <= 818 for r in read_records(path, repair=False))  # eval starts at 819
 
 
 def test_mbpp_reference_solutions_pass_their_tests():
