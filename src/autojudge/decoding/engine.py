@@ -50,6 +50,15 @@ class DecodeStats:
                 "tokens_per_second": self.tokens_per_second}
 
 
+# Stop reasons of a generation the budget (or the context) cut short, not one that ended
+# by itself: its "answer" is whatever stood last at the cut.
+CUT_STOPS = ("length", "context")
+
+
+def is_cut(stop_reason: str | None) -> bool:
+    return stop_reason in CUT_STOPS
+
+
 @dataclass
 class Generation:
     token_ids: list[int]

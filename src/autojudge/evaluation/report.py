@@ -18,10 +18,11 @@ import math
 from collections import Counter
 from pathlib import Path
 
+from autojudge.decoding.engine import is_cut
+
 Z95 = 1.959963984540054
 # The lossless modes: the baselines of every speed ratio, never an operating point.
 SPEED_BASELINES = ("target", "exact")
-CUT = ("length", "context")  # stop reasons of a generation the budget cut short
 OPERATING_POINT = "Operating point (at most 1 point below exact)"
 
 
@@ -100,7 +101,7 @@ def summarize(records: list[dict], modes: list[str]) -> list[dict]:
                          100 * sum(r["accepted_mismatches"] for r in runs) / tokens if tokens else None,
                      "mean_length": tokens / n if n else None,
                      # stopped at the budget: such an "answer" is whatever stood last at the cut
-                     "cut_fraction": sum(r.get("stop_reason") in CUT for r in runs) / n if n else None,
+                     "cut_fraction": sum(is_cut(r.get("stop_reason")) for r in runs) / n if n else None,
                      # judge@R: the threshold the judge's table gave for recall R
                      "threshold": next((r.get("threshold") for r in runs), None),
                      # the runs that measured this mode (records from before runs were named: "unnamed")

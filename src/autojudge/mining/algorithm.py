@@ -93,11 +93,6 @@ def features_at(model: CausalLM, seq: Sequence[int]) -> tuple[torch.Tensor, torc
     return out.logits[-2], out.hidden[-1]
 
 
-def is_cut(stop_reason: str | None) -> bool:
-    """Whether a generation stopped at the budget or the context, not by itself."""
-    return stop_reason in ("length", "context")
-
-
 def mine_problem(pair: ModelPair, task: Task, problem: Problem, prompt_ids: list[int], *,
                  max_new_tokens: int | None = None, window: int = 4, regen_window: int = 32,
                  fast: bool = True, rejoin: int = 0, confirm: bool = False) -> MinedProblem:

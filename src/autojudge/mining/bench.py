@@ -22,6 +22,7 @@ from typing import Sequence
 
 from tqdm.auto import tqdm
 
+from autojudge.decoding.engine import is_cut
 from autojudge.errors import AutojudgeError
 from autojudge.mining.algorithm import mine_problem
 from autojudge.mining.run import mine, mining_meta
@@ -30,7 +31,6 @@ from autojudge.prompting import chat_prompt_ids
 from autojudge.runfiles import append_record, check_meta, read_records, run_lock
 from autojudge.tasks.base import Task, task_budget
 
-CUT = ("length", "context")
 
 
 def parse_regeneration(method: str) -> tuple[bool, int, bool]:
@@ -121,8 +121,8 @@ def summarize_bench(records: list[dict], reference: str) -> list[dict]:
                      "labels_per_hour": 3600 * len(labels) / seconds if seconds else 0.0,
                      "target_passes_per_label": sum(r["target_passes"] for r in runs) / max(len(labels), 1),
                      "important": sum(label[3] for label in labels),
-                     "first_answers_cut": sum(r["first_answer_stop"] in CUT for r in runs),
-                     "regenerations_cut": sum(label[4] in CUT for label in labels),
+                     "first_answers_cut": sum(is_cut(r["first_answer_stop"]) for r in runs),
+                     "regenerations_cut": sum(is_cut(label[4]) for label in labels),
                      "rejoined": sum(label[4] == "rejoined" for label in labels),
                      "problems_alike": alike, "shared_labels": shared, "agreeing_labels": agreeing})
     return rows

@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from autojudge.decoding.engine import is_cut
 from autojudge.runfiles import append_record, check_meta, read_records
 from autojudge.mining.algorithm import MinedProblem
 
@@ -94,5 +95,5 @@ def mining_summary(records: list[dict]) -> dict:
 
 
 def _share(stops: list[str]) -> dict:
-    cut = sum(s in ("length", "context") for s in stops)
+    cut = sum(is_cut(s) for s in stops)
     return {"cut": cut, "of": len(stops), "fraction": cut / len(stops) if stops else None}

@@ -37,6 +37,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
 
+from autojudge.decoding.engine import is_cut
 from autojudge.decoding.modes import Mode, decode, parse_mode
 from autojudge.decoding.sampling import Sampling
 from autojudge.errors import PromptError
@@ -203,8 +204,7 @@ def build_app(pair: ModelPair, options: ServerOptions = ServerOptions(), judge=N
         final = text if cut is None else text[:cut]
         if len(final) > len(shown[0]):
             on_text(final[len(shown[0]):])
-        stopped = result.stop_reason in ("length", "context")
-        return result, final, "length" if stopped else "stop"
+        return result, final, "length" if is_cut(result.stop_reason) else "stop"
 
     async def complete(body: _Request, prompt_ids: list[int], chat: bool):
         mode, window, p_min, budget, stops, sampling = plan(body, prompt_ids)
