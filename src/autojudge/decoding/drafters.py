@@ -69,9 +69,12 @@ class ModelDrafter:
         forwards = 1
         while True:
             row = step.logits[-1]
-            token = int(row.argmax()) if sampling is None else sampling.draw(sampling.probs(row[None])[0])
-            if self.p_min > 0 and float(torch.softmax(row.float(), dim=-1)[token]) < self.p_min:
-                break
+            probs = None if sampling is None else sampling.probs(row[None])[0]  # what the token is drawn from
+            token = int(row.argmax()) if probs is None else sampling.draw(probs)
+            if self.p_min > 0:
+                confidence = torch.softmax(row.float(), dim=-1) if probs is None else probs
+                if float(confidence[token]) < self.p_min:
+                    break
             tokens.append(token)
             logits.append(row)
             if len(tokens) == k or token in stop_ids:
@@ -79,8 +82,9 @@ class ModelDrafter:
             step = self.model.forward([token], n_logits=1)
             forwards += 1
             hidden.append(step.hidden[-1])
-        hidden = hidden[: len(tokens)]  # a token read but then not proposed has no place
-        if want_hidden and len(hidden) < len(tokens):  # the state after the last token needs one more pass
+        # Stopped by p_min, the last proposed token was read already; otherwise reading it
+        # for its state takes one more pass.
+        if want_hidden and len(hidden) < len(tokens):
             step = self.model.forward([tokens[-1]], n_logits=1)
             forwards += 1
             hidden.append(step.hidden[-1])
