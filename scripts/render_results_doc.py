@@ -83,6 +83,10 @@ def main() -> None:
         parts.append(section(f"Mining speed and labels: regeneration methods side by side ({run.parent.name})", run))
     for run in sorted(bench.glob("noise-floor-*/summary.md")):
         parts.append(section(f"Label noise floor: null swaps ({run.parent.name})", run))
+    for run in sorted(bench.glob("checker-*/summary.md")):
+        parts.append(section(f"The model answer checker against an exact one ({run.parent.name})", run))
+    for run in sorted(bench.glob("ray-*/summary.md")):
+        parts.append(section(f"Mining on Ray ({run.parent.name})", run))
     for old in sorted(bench.glob("mining*.md")):  # one file per runtime, budget 256
         parts.append(section(f"Mining speed, first version: plain vs fast regeneration ({old.name})", old))
     for summary in sorted(EVALS.glob("*/summary.md")):

@@ -216,6 +216,15 @@ def test_train_refuses_a_missing_output_folder_before_training(home, tmp_path):
     assert message == f"{tmp_path / 'no-run'}: not a mining run ({tmp_path / 'no-run' / 'meta.json'} is missing)"
 
 
+def test_checker_calibration_needs_an_exact_checker_and_mining_runs(home, tmp_path):
+    message = error_line(run_cli(home, "calibrate-checker", "--task", "squad", "--data", tmp_path,
+                                 "--out", tmp_path / "cal"))
+    assert message == "squad has no exact checker to calibrate against; use gsm8k, mbpp or humaneval"
+    message = error_line(run_cli(home, "calibrate-checker", "--task", "gsm8k", "--data", tmp_path / "none",
+                                 "--out", tmp_path / "cal"))
+    assert message == f"{tmp_path / 'none'}: not a mining run ({tmp_path / 'none' / 'meta.json'} is missing)"
+
+
 def test_the_console_script_finds_a_task_module_in_the_current_folder(home, tmp_path):
     (tmp_path / "my_tasks.py").write_text(
         "class Tiny:\n    name = 'tiny'\n    def load(self, split):\n"
@@ -236,6 +245,7 @@ def test_the_console_script_finds_a_task_module_in_the_current_folder(home, tmp_
 @pytest.mark.parametrize("argv, budget", [
     (["mine", "--task", "gsm8k", "--out", "x"], 1024),
     (["mine", "--task", "mbpp", "--out", "x"], 512),
+    (["mine", "--task", "squad", "--out", "x"], 256),
     (["eval", "--task", "humaneval", "--out", "x"], 512),
     (["eval", "--task", "gsm8k", "--out", "x", "--max-new-tokens", "300"], 300),
     (["generate", "--gsm8k", "819"], 1024),

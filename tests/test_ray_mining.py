@@ -60,7 +60,7 @@ def _lines(out) -> list[dict]:
 def test_two_workers_mine_what_local_mining_does(cluster, spec, local_labels, tmp_path):
     out = tmp_path / "ray"
     store = mine_on_ray(spec, "tests.toy_task:ToyTask", "all", str(out), workers=2, limit=4,
-                        max_new_tokens=MAX_NEW)
+                        max_new_tokens=MAX_NEW, pin=True)
     assert sorted(r["problem_id"] for r in _lines(out)) == [0, 1, 2, 3]
     assert _labels(store.records) == {i: local_labels[i] for i in range(4)}
     assert json.loads((out / "meta.json").read_text())["task"] == "toy"
@@ -68,6 +68,18 @@ def test_two_workers_mine_what_local_mining_does(cluster, spec, local_labels, tm
     pair_store = mine_on_ray(spec, "tests.toy_task:ToyTask", "all", str(out), workers=2, limit=5,
                              max_new_tokens=MAX_NEW)
     assert sorted(r["problem_id"] for r in pair_store.records) == [0, 1, 2, 3, 4]
+
+
+def test_pinned_workers_each_run_on_cores_of_their_own(cluster, spec):
+    from autojudge.mining.distributed import MiningWorker
+    worker = ray.remote(num_cpus=1)(MiningWorker)
+    actors = [worker.remote(spec, "tests.toy_task:ToyTask", "all", (slot, 1)) for slot in range(2)]
+    cores = ray.get([a.cores.remote() for a in actors])
+    available = sorted(os.sched_getaffinity(0))
+    assert cores == [[available[0]], [available[1 % len(available)]]]
+    assert ray.get(worker.remote(spec, "tests.toy_task:ToyTask", "all").cores.remote()) == available
+    for actor in actors:
+        ray.kill(actor)
 
 
 def test_a_worker_that_dies_mid_problem_has_its_problem_mined_again_once(cluster, marker, spec, local_labels,

@@ -11,20 +11,20 @@ from autojudge.models.onednn import use_onednn_linear
 VOCAB = 96
 
 
-def tiny_config(hidden: int = 64, layers: int = 2) -> Qwen2Config:
+def tiny_config(hidden: int = 64, layers: int = 2, context: int = 256) -> Qwen2Config:
     return Qwen2Config(
         vocab_size=VOCAB, hidden_size=hidden, intermediate_size=2 * hidden,
         num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
-        max_position_embeddings=256, tie_word_embeddings=False,
+        max_position_embeddings=context, tie_word_embeddings=False,
         # Wide weights give peaked logits, so float noise between a one-token and a
         # many-token pass cannot flip an argmax and the test stays about logic.
         initializer_range=0.4,
     )
 
 
-def tiny_model(seed: int, hidden: int = 64, layers: int = 2) -> Qwen2ForCausalLM:
+def tiny_model(seed: int, hidden: int = 64, layers: int = 2, context: int = 256) -> Qwen2ForCausalLM:
     torch.manual_seed(seed)
-    return Qwen2ForCausalLM(tiny_config(hidden, layers)).eval()
+    return Qwen2ForCausalLM(tiny_config(hidden, layers, context)).eval()
 
 
 def noisy_copy(model: Qwen2ForCausalLM, seed: int, scale: float) -> Qwen2ForCausalLM:

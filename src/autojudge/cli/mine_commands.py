@@ -21,9 +21,11 @@ def cmd_mine(args) -> int:
                             address=None if args.ray == "local" else args.ray, workers=args.ray_workers,
                             cpus_per_worker=args.ray_cpus, gpus_per_worker=args.ray_gpus, limit=args.limit,
                             max_new_tokens=args.max_new_tokens, window=args.window, rejoin=args.rejoin,
-                            confirm=args.confirm, shard=args.shard)
+                            confirm=args.confirm, shard=args.shard, pin=args.ray_pin, checker=args.checker,
+                            checker_threshold=args.checker_threshold)
     else:
         pair = load_pair(args.draft, args.target, **pair_options(args))
+        _attach_checker(task, pair, args)
         store = mine(pair, task, args.split, args.out, limit=args.limit, max_new_tokens=args.max_new_tokens,
                      window=args.window, fast=not args.plain, shard=args.shard,
                      parallel=args.parallel, rejoin=args.rejoin, confirm=args.confirm)
@@ -58,6 +60,7 @@ def cmd_noise_floor(args) -> int:
     from autojudge.models.loading import load_pair
     task = load_task(args.task, args.split)
     pair = load_pair(args.draft, args.target, **pair_options(args))
+    _attach_checker(task, pair, args)
     swaps = null_swaps(pair, task, args.split, args.n, args.per_problem, args.out,
                        max_new_tokens=args.max_new_tokens, seed=args.seed)
     described = pair.target.describe()
@@ -66,6 +69,35 @@ def cmd_noise_floor(args) -> int:
                                       "the fast regeneration path, the target's own token swapped in")
     print(table)
     (Path(args.out) / "summary.md").write_text(table + "\n")
+    return 0
+
+
+def _attach_checker(task, pair, args) -> None:
+    """A task whose answers a model compares gets its checker (by default the target)."""
+    from autojudge.tasks.equivalence import attach_checker
+    attach_checker(task, pair, args.checker, args.checker_threshold, **pair_options(args))
+
+
+def cmd_calibrate_checker(args) -> int:
+    from autojudge.evaluation.checker_calibration import (calibrate, calibration_markdown, calibration_summary,
+                                                          known_pairs)
+    from autojudge.models.loading import load_pair
+    from autojudge.tasks.equivalence import LLMEquivalence
+    task = load_task(args.task)
+    if getattr(task, "checker", None) is not None or hasattr(task, "compare_responses"):
+        raise AutojudgeError(f"{task.name} has no exact checker to calibrate against; use gsm8k, mbpp or humaneval")
+    known_pairs(task, args.data)  # bad folders are found out before a model is loaded
+    model = load_pair(None, args.checker or args.target, **pair_options(args))
+    checker = LLMEquivalence(model.target, model.tokenizer, args.checker_threshold)
+    records = calibrate(checker, task, args.data, args.n, args.out, seed=args.seed)
+    summary = calibration_summary(records, args.checker_threshold)
+    table = calibration_markdown(summary, f"The model checker ({checker.model.name}, "
+                                          f"{checker.model.describe()['backend']}) against {task.name}'s exact "
+                                          f"checker, on labels mined in {', '.join(args.data)}")
+    from pathlib import Path
+    (Path(args.out) / "summary.md").write_text(table + "\n")
+    (Path(args.out) / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(table)
     return 0
 
 

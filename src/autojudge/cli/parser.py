@@ -7,6 +7,10 @@ import argparse
 from autojudge.models.registry import DEFAULT_DRAFT, DEFAULT_TARGET, REGISTERED
 
 
+_BUDGET_HELP = ("default: the task's budget (GSM8K 1024, MBPP and HumanEval 512, naturalqs and squad 256; "
+                "512 for a free prompt)")
+
+
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -47,6 +51,14 @@ def _shard(text: str) -> tuple[int, int]:
     if not 1 <= shard[0] <= shard[1]:
         raise argparse.ArgumentTypeError(f"need 1 <= I <= N, got {text!r}")
     return shard
+
+
+def _add_checker_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checker", metavar="MODEL",
+                        help="model that compares answers, for tasks no program can check (naturalqs, squad): "
+                             "a registered name, local directory or Hugging Face id (default: the target)")
+    parser.add_argument("--checker-threshold", type=_probability, default=0.6, metavar="P",
+                        help="the checker calls two answers the same when p(same) >= P (default: %(default)s)")
 
 
 def _add_pair_options(parser: argparse.ArgumentParser, backends: bool = True) -> None:
@@ -114,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="adaptive draft length: stop drafting before a token the draft gives a probability "
                           "below P (default: 0, fixed windows)")
     _add_judge_options(gen)
-    gen.add_argument("--max-new-tokens", type=_positive, help="default: the task's budget (GSM8K 1024, MBPP and HumanEval 512; 512 for a free prompt)")
+    gen.add_argument("--max-new-tokens", type=_positive, help=_BUDGET_HELP)
     gen.add_argument("--json", action="store_true", help="print one JSON object")
 
     bench = commands.add_parser("bench", help="speed of target-only, HF assisted and ours, side by side")
@@ -123,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--methods", default="target,assisted,exact:4,exact:8,exact:16,exact:32",
                        help="comma-separated [runtime/]method; runtime torch (default), llamacpp or "
                             "mixed (llama.cpp draft, torch target); method target, assisted, exact:W, topk:K:W")
-    bench.add_argument("--max-new-tokens", type=_positive, help="default: the task's budget (GSM8K 1024, MBPP and HumanEval 512; 512 for a free prompt)")
+    bench.add_argument("--max-new-tokens", type=_positive, help=_BUDGET_HELP)
     bench.add_argument("--out", default="runs/bench", help="directory for records and report")
 
     mine = commands.add_parser("mine", help="label important mismatches (Algorithm 1), resumable")
@@ -134,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_pair_options(mine)
     mine.add_argument("--window", type=_non_negative, default=4,
                       help="draft window for the first answer; 0: the target alone (default: %(default)s)")
-    mine.add_argument("--max-new-tokens", type=_positive, help="default: the task's budget (GSM8K 1024, MBPP and HumanEval 512; 512 for a free prompt)")
+    mine.add_argument("--max-new-tokens", type=_positive, help=_BUDGET_HELP)
     mine.add_argument("--shard", type=_shard, default=(1, 1), metavar="I/N",
                       help="mine every N-th problem from the I-th, e.g. 2/4; run N processes with "
                            "different --out and train on all their directories")
@@ -153,16 +165,32 @@ def build_parser() -> argparse.ArgumentParser:
     mine.add_argument("--ray-workers", type=_positive, default=2, help="Ray actors, each loading the pair once")
     mine.add_argument("--ray-cpus", type=float, default=1, help="CPUs per Ray worker (default: %(default)s)")
     mine.add_argument("--ray-gpus", type=float, default=0, help="GPUs per Ray worker (default: %(default)s)")
+    mine.add_argument("--ray-pin", action="store_true",
+                      help="pin Ray worker i to cores i*C..(i+1)*C-1 (C = --ray-cpus) of its node, so that "
+                           "workers do not share cores (one node)")
     mine.add_argument("--rejoin", type=_non_negative, default=0, metavar="M",
                       help="shortcut (off: 0): a regeneration that re-joins the old response for M tokens "
                            "after an interchangeable stretch is not verified further; can change labels, "
                            "see bench-mining (GSM8K)")
+    _add_checker_options(mine)
+
+    calibrate = commands.add_parser("calibrate-checker",
+                                    help="a model answer checker's agreement with a task's exact checker, "
+                                         "on mined pairs")
+    calibrate.add_argument("--task", default="gsm8k", help="a task with an exact checker (gsm8k, mbpp, humaneval)")
+    calibrate.add_argument("--data", required=True, nargs="+", help="mining run directories of that task")
+    calibrate.add_argument("--n", type=_positive, default=200, help="pairs to check (a seeded sample)")
+    calibrate.add_argument("--seed", type=int, default=0)
+    calibrate.add_argument("--out", required=True,
+                           help="run directory: records.jsonl (resumed when it exists), summary.md and .json")
+    _add_checker_options(calibrate)
+    _add_pair_options(calibrate)
 
     mbench = commands.add_parser("bench-mining", help="plain vs fast mining on the same problems")
     mbench.add_argument("--task", default="gsm8k")
     mbench.add_argument("--split", default="mine")
     mbench.add_argument("--n", type=_positive, default=2, help="first N problems of the split")
-    mbench.add_argument("--max-new-tokens", type=_positive, help="default: the task's budget (GSM8K 1024, MBPP and HumanEval 512; 512 for a free prompt)")
+    mbench.add_argument("--max-new-tokens", type=_positive, help=_BUDGET_HELP)
     mbench.add_argument("--methods", default="plain,fast",
                         help="comma-separated regeneration methods, the first the reference: plain, fast, "
                              "fast+rejoin:M, each optionally +confirm (default: %(default)s)")
@@ -183,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     noise.add_argument("--out", required=True,
                        help="run directory: records.jsonl (resumed when it exists) and summary.md")
     _add_pair_options(noise)
+    _add_checker_options(noise)
 
     train = commands.add_parser("train", help="fit the judge on a mining run")
     train.add_argument("--data", required=True, nargs="+",
@@ -222,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--draft-p-min", type=_probability, default=0.0, metavar="P",
                     help="adaptive draft length: stop drafting before a token the draft gives a probability "
                          "below P (default: 0, fixed windows)")
-    ev.add_argument("--max-new-tokens", type=_positive, help="default: the task's budget (GSM8K 1024, MBPP and HumanEval 512; 512 for a free prompt)")
+    ev.add_argument("--max-new-tokens", type=_positive, help=_BUDGET_HELP)
     ev.add_argument("--judge", metavar="PATH", help="judge file (default: the shipped judge for the task)")
     ev.add_argument("--out", required=True, help="run directory (resumed when it exists)")
     ev.add_argument("--report-only", action="store_true",
@@ -239,7 +268,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="default adaptive draft length (0: fixed windows)")
     serve.add_argument("--max-tokens", type=_positive, default=512, help="a request's default budget")
     serve.add_argument("--max-waiting", type=_positive, default=16,
-                       help="requests that may wait for the pair; one more gets a 503 (default: %(default)s)")
+                       help="requests that may wait for a slot; one more gets a 503 (default: %(default)s)")
+    serve.add_argument("--slots", type=_positive, help="requests that decode at once, their passes merged "
+                       "(default: 4 on llama.cpp; torch holds one sequence per model: 1, and more is refused)")
     serve.add_argument("--task", help="serve the judge modes with this task's shipped judge (gsm8k, mbpp)")
     serve.add_argument("--judge", metavar="PATH", help="serve the judge modes with this judge file")
     _add_pair_options(serve)
@@ -247,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="answer GSM8K eval problems with the default pair")
     demo.add_argument("--n", type=_positive, default=3)
     demo.add_argument("--window", type=_positive, default=16)
-    demo.add_argument("--max-new-tokens", type=_positive, help="default: the task's budget (GSM8K 1024, MBPP and HumanEval 512; 512 for a free prompt)")
+    demo.add_argument("--max-new-tokens", type=_positive, help=_BUDGET_HELP)
     demo.add_argument("--backend", choices=["auto", "torch", "llamacpp"], default="auto",
                       help="the shipped judge fits the llama.cpp pair (default: %(default)s)")
     demo.add_argument("--judge", metavar="PATH", help="judge file (default: the shipped GSM8K judge)")

@@ -22,4 +22,6 @@ def cmd_data(args) -> int:
     print(f"gsm8k: {len(datasets.load_gsm8k('all'))} problems")
     print(f"mbpp: {len(datasets.load_mbpp())} problems")
     print(f"humaneval: {len(datasets.load_humaneval())} problems")
+    print(f"naturalqs: {len(datasets.load_open_qa(datasets.NATURALQS_OPEN, 'all'))} questions")
+    print(f"squad: {len(datasets.load_open_qa(datasets.SQUAD, 'all'))} questions")
     return 0

@@ -43,7 +43,7 @@ from autojudge.decoding.features import logit_features
 from autojudge.errors import PromptError
 from autojudge.models.backend import CausalLM, keep_shared_prefix
 from autojudge.models.backend import ModelPair
-from autojudge.tasks.base import Problem, Task, task_budget
+from autojudge.tasks.base import Problem, Task, compare, task_budget
 
 
 @dataclass
@@ -61,6 +61,9 @@ class LabelledMismatch:
     # With confirmation: whether a second regeneration, through the other pass layout,
     # changed the answer too (None: not asked, or not important the first time).
     confirmed: bool | None = None
+    # For a task whose answers a model compares: its probability that the two responses
+    # give the same answer (None: no model was asked, e.g. identical answer lines).
+    same_probability: float | None = None
 
 
 @dataclass
@@ -187,20 +190,21 @@ class Miner:
                 t += 1
                 continue
             alt, regen_stop = self.regeneration(t, swapped)
-            alt_answer = self.task.extract_answer(self.decode(alt), self.problem)
-            important = not self.task.equivalent(alt_answer, answer)
+            alt_answer, verdict = self.judge_answer(alt, answer)
+            important = not verdict.same
             confirmed = None
             if important and self.confirm:
                 # Regenerated again through the other pass layout: a change that does not
                 # survive it came from the runtime's rounding, not from the swap.
                 second, second_stop = self.regeneration(t, swapped, fast=not self.fast)
-                second_answer = self.task.extract_answer(self.decode(second), self.problem)
-                confirmed = not self.task.equivalent(second_answer, answer)
+                second_answer, second_verdict = self.judge_answer(second, answer)
+                confirmed = not second_verdict.same
                 if not confirmed:
-                    important, alt, regen_stop, alt_answer = False, second, second_stop, second_answer
+                    important, alt, regen_stop, alt_answer, verdict = (False, second, second_stop, second_answer,
+                                                                       second_verdict)
             result.mismatches.append(LabelledMismatch(t, self.y[t], swapped, important, alt_answer,
                                                       self.decode(alt), regeneration_stop=regen_stop,
-                                                      confirmed=confirmed))
+                                                      confirmed=confirmed, same_probability=verdict.p_same))
             if not important:
                 if regen_stop != "rejoined":  # a re-joined response ends as the old one did
                     unfinished, result.response_stop = regen_stop == "settled", regen_stop
@@ -208,6 +212,12 @@ class Miner:
             t += 1
         result.response, result.token_ids, result.target_passes = self.decode(self.y), self.y, self.passes
         return result
+
+    def judge_answer(self, alt: list[int], answer: str | None):
+        """(alt's answer, the verdict on whether it is the current response's answer)."""
+        alt_text = self.decode(alt)
+        alt_answer = self.task.extract_answer(alt_text, self.problem)
+        return alt_answer, compare(self.task, self.problem, alt_text, alt_answer, self.decode(self.y), answer)
 
     def first_answer(self) -> tuple[list[int], str]:
         """The target's answer: with window 0, the target alone (the fastest on llama.cpp)."""

@@ -19,6 +19,7 @@ into its own cache on first use (AUTOJUDGE_HOME, or a shared folder set to it).
 
 from __future__ import annotations
 
+import os
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from autojudge.mining.algorithm import MinedProblem, mine_problem
 from autojudge.mining.run import mining_meta
 from autojudge.mining.store import MiningStore
 from autojudge.runfiles import run_lock
+from autojudge.tasks.equivalence import DEFAULT_THRESHOLD
 
 MAX_ATTEMPTS = 3
 
@@ -49,12 +51,23 @@ class PairSpec:
 class MiningWorker:
     """One Ray actor: the pair loaded once, then problem after problem."""
 
-    def __init__(self, spec: PairSpec, task_name: str, split: str):
+    def __init__(self, spec: PairSpec, task_name: str, split: str, pin: tuple[int, int] | None = None,
+                 checker: tuple[str | None, float] = (None, DEFAULT_THRESHOLD)):
         from autojudge.tasks import get_task
+        from autojudge.tasks.equivalence import attach_checker
+        if pin is not None:  # before loading: llama.cpp sizes its thread pool by the cores it may use
+            slot, per_worker = pin
+            cores = sorted(os.sched_getaffinity(0))
+            os.sched_setaffinity(0, {cores[(slot * per_worker + j) % len(cores)] for j in range(per_worker)})
         self.pair = spec.load()
         self.task = get_task(task_name)
+        attach_checker(self.task, self.pair, checker[0], checker[1], **spec.options)
         self.split = split
         self.problems = {p.id: p for p in self.task.load(split)}
+
+    def cores(self) -> list[int]:
+        """The cores this worker may run on (see `pin` in mine_on_ray)."""
+        return sorted(os.sched_getaffinity(0))
 
     def meta(self, settings: dict) -> dict:
         """The run's meta.json, as local mining on this pair would write it."""
@@ -77,11 +90,16 @@ class MiningWorker:
 def mine_on_ray(spec: PairSpec, task_name: str, split: str, out: str, *, address: str | None = None,
                 workers: int = 2, cpus_per_worker: float = 1, gpus_per_worker: float = 0,
                 limit: int | None = None, max_new_tokens: int, window: int = 0, fast: bool = True,
-                rejoin: int = 0, confirm: bool = False, shard: tuple[int, int] = (1, 1)) -> MiningStore:
+                rejoin: int = 0, confirm: bool = False, shard: tuple[int, int] = (1, 1), pin: bool = False,
+                checker: str | None = None, checker_threshold: float = DEFAULT_THRESHOLD) -> MiningStore:
     """Mine like `autojudge.mining.run.mine`, the problems spread over `workers` Ray actors.
 
     `task_name` is what `autojudge.tasks.get_task` takes (a built-in name or
-    "module:Class", importable on the workers too)."""
+    "module:Class", importable on the workers too). `pin` pins worker i to its own
+    `cpus_per_worker` cores (i * c, ..., counted modulo the cores its node lets it use):
+    Ray reserves CPUs but does not pin, and workers whose thread pools float over the
+    same cores slow each other down. Meant for one node (workers on several nodes may
+    share cores of one). `checker`: see autojudge.tasks.equivalence.attach_checker."""
     from autojudge.tasks import get_task
     task = get_task(task_name)
     try:
@@ -101,7 +119,12 @@ def mine_on_ray(spec: PairSpec, task_name: str, split: str, out: str, *, address
     actor_class = ray.remote(num_cpus=cpus_per_worker, num_gpus=gpus_per_worker)(MiningWorker)
     try:
         with run_lock(out, "mining run"):
-            actors = [actor_class.remote(spec, task_name, split) for _ in range(workers)]
+            def new_actor(slot: int):
+                """The worker in `slot` (0..workers-1; a replacement takes its slot, so its cores)."""
+                cores = (slot, max(1, int(cpus_per_worker))) if pin else None
+                return actor_class.remote(spec, task_name, split, cores, (checker, checker_threshold))
+
+            actors = [new_actor(slot) for slot in range(workers)]
             # The run's meta comes from a worker's pair: the driver loads no model.
             store = MiningStore(out, ray.get(actors[0].meta.remote(settings)))
             index, count = shard
@@ -109,21 +132,21 @@ def mine_on_ray(spec: PairSpec, task_name: str, split: str, out: str, *, address
             done = store.done()
             queue = deque(p.id for p in problems if p.id not in done)
             attempts: dict[int, int] = {}
-            pending: dict = {}  # object ref -> (actor, problem id)
+            pending: dict = {}  # object ref -> (actor, its slot, problem id)
             bar = tqdm(desc=f"mine {task.name}/{split} on Ray", unit="problem", total=len(problems),
                        initial=len(done & {p.id for p in problems}))
 
-            def hand_out(actor) -> None:
+            def hand_out(actor, slot: int) -> None:
                 if queue:
                     problem_id = queue.popleft()
                     attempts[problem_id] = attempts.get(problem_id, 0) + 1
-                    pending[actor.mine.remote(problem_id, settings)] = (actor, problem_id)
+                    pending[actor.mine.remote(problem_id, settings)] = (actor, slot, problem_id)
 
-            for actor in actors:
-                hand_out(actor)
+            for slot, actor in enumerate(actors):
+                hand_out(actor, slot)
             while pending:
                 [ready], _ = ray.wait(list(pending), num_returns=1)
-                actor, problem_id = pending.pop(ready)
+                actor, slot, problem_id = pending.pop(ready)
                 try:
                     mined, seconds, skipped = ray.get(ready)
                 except (RayActorError, ActorDiedError):
@@ -132,12 +155,12 @@ def mine_on_ray(spec: PairSpec, task_name: str, split: str, out: str, *, address
                                              "the run stops (rerun to resume)") from None
                     bar.write(f"a Ray worker died mining problem {problem_id}; handed out again")
                     queue.appendleft(problem_id)
-                    actor = actor_class.remote(spec, task_name, split)  # its replacement
-                    hand_out(actor)
+                    actor = new_actor(slot)  # its replacement, on the same cores
+                    hand_out(actor, slot)
                     continue
                 store.add(mined, seconds, skipped=skipped)
                 bar.update()
-                hand_out(actor)
+                hand_out(actor, slot)
             bar.close()
             return store
     finally:

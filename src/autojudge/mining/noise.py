@@ -23,7 +23,7 @@ from autojudge.mining.algorithm import Miner
 from autojudge.models.backend import ModelPair
 from autojudge.prompting import chat_prompt_ids
 from autojudge.runfiles import append_record, check_meta, read_records, run_lock
-from autojudge.tasks.base import Task, task_budget
+from autojudge.tasks.base import Task, compare, task_budget
 
 
 @dataclass
@@ -66,7 +66,9 @@ def null_swaps(pair: ModelPair, task: Task, split: str, n_problems: int, per_pro
                     start = time.perf_counter()
                     alt, _ = miner.regeneration(t, y[t])
                     same = common_prefix_length(alt, y)
-                    changed = not task.equivalent(task.extract_answer(miner.decode(alt), problem), answer)
+                    alt_text = miner.decode(alt)
+                    changed = not compare(task, problem, alt_text, task.extract_answer(alt_text, problem),
+                                          miner.decode(y), answer).same
                     swaps.append(asdict(NullSwap(problem.id, t, alt != y, None if alt == y else same - t - 1,
                                                  changed, time.perf_counter() - start)))
             record = {"problem": problem.id, "swaps": swaps}

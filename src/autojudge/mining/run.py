@@ -40,6 +40,8 @@ def mining_meta(pair: ModelPair, task: Task, split: str, max_new_tokens: int, wi
                          "dtype": str(FEATURE_DTYPE).removeprefix("torch."),
                          "position": "after reading the draft token, final norm",
                          "logits": list(LOGIT_FEATURES)}}
+    if getattr(task, "checker", None) is not None:  # a model compares the answers: which, how
+        meta["checker"] = task.checker.describe()
     if getattr(task, "settled", None):  # labels after the settle point keep the response
         meta["settled_answers"] = "labelled without regeneration"
     return meta

@@ -75,6 +75,18 @@ def keep_shared_prefix(model: CausalLM, seq: Sequence[int], at_most: int) -> int
     return keep
 
 
+def another_sequence(model: CausalLM) -> CausalLM:
+    """A second sequence on `model`'s loaded weights, with its own empty cache: work
+    beside decoding (an answer checker, say) without disturbing its cache or loading the
+    model twice. llama.cpp: another sequence id in the same KV cache; torch: another
+    cache over the same modules."""
+    make = getattr(model, "another_sequence", None)
+    if make is None:
+        raise ModelLoadError(f"{model.name}: the {model.describe().get('backend', '?')} backend holds one "
+                             "sequence per loaded model")
+    return make()
+
+
 def check_room(model: CausalLM, n_new: int) -> None:
     """Refuse an empty forward or one that would overflow the context."""
     if n_new < 1:

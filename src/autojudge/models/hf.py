@@ -107,3 +107,10 @@ class HFCausalLM(TransformersLM):
     def reset(self) -> None:
         self.cache = DynamicCache()
         self.tokens = []
+
+    def another_sequence(self) -> HFCausalLM:
+        """The same modules, a cache of its own (see backend.another_sequence)."""
+        other = object.__new__(HFCausalLM)
+        other.__dict__.update(self.__dict__)  # model, head, config: shared, read-only
+        other.reset()
+        return other

