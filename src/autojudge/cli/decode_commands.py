@@ -181,8 +181,12 @@ def cmd_serve(args) -> int:
         from autojudge.judge.shipped import load_judge
         judge = load_judge(pair, args.judge, task=args.task or "gsm8k")
     options = ServerOptions(mode=default.name, window=args.window, draft_p_min=args.draft_p_min,
-                            max_tokens=args.max_tokens, max_waiting=args.max_waiting)
+                            max_tokens=args.max_tokens, max_waiting=args.max_waiting, slots=args.slots)
+    app = build_app(pair, options, judge)  # makes the slots: refuses more than the runtime holds
+    slots = app.state.slots.size
     print(f"serving {pair.target.name} (draft {pair.draft.name if pair.draft else '-'}) on "
-          f"http://{args.host}:{args.port}/v1, mode {default.name}", flush=True)
-    uvicorn.run(build_app(pair, options, judge), host=args.host, port=args.port, log_level="warning")
+          f"http://{args.host}:{args.port}/v1, mode {default.name}, {slots} request{'s' * (slots > 1)} at once",
+          flush=True)
+    del pair  # several slots decode on a load of each model of their own: free this one (GBs)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0

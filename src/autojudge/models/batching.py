@@ -50,6 +50,14 @@ class PassGate:
                 if self._pending and len(self._pending) >= self._members:
                     self._flush()  # the others were waiting for this thread
 
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """No pass runs while the caller is in here. A llama.cpp context does not allow
+        changing one sequence's cache (llama_memory_seq_rm) during another's pass: a
+        thread that resets its sequences while others decode does it in here."""
+        with self._cond:
+            yield
+
     def run(self, runtime: _Runtime, request: PassRequest) -> tuple[np.ndarray, np.ndarray]:
         slot = _Slot()
         with self._cond:

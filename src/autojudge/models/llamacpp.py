@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
@@ -161,8 +162,11 @@ class LlamaCppLM:
         if n > runtime.max_sequences:
             raise ModelLoadError(f"{self.name}: llama.cpp allows {runtime.max_sequences} sequences, not {n}")
         runtime.sequences = n
-        return [LlamaCppLM(self.gguf_file, self.name, self.max_context, _runtime=runtime, _seq_id=i, _gate=gate)
-                for i in range(n)]
+        sequences = [LlamaCppLM(self.gguf_file, self.name, self.max_context, _runtime=runtime, _seq_id=i,
+                                _gate=gate) for i in range(n)]
+        for sequence in sequences:  # the width this one was cut to, if any (loading.share_logits)
+            sequence.vocab_size = self.vocab_size
+        return sequences
 
     @property
     def cached_length(self) -> int:
@@ -179,7 +183,7 @@ class LlamaCppLM:
             else:
                 logits, hidden = self._gate.run(self._runtime, request)
         except RuntimeError as exc:
-            self._runtime.remove(self._seq_id, len(self.tokens))  # a failed pass may have cached a part
+            self._remove(len(self.tokens))  # a failed pass may have cached a part
             raise RuntimeError(f"{self.name}: {exc}") from exc
         self.tokens.extend(token_ids)
         if logits.shape[-1] > self.vocab_size:  # cut to the pair's shared vocabulary
@@ -190,13 +194,19 @@ class LlamaCppLM:
         if length > len(self.tokens):
             raise ValueError(f"cannot truncate {len(self.tokens)} cached tokens to {length}")
         if length < len(self.tokens):
-            if not self._runtime.remove(self._seq_id, length):
+            if not self._remove(length):
                 raise RuntimeError(f"{self.name}: llama.cpp could not drop cached tokens")
             del self.tokens[length:]
 
     def reset(self) -> None:
-        self._runtime.remove(self._seq_id, 0)
+        self._remove(0)
         self.tokens = []
+
+    def _remove(self, start: int) -> bool:
+        # llama.cpp may not drop one sequence's cached tokens during a pass over another's:
+        # with a gate, other threads' merged passes run on this runtime.
+        with self._gate.exclusive() if self._gate is not None else nullcontext():
+            return self._runtime.remove(self._seq_id, start)
 
     def another_sequence(self) -> LlamaCppLM:
         """Another sequence id in this model's KV cache (see backend.another_sequence).

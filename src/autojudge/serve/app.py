@@ -6,19 +6,24 @@
     GET  /health                 200 once the pair is loaded
     GET  /metrics                Prometheus text: requests, tokens, accepted tokens per
                                  cycle, judge-accepted mismatches, time to first token,
-                                 time per output token
+                                 time per output token, running and waiting requests,
+                                 and with several slots the merged passes
 
 Beyond the OpenAI fields a request may name its decoding `mode` (any of
 autojudge.decoding.modes: exact, judge@0.9, fly, ...), `window` and `draft_p_min`; the
 response's usage carries the speculative statistics beside the token counts.
 
-Concurrency: the pair holds one sequence per model, so requests decode one at a time,
-in arrival order, in one worker thread (the event loop stays free to accept, stream and
-refuse). At most `max_waiting` requests wait; one more is refused at once with a 503
-rather than left to hang. A streaming client that disconnects ends its decoding at the
-next verification cycle. Temperature 0 (the default) is greedy decoding; above 0, the
-exact and judge modes sample by speculative sampling (autojudge.decoding.sampling),
-with top_p and seed.
+Concurrency: up to `slots` requests decode at once, each on its own sequences in a thread
+of its own (autojudge.serve.slots); on llama.cpp (4 slots by default) their forward passes
+are merged into one llama_decode per model, so requests in flight share passes. Torch
+holds one sequence per model: one slot, requests decode one at a time. The event loop
+stays free to accept, stream and refuse. Beyond the running requests at most
+`max_waiting` wait, in arrival order; one more is refused at once with a 503 rather than
+left to hang. A streaming client that disconnects ends its decoding at the next
+verification cycle, which frees its slot; so does a request that fails (a 500). The
+judge is only read while decoding, so one judge serves every slot. Temperature 0 (the
+default) is greedy decoding; above 0, the exact and judge modes sample by speculative
+sampling (autojudge.decoding.sampling), with top_p and seed.
 """
 
 from __future__ import annotations
@@ -28,13 +33,15 @@ import json
 import threading
 import time
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any, AsyncIterator
+from functools import partial
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import generate_latest
 from pydantic import BaseModel, ConfigDict, Field
 
 from autojudge.decoding.engine import is_cut
@@ -43,6 +50,8 @@ from autojudge.decoding.sampling import Sampling
 from autojudge.errors import PromptError
 from autojudge.models.backend import MAX_WINDOW, ModelPair
 from autojudge.prompting import chat_prompt_ids
+from autojudge.serve.metrics import Metrics
+from autojudge.serve.slots import ServerFull, SlotPool, slot_count
 
 
 class Message(BaseModel):
@@ -82,7 +91,8 @@ class ServerOptions:
     window: int = 16
     draft_p_min: float = 0.0
     max_tokens: int = 512  # a request's default budget
-    max_waiting: int = 16  # requests that may wait for the pair before the next is refused
+    max_waiting: int = 16  # requests that may wait for a slot before the next is refused
+    slots: int | None = None  # requests decoding at once; None: 4 on llama.cpp, 1 on torch
 
 
 class APIError(Exception):
@@ -97,29 +107,16 @@ def _error_body(status: int, message: str, kind: str, param=None, code=None) -> 
                         status_code=status)
 
 
-class _Metrics:
-    def __init__(self):
-        self.registry = CollectorRegistry()
-        r = self.registry
-        self.requests = Counter("autojudge_requests", "HTTP completion requests, by outcome", ["outcome"], registry=r)
-        self.tokens = Counter("autojudge_generated_tokens", "tokens generated", registry=r)
-        self.cycles = Counter("autojudge_verification_cycles", "target verification passes", registry=r)
-        self.mismatches = Counter("autojudge_accepted_mismatches",
-                                  "draft tokens kept although the target preferred another", registry=r)
-        self.accepted = Histogram("autojudge_accepted_tokens_per_cycle", "per request",
-                                  buckets=(1, 1.5, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64), registry=r)
-        self.ttft = Histogram("autojudge_time_to_first_token_seconds", "per request", registry=r)
-        self.tpot = Histogram("autojudge_time_per_output_token_seconds", "per request",
-                              buckets=(0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28), registry=r)
-
-
 def build_app(pair: ModelPair, options: ServerOptions = ServerOptions(), judge=None) -> FastAPI:
-    """The server for `pair`; `judge` serves the judge modes (none: they are refused)."""
+    """The server for `pair`; `judge` serves the judge modes (none: they are refused).
+    With several slots the app decodes on sequences of its own and keeps no reference
+    to `pair`'s models: the caller may free them (gigabytes on llama.cpp)."""
     app = FastAPI(title="autojudge", version="1")
-    model_id = pair.target.name
-    metrics = _Metrics()
-    gate = asyncio.Semaphore(1)  # one decoding at a time: the pair holds one sequence
-    state = {"waiting": 0}
+    model_id, tokenizer, described = pair.target.name, pair.tokenizer, pair.describe(machine=False)
+    room = min(m.max_context for m in (pair.target, pair.draft) if m is not None)  # every slot's too
+    slots = SlotPool(pair, slot_count(pair, options.slots), options.max_waiting)
+    app.state.slots = slots
+    metrics = Metrics(slots)
     default_mode = parse_mode(options.mode)
 
     @app.exception_handler(APIError)
@@ -147,7 +144,7 @@ def build_app(pair: ModelPair, options: ServerOptions = ServerOptions(), judge=N
     @app.get("/v1/models")
     async def models():
         return {"object": "list", "data": [{"id": model_id, "object": "model", "created": 0, "owned_by": "autojudge",
-                                            **pair.describe(machine=False)}]}
+                                            **described}]}
 
     def plan(body: _Request, prompt_ids: list[int]) -> tuple[Mode, int, float, int, list[str], Sampling | None]:
         if body.model != model_id:
@@ -172,7 +169,6 @@ def build_app(pair: ModelPair, options: ServerOptions = ServerOptions(), judge=N
             raise APIError(400, f"mode {mode.name} needs a judge; start the server with --judge or --task",
                            param="mode")
         budget = getattr(body, "max_completion_tokens", None) or body.max_tokens or options.max_tokens
-        room = min(m.max_context for m in (pair.target, pair.draft) if m is not None)
         if len(prompt_ids) >= room:
             raise APIError(400, f"the prompt has {len(prompt_ids)} tokens; the context holds {room}",
                            param="messages", code="context_length_exceeded")
@@ -181,12 +177,12 @@ def build_app(pair: ModelPair, options: ServerOptions = ServerOptions(), judge=N
         p_min = options.draft_p_min if body.draft_p_min is None else body.draft_p_min
         return mode, window, p_min, min(budget, room - len(prompt_ids)), [s for s in stops if s], sampling
 
-    def run(prompt_ids, mode, window, p_min, budget, stops, sampling, on_text, cancelled):
-        """Decode in the worker thread; on_text(piece) for each new piece of text."""
+    def run(prompt_ids, mode, window, p_min, budget, stops, sampling, on_text, cancelled, slot: ModelPair):
+        """Decode on `slot`, in its thread; on_text(piece) for each new piece of text."""
         shown = [""]
 
         def watch(new_tokens: list[int]) -> bool:
-            text = pair.tokenizer.decode(new_tokens, skip_special_tokens=True)
+            text = slot.tokenizer.decode(new_tokens, skip_special_tokens=True)
             cut = _first_stop(text, stops)
             visible = text if cut is None else text[:cut]
             if not visible.endswith("\ufffd") and len(visible) > len(shown[0]):  # never half a character
@@ -194,12 +190,9 @@ def build_app(pair: ModelPair, options: ServerOptions = ServerOptions(), judge=N
                 shown[0] = visible
             return cut is not None or cancelled.is_set()
 
-        for model in (pair.target, pair.draft):
-            if model is not None:
-                model.reset()  # another request's cache: nothing to share with this one
-        result = decode(pair, prompt_ids, mode, window=window, max_new_tokens=budget, judge=judge,
+        result = decode(slot, prompt_ids, mode, window=window, max_new_tokens=budget, judge=judge,
                         draft_p_min=p_min, sampling=sampling, stop_when=watch)
-        text = pair.tokenizer.decode(result.token_ids, skip_special_tokens=True)
+        text = slot.tokenizer.decode(result.token_ids, skip_special_tokens=True)
         cut = _first_stop(text, stops)
         final = text if cut is None else text[:cut]
         if len(final) > len(shown[0]):
@@ -208,10 +201,11 @@ def build_app(pair: ModelPair, options: ServerOptions = ServerOptions(), judge=N
 
     async def complete(body: _Request, prompt_ids: list[int], chat: bool):
         mode, window, p_min, budget, stops, sampling = plan(body, prompt_ids)
-        if state["waiting"] >= options.max_waiting:
+        try:
+            slots.join()
+        except ServerFull as exc:
             metrics.requests.labels("refused").inc()
-            raise APIError(503, f"the server is full ({options.max_waiting} requests waiting); retry later",
-                           kind="server_error", code="server_busy")
+            raise APIError(503, str(exc), kind="server_error", code="server_busy") from None
         created, rid = int(time.time()), ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex[:24]
         pieces: asyncio.Queue = asyncio.Queue()
         loop = asyncio.get_running_loop()
@@ -223,23 +217,33 @@ def build_app(pair: ModelPair, options: ServerOptions = ServerOptions(), judge=N
             first_piece.setdefault("at", time.perf_counter())
             loop.call_soon_threadsafe(pieces.put_nowait, piece)
 
+        in_line = [False]  # waiting for a slot: a client gone then leaves the line at once
+
         async def decode_in_turn():
-            state["waiting"] += 1
+            in_line[0] = True
             try:
-                await gate.acquire()
+                slot = await slots.take()
             finally:
-                state["waiting"] -= 1
+                in_line[0] = False
+            if cancelled.is_set():
+                slots.give_back(slot)
+                return None
+            work = partial(run, prompt_ids, mode, window, p_min, budget, stops, sampling, on_text, cancelled)
+            job = loop.run_in_executor(slots.threads, slots.decode_on, slot, work)
+            # The slot goes back when its thread is done, however it ends, and not before:
+            # neither a failed decoding nor this task's cancellation may leak or share it.
+            job.add_done_callback(lambda _: slots.give_back(slot))
             try:
-                if cancelled.is_set():
-                    return None
-                # Shielded: the pair is not released before its thread has finished.
-                return await asyncio.shield(asyncio.to_thread(run, prompt_ids, mode, window, p_min, budget,
-                                                              stops, sampling, on_text, cancelled))
+                return await asyncio.shield(job)
             finally:
-                gate.release()
                 loop.call_soon_threadsafe(pieces.put_nowait, None)
 
         task = asyncio.create_task(decode_in_turn())
+
+        def leave() -> None:
+            cancelled.set()  # decoding ends at the next cycle
+            if in_line[0]:
+                task.cancel()
 
         def account(result) -> dict:
             stats = result.stats
@@ -273,8 +277,10 @@ def build_app(pair: ModelPair, options: ServerOptions = ServerOptions(), judge=N
             try:
                 outcome = await asyncio.shield(task)
             except asyncio.CancelledError:  # the client went away: end its decoding early
-                cancelled.set()
+                leave()
                 raise
+            except Exception as exc:
+                raise _failed(exc) from exc
             result, text, finish = outcome
             return {"id": rid, "object": kind, "created": created, "model": model_id,
                     "choices": [choice(text, finish, False)], "usage": account(result)}
@@ -285,31 +291,42 @@ def build_app(pair: ModelPair, options: ServerOptions = ServerOptions(), judge=N
                 while (piece := await pieces.get()) is not None:
                     yield _sse({"id": rid, "object": chunk_kind, "created": created, "model": model_id,
                                 "choices": [choice(piece, None, True)]})
-                result, _, finish = await task
+                try:
+                    result, _, finish = await task
+                except Exception as exc:  # noqa: BLE001 - too late for a status: an error event, as OpenAI sends
+                    error = _failed(exc)
+                    metrics.requests.labels("error").inc()
+                    yield _sse({"error": {"message": error.message, "type": error.kind, "param": None,
+                                          "code": None}})
+                    return
                 yield _sse({"id": rid, "object": chunk_kind, "created": created, "model": model_id,
                             "choices": [choice(None, finish, True)], "usage": account(result)})
                 yield "data: [DONE]\n\n"
             finally:
-                cancelled.set()  # a client gone mid-stream: decoding ends at the next cycle
+                leave()  # a client gone mid-stream, or waiting: its slot or place is freed
 
         return StreamingResponse(events(), media_type="text/event-stream")
 
     @app.post("/v1/chat/completions")
     async def chat_completions(body: ChatRequest):
         try:
-            prompt_ids = chat_prompt_ids(pair.tokenizer, [m.model_dump() for m in body.messages])
+            prompt_ids = chat_prompt_ids(tokenizer, [m.model_dump() for m in body.messages])
         except PromptError as exc:
             raise APIError(400, str(exc), param="messages") from None
         return await complete(body, prompt_ids, chat=True)
 
     @app.post("/v1/completions")
     async def completions(body: CompletionRequest):
-        prompt_ids = list(pair.tokenizer(body.prompt)["input_ids"])
+        prompt_ids = list(tokenizer(body.prompt)["input_ids"])
         if not prompt_ids:
             raise APIError(400, "the prompt is empty", param="prompt")
         return await complete(body, prompt_ids, chat=False)
 
     return app
+
+
+def _failed(exc: Exception) -> APIError:
+    return APIError(500, f"decoding failed: {type(exc).__name__}: {exc}", kind="server_error")
 
 
 def _first_stop(text: str, stops: list[str]) -> int | None:
@@ -321,4 +338,4 @@ def _sse(payload: Any) -> str:
     return f"data: {json.dumps(payload)}\n\n"
 
 
-__all__ = ["build_app", "ServerOptions"]
+__all__ = ["ServerOptions", "build_app"]
