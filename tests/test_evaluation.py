@@ -12,16 +12,18 @@ import pytest
 import torch
 
 from autojudge.decoding.modes import decode, mode_policy, parse_judge_mode
-from autojudge.evaluation.report import (markdown_table, operating_point, paired_difference, summarize,
-                                         wilson, write_report)
 from autojudge.errors import AutojudgeError
+from autojudge.evaluation.render import markdown_table
+from autojudge.evaluation.report import write_report
+from autojudge.evaluation.rows import operating_point, summarize
 from autojudge.evaluation.run import run_eval
-from autojudge.runfiles import append_record, read_records
+from autojudge.evaluation.statistics import paired_difference, wilson
 from autojudge.judge.model import Judge
+from autojudge.judge.train import load_mined, train_judge
 from autojudge.mining.bench import bench_mining
 from autojudge.mining.run import mine
-from autojudge.judge.train import load_mined, train_judge
 from autojudge.prompting import chat_prompt_ids
+from autojudge.runfiles import append_record, read_records
 from tests.toy_task import RejoiningToyTask, ToyTask, tiny_pair
 
 
@@ -258,7 +260,8 @@ def test_bench_mining_runs_plain_and_fast_on_the_same_problems_and_resumes(pair,
     assert fast["agreeing_labels"] == fast["shared_labels"] == fast["labels"]
     # A rerun with one more problem and one more method mines only what is missing.
     lines = (out / "records.jsonl").read_text().splitlines()
-    rows = bench_mining(pair, RejoiningToyTask(), "all", 3, out, max_new_tokens=24, methods=("plain", "fast", "fast+rejoin:4"))
+    rows = bench_mining(pair, RejoiningToyTask(), "all", 3, out, max_new_tokens=24,
+                        methods=("plain", "fast", "fast+rejoin:4"))
     added = (out / "records.jsonl").read_text().splitlines()[len(lines):]
     assert sorted((json.loads(r)["problem"], json.loads(r)["method"]) for r in added) == \
         sorted([(2, "plain"), (2, "fast")] + [(p, "fast+rejoin:4") for p in range(3)])

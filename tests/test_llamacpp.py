@@ -126,6 +126,7 @@ def _side_by_side(jobs: list) -> list:
 
 def test_parallel_sequences_share_passes_and_keep_their_own_cache(draft_llama):
     import threading
+
     from autojudge.models.batching import PassGate
 
     texts = [[9707, 11, 1246, 525, 498, 30, 358, 1079, 6915, 13], [40, 1079, 264, 3460, 14, 1207, 34, 2082, 13]]
@@ -213,8 +214,8 @@ def test_the_llamacpp_path_needs_no_converted_checkpoint(tmp_path, monkeypatch):
     """The default path loads the GGUF files and their tokenizer, never a float32 copy
     (9 GB on disk for the pair)."""
     from autojudge.artifacts import cache_home
-    from autojudge.models.loading import load_tokenizer
     from autojudge.models.convert import converted_dir, ensure_converted
+    from autojudge.models.loading import load_tokenizer
     from autojudge.models.registry import REGISTERED
 
     shared = cache_home()

@@ -29,11 +29,10 @@ from autojudge.models.loading import (
     share_logits,
     stop_token_ids,
 )
-from autojudge.runfiles import append_record, read_records, run_lock
 from autojudge.prompting import chat_prompt_ids
+from autojudge.runfiles import append_record, read_records, run_lock
 from autojudge.tasks.datasets import load_gsm8k
 from autojudge.tasks.gsm8k import GSM8K
-
 
 # Where each method's models run: (target backend, draft backend).
 RUNTIMES = {"torch": ("torch", "torch"), "llamacpp": ("llamacpp", "llamacpp"),

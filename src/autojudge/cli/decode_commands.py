@@ -87,12 +87,12 @@ def format_stats(mode: str, stats) -> str:
 
 
 def cmd_eval(args) -> int:
+    import autojudge.judge  # noqa: F401  (registers the judge's modes)
     from autojudge.decoding.modes import parse_mode
-    from autojudge.evaluation.report import markdown_table, operating_point
+    from autojudge.evaluation.render import markdown_table
+    from autojudge.evaluation.rows import operating_point
     from autojudge.evaluation.run import run_eval
     from autojudge.models.loading import load_pair
-
-    import autojudge.judge  # noqa: F401  (registers the judge's modes)
     try:  # parsed once: records and reports are keyed by each mode's canonical name
         modes = [parse_mode(m) for m in args.modes.split(",") if m.strip()]
     except ValueError as exc:
@@ -113,7 +113,7 @@ def cmd_eval(args) -> int:
     print(markdown_table(rows))
     best = operating_point(rows)
     if best is not None:
-        print(f"\noperating point (<= 1 point below exact): {best['mode']}")
+        print(f"\noperating point (<= 1 point below exact): {best.mode}")
     print(f"\nreport: {args.out}/summary.md, summary.csv, summary.json, tradeoff.png")
     return 0
 
@@ -142,8 +142,8 @@ def cmd_costs(args) -> int:
 def check_costs(args) -> int:
     from pathlib import Path
 
-    from autojudge.runfiles import read_records
     from autojudge.costmodel import check_against_runs, load_costs
+    from autojudge.runfiles import read_records
     torch_costs, llama_costs = load_costs(args.torch_costs), load_costs(args.llamacpp_costs)
     runtimes = {
         "torch": (torch_costs[args.target], torch_costs[args.draft]),

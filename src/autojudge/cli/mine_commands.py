@@ -79,12 +79,17 @@ def _attach_checker(task, pair, args) -> None:
 
 
 def cmd_calibrate_checker(args) -> int:
-    from autojudge.evaluation.checker_calibration import (calibrate, calibration_markdown, calibration_summary,
-                                                          known_pairs)
+    from autojudge.evaluation.checker_calibration import (
+        calibrate,
+        calibration_markdown,
+        calibration_summary,
+        known_pairs,
+    )
     from autojudge.models.loading import load_pair
+    from autojudge.tasks.base import compares_with_a_model
     from autojudge.tasks.equivalence import LLMEquivalence
     task = load_task(args.task)
-    if getattr(task, "checker", None) is not None or hasattr(task, "compare_responses"):
+    if compares_with_a_model(task):
         raise AutojudgeError(f"{task.name} has no exact checker to calibrate against; use gsm8k, mbpp or humaneval")
     known_pairs(task, args.data)  # bad folders are found out before a model is loaded
     model = load_pair(None, args.checker or args.target, **pair_options(args))

@@ -6,7 +6,6 @@ import argparse
 
 from autojudge.models.registry import DEFAULT_DRAFT, DEFAULT_TARGET, REGISTERED
 
-
 _BUDGET_HELP = ("default: the task's budget (GSM8K 1024, MBPP and HumanEval 512, naturalqs and squad 256; "
                 "512 for a free prompt)")
 

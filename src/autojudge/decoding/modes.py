@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from autojudge.decoding.engine import Generation, generate
-from autojudge.decoding.policies import FLy, AcceptancePolicy, Exact, TopK, Typical, number, spelled
+from autojudge.decoding.policies import AcceptancePolicy, Exact, FLy, TopK, Typical, number, spelled
 from autojudge.decoding.sampling import Sampling
 from autojudge.models.backend import ModelPair
 

@@ -24,17 +24,18 @@ from tqdm.auto import tqdm
 import autojudge.judge  # noqa: F401  (registers the judge's modes)
 from autojudge.decoding.modes import decode, is_judge_mode, mode_policy
 from autojudge.errors import AutojudgeError
-from autojudge.evaluation.report import SPEED_BASELINES, write_report
+from autojudge.evaluation.report import write_report
+from autojudge.evaluation.rows import SPEED_BASELINES, ModeSummary
 from autojudge.mining.run import run_side_by_side
-from autojudge.runfiles import append_record, check_meta, read_records, run_lock
 from autojudge.models.backend import ModelPair
 from autojudge.prompting import chat_prompt_ids
+from autojudge.runfiles import append_record, check_meta, read_records, run_lock
 from autojudge.tasks.base import Task, task_budget
 
 
 def run_eval(pair: ModelPair, task: Task, split: str, modes: list[str], out: str | Path, *,
              limit: int | None = None, window: int = 16, max_new_tokens: int | None = None,
-             judge=None, report_only: bool = False, draft_p_min: float = 0.0, parallel: int = 1) -> list[dict]:
+             judge=None, report_only: bool = False, draft_p_min: float = 0.0, parallel: int = 1) -> list[ModeSummary]:
     """Decode what is missing (unless `report_only`), then write the report.
 
     `parallel` > 1 (llama.cpp) decodes that many problems side by side, their passes

@@ -27,8 +27,8 @@ from sklearn.model_selection import GroupKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from autojudge.errors import AutojudgeError
 from autojudge.decoding.features import LOGIT_FEATURES
+from autojudge.errors import AutojudgeError
 from autojudge.judge.model import FEATURE_SETS, Judge
 from autojudge.runfiles import read_records
 

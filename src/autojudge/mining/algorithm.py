@@ -41,9 +41,8 @@ from autojudge.decoding.drafters import LookupDrafter, nearest_match_end
 from autojudge.decoding.engine import generate
 from autojudge.decoding.features import logit_features
 from autojudge.errors import PromptError
-from autojudge.models.backend import CausalLM, keep_shared_prefix
-from autojudge.models.backend import ModelPair
-from autojudge.tasks.base import Problem, Task, compare, task_budget
+from autojudge.models.backend import CausalLM, ModelPair, keep_shared_prefix
+from autojudge.tasks.base import Problem, Task, can_rejoin, compare, settled_check, task_budget
 
 
 @dataclass
@@ -144,9 +143,9 @@ class Miner:
         self.pair, self.task, self.problem = pair, task, problem
         self.target, self.draft, self.stop = pair.target, pair.draft, pair.stop_ids
         self.max_new_tokens, self.window, self.regen_window, self.fast = max_new_tokens, window, regen_window, fast
-        self.rejoin = rejoin if getattr(task, "interchangeable", None) else 0
+        self.rejoin = rejoin if can_rejoin(task) else 0
         self.confirm = confirm
-        settles = getattr(task, "settled", None)
+        settles = settled_check(task)
         self.settles = settles is not None
         self.is_settled = (lambda ids: settles(self.decode(ids), problem)) if settles else (lambda ids: False)
         self.x = list(prompt_ids)

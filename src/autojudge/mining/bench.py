@@ -29,8 +29,7 @@ from autojudge.mining.run import mine, mining_meta
 from autojudge.models.backend import ModelPair
 from autojudge.prompting import chat_prompt_ids
 from autojudge.runfiles import append_record, check_meta, read_records, run_lock
-from autojudge.tasks.base import Task, task_budget
-
+from autojudge.tasks.base import Task, can_rejoin, task_budget
 
 
 def parse_regeneration(method: str) -> tuple[bool, int, bool]:
@@ -56,7 +55,7 @@ def bench_mining(pair: ModelPair, task: Task, split: str, n: int, out: str | Pat
     out = Path(out)
     max_new_tokens = max_new_tokens or task_budget(task)
     settings = {method: parse_regeneration(method) for method in methods}
-    if any(rejoin for _, rejoin, _ in settings.values()) and not getattr(task, "interchangeable", None):
+    if any(rejoin for _, rejoin, _ in settings.values()) and not can_rejoin(task):
         raise AutojudgeError(f"rejoin needs a task that says which edits are interchangeable; {task.name} does not")
     with run_lock(out, "mining benchmark"):
         meta = mining_meta(pair, task, split, max_new_tokens, window=0, fast=True)

@@ -31,6 +31,7 @@ from autojudge.mining.algorithm import MinedProblem, mine_problem
 from autojudge.mining.run import mining_meta
 from autojudge.mining.store import MiningStore
 from autojudge.runfiles import run_lock
+from autojudge.tasks.base import can_rejoin
 from autojudge.tasks.equivalence import DEFAULT_THRESHOLD
 
 MAX_ATTEMPTS = 3
@@ -107,7 +108,7 @@ def mine_on_ray(spec: PairSpec, task_name: str, split: str, out: str, *, address
         from ray.exceptions import ActorDiedError, RayActorError
     except ImportError:
         raise AutojudgeError("mining on Ray needs Ray: pip install 'autojudge[ray]'") from None
-    if rejoin and not getattr(task, "interchangeable", None):
+    if rejoin and not can_rejoin(task):
         raise AutojudgeError(f"--rejoin needs a task that says which edits are interchangeable; "
                              f"{task.name} does not")
     settings = {"max_new_tokens": max_new_tokens, "window": window, "fast": fast, "rejoin": rejoin,

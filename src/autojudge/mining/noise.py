@@ -18,9 +18,8 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from autojudge.models.backend import common_prefix_length
 from autojudge.mining.algorithm import Miner
-from autojudge.models.backend import ModelPair
+from autojudge.models.backend import ModelPair, common_prefix_length
 from autojudge.prompting import chat_prompt_ids
 from autojudge.runfiles import append_record, check_meta, read_records, run_lock
 from autojudge.tasks.base import Task, compare, task_budget

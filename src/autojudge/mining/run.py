@@ -15,7 +15,7 @@ from autojudge.mining.store import FEATURE_DTYPE, MiningStore
 from autojudge.models.backend import ModelPair
 from autojudge.prompting import chat_prompt_ids
 from autojudge.runfiles import run_lock
-from autojudge.tasks.base import Task, task_budget
+from autojudge.tasks.base import Task, can_rejoin, settled_check, task_budget
 
 
 def regeneration_method(fast: bool, rejoin: int, confirm: bool = False) -> str:
@@ -42,7 +42,7 @@ def mining_meta(pair: ModelPair, task: Task, split: str, max_new_tokens: int, wi
                          "logits": list(LOGIT_FEATURES)}}
     if getattr(task, "checker", None) is not None:  # a model compares the answers: which, how
         meta["checker"] = task.checker.describe()
-    if getattr(task, "settled", None):  # labels after the settle point keep the response
+    if settled_check(task):  # labels after the settle point keep the response
         meta["settled_answers"] = "labelled without regeneration"
     return meta
 
@@ -61,7 +61,7 @@ def mine(pair: ModelPair, task: Task, split: str, out: str, *, limit: int | None
     """
     max_new_tokens = max_new_tokens or task_budget(task)
     with run_lock(out, "mining run"):
-        if rejoin and not getattr(task, "interchangeable", None):
+        if rejoin and not can_rejoin(task):
             raise AutojudgeError(f"--rejoin needs a task that says which edits are interchangeable; "
                                  f"{task.name} does not")
         store = MiningStore(out, mining_meta(pair, task, split, max_new_tokens, window, fast, rejoin, confirm))

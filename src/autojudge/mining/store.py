@@ -25,8 +25,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from autojudge.decoding.engine import is_cut
-from autojudge.runfiles import append_record, check_meta, read_records
 from autojudge.mining.algorithm import MinedProblem
+from autojudge.runfiles import append_record, check_meta, read_records
 
 FEATURE_DTYPE = torch.float16
 

@@ -17,8 +17,8 @@ import torch
 from autojudge.errors import ModelLoadError
 from autojudge.models.backend import CausalLM, ModelPair  # noqa: F401 (ModelPair: where it was)
 from autojudge.models.hf import HFCausalLM
-from autojudge.models.static import StaticCacheLM, static_cache_unsupported
 from autojudge.models.registry import DEFAULT_DRAFT, DEFAULT_TARGET, REGISTERED
+from autojudge.models.static import StaticCacheLM, static_cache_unsupported
 
 BACKENDS = ("auto", "torch", "llamacpp")
 

@@ -25,7 +25,8 @@ class Metrics:
         # Read when /metrics is scraped, on the event loop that changes them.
         Gauge("autojudge_running_requests", "requests decoding (slots in use)",
               registry=r).set_function(lambda: slots.running)
-        Gauge("autojudge_waiting_requests", "requests waiting for a slot", registry=r).set_function(lambda: slots.waiting)
+        Gauge("autojudge_waiting_requests", "requests waiting for a slot",
+              registry=r).set_function(lambda: slots.waiting)
         Gauge("autojudge_slots", "requests that may decode at once", registry=r).set(slots.size)
         if slots.gate is not None:
             r.register(_MergedPasses(slots.gate))

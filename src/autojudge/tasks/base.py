@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -47,9 +48,30 @@ def compare(task, problem: Problem, text_a: str, answer_a: str | None, text_b: s
     return Verdict(task.equivalent(answer_a, answer_b))
 
 
+# The optional hooks, read through these so that a task without the attribute (one
+# that does not inherit TaskBase) reads as one whose hook is None.
+
+def settled_check(task):
+    """The task's `settled(text, problem)`, or None when it never knows its answer is settled."""
+    return getattr(task, "settled", None)
+
+
+def can_rejoin(task) -> bool:
+    """Whether the task says which stretches are `interchangeable` (mining's re-join shortcut needs it)."""
+    return bool(getattr(task, "interchangeable", None))
+
+
+def compares_with_a_model(task) -> bool:
+    """Whether a model compares the task's answers: it has a checker, or compares whole responses."""
+    return getattr(task, "checker", None) is not None or getattr(task, "compare_responses", None) is not None
+
+
 class Task(Protocol):
+    """What the pipeline needs of a task. A class may have these without inheriting
+    anything; `TaskBase` gives the optional parts and the usual definitions by default."""
     name: str
-    # Optional: `max_new_tokens`, the task's budget (see task_budget).
+    # Optional: `max_new_tokens`, the task's budget (see task_budget), and the hooks
+    # `settled`, `interchangeable` and `compare_responses` (see TaskBase).
 
     def load(self, split: str) -> list[Problem]: ...
 
@@ -70,12 +92,39 @@ class Task(Protocol):
         """Whether a model's output reaches the problem's gold answer."""
         ...
 
-    # Optional: `settled(text, problem) -> bool`, true when no continuation of `text`
-    # can change its answer. Mining then stops regenerations there and labels later
-    # mismatches without regenerating (see autojudge.mining.algorithm).
-    # Optional: `interchangeable(old, new) -> bool`, true when one stretch of a response
-    # can stand for the other without changing what it computes (GSM8K: the same
-    # numbers and operators); it enables mining's opt-in re-join shortcut.
-    # Optional: `compare_responses(problem, text_a, text_b) -> Verdict`, for tasks whose
-    # answers only a model can compare (see autojudge.tasks.equivalence); such a task
-    # also has a `checker` attribute, which `attach_checker` sets.
+
+class TaskBase(ABC):
+    """A task's defaults: a subclass names itself and writes `load`, `messages` and
+    `extract_answer`; it overrides the rest where its answers need more."""
+
+    name: str
+    max_new_tokens = DEFAULT_BUDGET
+    # `settled(text, problem) -> bool`: true when no continuation of `text` can change
+    # its answer. Mining then stops regenerations there and labels later mismatches
+    # without regenerating (see autojudge.mining.algorithm). None: never known.
+    settled = None
+    # `interchangeable(old, new) -> bool`: true when one stretch of a response can stand
+    # for the other without changing what it computes (GSM8K: the same numbers and
+    # operators); it enables mining's opt-in re-join shortcut. None: no stretch can.
+    interchangeable = None
+    # `compare_responses(problem, text_a, text_b) -> Verdict`, for tasks whose answers
+    # only a model can compare (see autojudge.tasks.equivalence); such a task also has
+    # a `checker` attribute, which `attach_checker` sets. None: `equivalent` decides.
+    compare_responses = None
+
+    @abstractmethod
+    def load(self, split: str) -> list[Problem]: ...
+
+    @abstractmethod
+    def messages(self, problem: Problem) -> list[dict[str, str]]: ...
+
+    @abstractmethod
+    def extract_answer(self, text: str, problem: Problem) -> str | None: ...
+
+    def equivalent(self, a: str | None, b: str | None) -> bool:
+        """The same canonical answer string; None (no answer) agrees with nothing."""
+        return a is not None and a == b
+
+    def is_correct(self, text: str, problem: Problem) -> bool:
+        """The answer agrees with the problem's reference (its gold answer, canonical)."""
+        return self.equivalent(self.extract_answer(text, problem), problem.reference)

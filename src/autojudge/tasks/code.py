@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import re
 
-from autojudge.tasks.base import Problem
+from autojudge.tasks.base import Problem, TaskBase
 from autojudge.tasks.datasets import load_humaneval, load_mbpp
 from autojudge.tasks.sandbox import Limits, run_python
 
@@ -52,16 +52,21 @@ def run_tests(program: str, tests: tuple[str, ...]) -> str:
                    for test in tests)
 
 
-def equivalent(a: str | None, b: str | None) -> bool:
-    return a is not None and a == b
+class CodeTask(TaskBase):
+    """What MBPP and HumanEval share: answers are pass/fail strings, equivalent when equal
+    (TaskBase's `equivalent`), and settled once the program's code block is closed."""
+
+    max_new_tokens = 512
+
+    def settled(self, text: str, problem: Problem) -> bool:
+        return program_settled(text)
 
 
-class MBPP:
+class MBPP(CodeTask):
     """MBPP's 500 test problems, split once and for all: ids 11-310 "mine", 311-510 "eval"."""
 
     name = "mbpp"
     last_mine_id = 310
-    max_new_tokens = 512
 
     def load(self, split: str) -> list[Problem]:
         if split not in ("mine", "eval", "all"):
@@ -84,21 +89,15 @@ class MBPP:
         setup = problem.extra.get("test_setup_code") or ""
         return run_tests(f"{setup}\n{program}" if setup else program, tuple(problem.extra["test_list"]))
 
-    equivalent = staticmethod(equivalent)
-
-    def settled(self, text: str, problem: Problem) -> bool:
-        return program_settled(text)
-
     def is_correct(self, text: str, problem: Problem) -> bool:
         answer = self.extract_answer(text, problem)
         return answer is not None and set(answer) == {"P"}
 
 
-class HumanEval:
+class HumanEval(CodeTask):
     """HumanEval's 164 problems; one result per problem (its `check` function)."""
 
     name = "humaneval"
-    max_new_tokens = 512
 
     def load(self, split: str) -> list[Problem]:
         if split not in ("eval", "all"):
@@ -121,11 +120,6 @@ class HumanEval:
             imports = [line for line in problem.prompt.splitlines() if line.startswith(("import ", "from "))]
             program = "\n".join(imports + [program])
         return run_tests(program, (f"{problem.extra['test']}\ncheck({entry})",))
-
-    equivalent = staticmethod(equivalent)
-
-    def settled(self, text: str, problem: Problem) -> bool:
-        return program_settled(text)
 
     def is_correct(self, text: str, problem: Problem) -> bool:
         return self.extract_answer(text, problem) == "P"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from fractions import Fraction
 
-from autojudge.tasks.base import Problem
+from autojudge.tasks.base import Problem, TaskBase
 from autojudge.tasks.datasets import load_gsm8k
 
 SYSTEM_PROMPT = "You are a careful math tutor."
@@ -105,7 +105,7 @@ def follows_format(text: str) -> bool:
     return any(_first_number(_sentence(last, m.end())) is not None for m in _ANSWER_PHRASE.finditer(last))
 
 
-class GSM8K:
+class GSM8K(TaskBase):
     name = "gsm8k"
     # 256 cut 29% of the target's answers; cut ones that were let go on all ended by 362.
     max_new_tokens = 1024
@@ -120,7 +120,7 @@ class GSM8K:
         return extract_answer(text)
 
     equivalent = staticmethod(equivalent)
-    is_correct = staticmethod(is_correct)
+    # is_correct: TaskBase's, the extracted answer equivalent to the reference.
     follows_format = staticmethod(follows_format)
     interchangeable = staticmethod(interchangeable)
 

@@ -17,7 +17,7 @@ import re
 import string
 
 from autojudge.errors import AutojudgeError
-from autojudge.tasks.base import Problem, Verdict
+from autojudge.tasks.base import Problem, TaskBase, Verdict
 from autojudge.tasks.datasets import NATURALQS_OPEN, SQUAD, load_open_qa
 
 ANSWER_INSTRUCTION = (
@@ -50,7 +50,7 @@ def matches(answer: str | None, gold: list[str]) -> bool:
     return any((g := normalise(alias)) and f" {g} " in padded for alias in gold)
 
 
-class OpenQuestions:
+class OpenQuestions(TaskBase):
     """What NQ open and SQuAD share; a subclass names its dataset and writes its prompt."""
     name = "open-qa"
     # Answers are a few sentences; 256 leaves room for a model that explains at length
@@ -77,9 +77,7 @@ class OpenQuestions:
         line = answer_line(text)
         return normalise(line) or None if line else None
 
-    def equivalent(self, a: str | None, b: str | None) -> bool:
-        """Equal normalised answer lines; the checker decides the rest (`compare_responses`)."""
-        return a is not None and a == b
+    # equivalent: TaskBase's, equal normalised answer lines; the checker decides the rest.
 
     def compare_responses(self, problem: Problem, text_a: str, text_b: str) -> Verdict:
         a, b = self.extract_answer(text_a, problem), self.extract_answer(text_b, problem)

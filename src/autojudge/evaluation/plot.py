@@ -1,0 +1,64 @@
+"""The trade-off plot (the paper's Figure 3): accuracy against accepted tokens per cycle."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from autojudge.evaluation.rows import ModeSummary
+
+# The sweeps drawn as lines, by the policy their modes run.
+FAMILIES = {"judge": "judge (threshold sweep)", "topk": "Top-K (K sweep)", "fly": "FLy",
+            "typical": "typical acceptance"}
+
+
+def plot(rows: list[ModeSummary], path: Path, title: str) -> None:
+    """Accuracy against mean accepted tokens per cycle: judge and Top-K sweeps, exact, target."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
+    series = {label: [r for r in rows if _family(r.mode) == family] for family, label in FAMILIES.items()}
+    for label, points in series.items():
+        points = sorted((r for r in points if r.mean_accepted is not None), key=lambda r: r.mean_accepted)
+        if points:
+            ax.errorbar([r.mean_accepted for r in points], [100 * r.accuracy for r in points],
+                        yerr=_error_bars(points),
+                        marker="o", capsize=3, label=label)
+            for r in points:
+                ax.annotate(_point_label(r.mode), (r.mean_accepted, 100 * r.accuracy),
+                            textcoords="offset points", xytext=(4, 4), fontsize=7)
+    for mode, marker in (("exact", "*"), ("target", "s")):
+        row = next((r for r in rows if r.mode == mode and r.mean_accepted is not None), None)
+        if row:
+            ax.errorbar([row.mean_accepted], [100 * row.accuracy],
+                        yerr=_error_bars([row]),
+                        marker=marker, markersize=10, capsize=3, linestyle="none",
+                        label="exact speculative decoding" if mode == "exact" else "target alone")
+    ax.set_xlabel("mean accepted tokens per cycle (tokens per target pass)")
+    ax.set_ylabel("accuracy, % (95% CI)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _error_bars(rows: list[ModeSummary]) -> list[list[float]]:
+    # max(0, ...): the interval's ends can sit a rounding error inside the point.
+    return [[max(0.0, 100 * (r.accuracy - r.ci_low)) for r in rows],
+            [max(0.0, 100 * (r.ci_high - r.accuracy)) for r in rows]]
+
+
+def _family(mode: str) -> str:
+    """"judge" for judge@0.9 or judge:0.3:4, "topk" for topk:8: the policy a mode runs."""
+    return mode.replace("@", ":").split(":", 1)[0]
+
+
+def _point_label(mode: str) -> str:
+    # judge:0.3 -> "0.3" (threshold), judge@0.9 -> "R0.9" (validation recall), topk:8 -> "8",
+    # judge@0.9:6 -> "R0.9:6" (with a lookahead of 6), fly -> "fly" (its defaults)
+    if "@" in mode:
+        return "R" + mode.split("@", 1)[1]
+    return mode.split(":", 1)[1] if ":" in mode else mode

@@ -1,0 +1,86 @@
+"""The report's text from summary rows: a Markdown table with its conclusions, CSV and JSON."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+from autojudge.evaluation.rows import SPEED_BASELINES, BaselineRatios, ModeSummary, PairedWithExact
+
+OPERATING_POINT = "Operating point (at most 1 point below exact)"
+
+
+def summary_json(rows: list[ModeSummary], best: ModeSummary | None, meta: dict) -> str:
+    return json.dumps({"meta": meta, "rows": [r.as_dict() for r in rows],
+                       "operating_point": best.as_dict() if best is not None else None}, indent=2)
+
+
+def write_csv(rows: list[ModeSummary], path: Path) -> None:
+    flat = [r.as_dict() for r in rows]
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(flat[0]))
+        writer.writeheader()
+        writer.writerows(flat)
+
+
+def markdown_table(rows: list[ModeSummary]) -> str:
+    header = ["mode", "problems", "accuracy (95% CI)", "accuracy vs exact (paired 95% CI)", "answer differs from exact",
+              "cut by the budget", "tokens/cycle", "vs exact", "tok/s", "speed vs target", "speed vs exact",
+              "judged-in tokens /100"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for r in rows:
+        accuracy = f"{r.accuracy:.1%} ({r.ci_low:.1%}-{r.ci_high:.1%})" if r.accuracy is not None else "-"
+        mode = r.mode if "@" not in r.mode or r.threshold is None else f"{r.mode} (T={r.threshold:.3g})"
+        answer_differs = r.paired_with_exact.answer_differs if r.paired_with_exact else None
+        cells = [mode, str(r.problems), accuracy, _versus_exact_text(r.paired_with_exact),
+                 _fmt(answer_differs, ".1%"), _fmt(r.cut_fraction, ".1%"), _fmt(r.mean_accepted, ".2f"),
+                 _fmt(r.against_exact.accepted, ".2f", "x"), _fmt(r.tokens_per_second, ".2f"),
+                 _speed_text(r.against_target, r.problems), _speed_text(r.against_exact, r.problems),
+                 _fmt(r.accepted_mismatches_per_100_tokens, ".1f")]
+        lines.append("| " + " | ".join(cells) + " |")
+    if len({run for r in rows for run in r.runs.split(", ")}) > 1:
+        lines.append("\nThe records come from more than one run, so tok/s may mix machines. Each speed ratio "
+                     "compares records measured in the same run; (k/n): over the k of n problems whose "
+                     "baseline was measured in the same run as the mode.")
+    return "\n".join(lines)
+
+
+def summary_markdown(rows: list[ModeSummary], best: ModeSummary | None) -> str:
+    """The table, then what it comes to: the operating point and the noise floor."""
+    text = markdown_table(rows)
+    if best is not None:
+        text += (f"\n\n{OPERATING_POINT}: {best.mode}, "
+                 f"{_fmt(best.against_exact.accepted, '.2f', 'x')} the accepted tokens per cycle of exact, "
+                 f"{_fmt(best.against_exact.speed, '.2f', 'x')} its tokens/s; accuracy against exact "
+                 f"{_versus_exact_text(best.paired_with_exact)}, paired 95% CI.")
+    elif any(r.mode not in SPEED_BASELINES for r in rows):
+        # Said outright: a missing line would read as a report that forgot to look.
+        text += f"\n\n{OPERATING_POINT}: none; every lossy mode loses more."
+    floor = next((r.paired_with_exact for r in rows if r.mode == "target"
+                  and r.paired_with_exact is not None and r.paired_with_exact.answer_differs is not None), None)
+    if floor is not None:
+        # Both modes are lossless in exact arithmetic: whatever separates them is the
+        # runtime's rounding (pass shapes), the floor under every lossy mode's difference.
+        text += (f"\n\nNoise floor: the two lossless modes (target alone, exact) give different answers on "
+                 f"{floor.answer_differs:.1%} of the problems; accuracy target - exact "
+                 f"{_versus_exact_text(floor)}.")
+    return text
+
+
+def _fmt(value, spec: str, suffix: str = "") -> str:
+    return "-" if value is None else f"{value:{spec}}{suffix}"
+
+
+def _versus_exact_text(paired: PairedWithExact | None) -> str:
+    """"+1.2 pt (-2.7 to +5.2)": the paired difference from exact and its 95% interval."""
+    if paired is None or paired.accuracy_difference is None:
+        return "-"
+    return (f"{100 * paired.accuracy_difference:+.1f} pt ({100 * paired.ci_low:+.1f} to "
+            f"{100 * paired.ci_high:+.1f})")
+
+
+def _speed_text(against: BaselineRatios, problems: int) -> str:
+    """"1.20x", or "1.20x (7/9)" when only 7 of the 9 problems had the baseline measured in the same run."""
+    text, paired = _fmt(against.speed, ".2f", "x"), against.speed_problems
+    return text if paired == problems or text == "-" else f"{text} ({paired}/{problems})"

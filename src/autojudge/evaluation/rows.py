@@ -1,0 +1,154 @@
+"""One summary row per decoding mode, built from an evaluation's records.
+
+Modes are compared only on the problems that all of them finished. Speed ratios are
+against target-only and exact speculative decoding measured in the same run (one call
+of run_eval, so one machine), on the same problems: tokens/s of two machines never
+meet in one ratio, and a problem whose baseline was measured in another run is left
+out of that ratio, with the count shown.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from autojudge.decoding.engine import is_cut
+from autojudge.evaluation.statistics import (
+    paired_accuracy_difference,
+    per,
+    ratio,
+    speed_ratio,
+    tokens_per_second,
+    wilson,
+)
+
+# The lossless modes: the baselines of every speed ratio, never an operating point.
+SPEED_BASELINES = ("target", "exact")
+
+
+@dataclass(frozen=True)
+class PairedWithExact:
+    """A mode's answers against exact decoding's on the same problems (all None for exact itself)."""
+    accuracy_difference: float | None  # this mode's accuracy minus exact's
+    ci_low: float | None  # the paired 95% interval of that difference
+    ci_high: float | None
+    answer_differs: float | None  # the share of problems whose answer is not exact's
+
+
+@dataclass(frozen=True)
+class BaselineRatios:
+    """A mode against one lossless baseline (target alone or exact decoding)."""
+    speed: float | None  # tokens/s over the baseline's, on the problems it was measured on in the same run
+    speed_problems: int  # how many problems that is
+    # Tokens per cycle over the baseline's: they do not depend on the machine, so every problem counts.
+    accepted: float | None
+
+
+@dataclass(frozen=True)
+class ModeSummary:
+    mode: str
+    problems: int
+    accuracy: float | None
+    ci_low: float  # Wilson 95% interval of the accuracy
+    ci_high: float
+    mean_accepted: float | None  # tokens per cycle, that is per target pass
+    tokens_per_second: float | None  # single-stream: records decoded side by side are left out
+    accepted_mismatches_per_100_tokens: float | None
+    mean_length: float | None
+    # Stopped at the budget: such an "answer" is whatever stood last at the cut.
+    cut_fraction: float | None
+    threshold: float | None  # judge@R: the threshold the judge's table gave for recall R
+    runs: str  # the runs that measured this mode (records from before runs were named: "unnamed")
+    paired_with_exact: PairedWithExact | None  # None when exact decoding is not among the modes
+    against_target: BaselineRatios
+    against_exact: BaselineRatios
+
+    @property
+    def accuracy_vs_exact(self) -> float | None:
+        return self.paired_with_exact.accuracy_difference if self.paired_with_exact else None
+
+    def as_dict(self) -> dict:
+        """The row as summary.json and summary.csv write it: flat, the keys in this order,
+        and the keys paired with exact only when exact decoding was among the modes."""
+        row = {name: getattr(self, name) for name in _SCALAR_FIELDS}
+        if self.paired_with_exact is not None:
+            paired = self.paired_with_exact
+            row.update(accuracy_vs_exact=paired.accuracy_difference, vs_exact_ci_low=paired.ci_low,
+                       vs_exact_ci_high=paired.ci_high, answer_differs_from_exact=paired.answer_differs)
+        target, exact = self.against_target, self.against_exact
+        row.update(speed_vs_target=target.speed, speed_vs_target_problems=target.speed_problems,
+                   speed_vs_exact=exact.speed, speed_vs_exact_problems=exact.speed_problems,
+                   accepted_vs_target=target.accepted, accepted_vs_exact=exact.accepted)
+        return row
+
+    def __getitem__(self, key: str):
+        # Rows were dicts in summary.json's spelling before they had fields; code written
+        # against those (scripts, tests) reads them unchanged, a missing key included.
+        return self.as_dict()[key]
+
+
+_NESTED_FIELDS = ("paired_with_exact", "against_target", "against_exact")
+_SCALAR_FIELDS = tuple(f.name for f in fields(ModeSummary) if f.name not in _NESTED_FIELDS)
+
+
+def summarize(records: list[dict], modes: list[str]) -> list[ModeSummary]:
+    # The latest record of a (mode, problem) stands for it (records come in the order
+    # they were measured); earlier ones stay available as baselines of their own run.
+    by_problem: dict[int, dict[str, dict]] = {}
+    measured: dict[tuple, dict] = {}
+    for record in records:
+        if record["mode"] in modes:
+            by_problem.setdefault(record["problem"], {})[record["mode"]] = record
+            measured[record["mode"], record["problem"], record.get("run")] = record
+    complete = [runs for runs in by_problem.values() if all(m in runs for m in modes)]
+    runs_of = {mode: [runs[mode] for runs in complete] for mode in modes}
+    mean_accepted = {mode: _mean_accepted(runs) for mode, runs in runs_of.items()}
+    exact_runs = runs_of.get("exact")
+    return [_summary(mode, runs_of[mode], exact_runs, measured, mean_accepted) for mode in modes]
+
+
+def operating_point(rows: list[ModeSummary], max_drop: float = 0.01) -> ModeSummary | None:
+    """The lossy mode with the most accepted tokens per cycle within `max_drop` of exact."""
+    lossy = [r for r in rows if r.mode not in SPEED_BASELINES and r.accuracy_vs_exact is not None
+             and r.accuracy_vs_exact >= -max_drop - 1e-12]
+    return max(lossy, key=lambda r: r.mean_accepted, default=None)
+
+
+def _summary(mode: str, runs: list[dict], exact_runs: list[dict] | None, measured: dict,
+             mean_accepted: dict[str, float | None]) -> ModeSummary:
+    n, tokens = len(runs), sum(r["new_tokens"] for r in runs)
+    correct = sum(r["correct"] for r in runs)
+    low, high = wilson(correct, n)
+    return ModeSummary(
+        mode=mode, problems=n, accuracy=per(correct, n), ci_low=low, ci_high=high,
+        mean_accepted=mean_accepted[mode], tokens_per_second=tokens_per_second(runs),
+        accepted_mismatches_per_100_tokens=per(100 * sum(r["accepted_mismatches"] for r in runs), tokens),
+        mean_length=per(tokens, n), cut_fraction=per(sum(is_cut(r.get("stop_reason")) for r in runs), n),
+        threshold=next((r.get("threshold") for r in runs), None),
+        runs=", ".join(sorted({r.get("run") or "unnamed" for r in runs})),
+        paired_with_exact=None if exact_runs is None else _paired_with_exact(mode, runs, exact_runs),
+        against_target=_against(mode, runs, "target", measured, mean_accepted),
+        against_exact=_against(mode, runs, "exact", measured, mean_accepted))
+
+
+def _mean_accepted(runs: list[dict]) -> float | None:
+    return per(sum(r["new_tokens"] for r in runs), sum(r["cycles"] for r in runs))
+
+
+def _paired_with_exact(mode: str, runs: list[dict], exact_runs: list[dict]) -> PairedWithExact:
+    """Same problems, same order as exact's runs: the comparison is problem by problem."""
+    if not runs or mode == "exact":
+        return PairedWithExact(None, None, None, None)
+    difference, low, high = paired_accuracy_difference(runs, exact_runs)
+    differs = sum(r.get("answer") != e.get("answer") for r, e in zip(runs, exact_runs)) / len(runs)
+    return PairedWithExact(difference, low, high, differs)
+
+
+def _against(mode: str, runs: list[dict], base: str, measured: dict,
+             mean_accepted: dict[str, float | None]) -> BaselineRatios:
+    # Speed: each record against the baseline of its own problem and run (absent when
+    # the baseline was not measured there), single-stream records only.
+    pairs = [(r, measured.get((base, r["problem"], r.get("run")))) for r in runs if not r.get("batched")]
+    pairs = [(r, b) for r, b in pairs if b is not None and not b.get("batched")]
+    return BaselineRatios(speed=speed_ratio([r for r, _ in pairs], [b for _, b in pairs]),
+                          speed_problems=len(pairs),
+                          accepted=ratio(mean_accepted[mode], mean_accepted.get(base)))

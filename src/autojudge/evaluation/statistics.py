@@ -1,0 +1,74 @@
+"""The numbers of an evaluation report: accuracies with their 95% intervals, paired
+differences between two modes, and single-stream speeds.
+
+Accuracy comes with a Wilson 95% interval, and its difference from another mode with
+a paired one: every mode answers the same problems, so the difference rests on the
+problems whose result changed, and is known far more precisely than the two
+accuracies are apart.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+Z95 = 1.959963984540054
+
+
+def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
+    if n == 0:
+        return 0.0, 1.0
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def paired_difference(a: int, b: int, c: int, d: int, z: float = Z95) -> tuple[float, float, float]:
+    """Difference p1 - p2 of two accuracies on the same n problems, with its 95% interval.
+
+    a: both right, b: only the first right, c: only the second right, d: both wrong.
+    Newcombe's square-and-add interval for paired data (method 10, Statistics in
+    Medicine 17, 1998): the Wilson intervals of the two accuracies, combined through
+    the correlation phi of the paired outcomes (continuity-corrected when positive).
+    """
+    n = a + b + c + d
+    if n == 0:
+        return 0.0, -1.0, 1.0
+    p1, p2 = (a + b) / n, (a + c) / n
+    (l1, u1), (l2, u2) = wilson(a + b, n, z), wilson(a + c, n, z)
+    spread, association = (a + b) * (c + d) * (a + c) * (b + d), a * d - b * c
+    if association > 0:
+        association = max(0.0, association - n / 2)
+    phi = association / math.sqrt(spread) if spread else 0.0
+    below = math.sqrt(max(0.0, (p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2) + (u2 - p2) ** 2))
+    above = math.sqrt(max(0.0, (u1 - p1) ** 2 - 2 * phi * (u1 - p1) * (p2 - l2) + (p2 - l2) ** 2))
+    return p1 - p2, max(-1.0, p1 - p2 - below), min(1.0, p1 - p2 + above)
+
+
+def paired_accuracy_difference(runs: list[dict], other_runs: list[dict]) -> tuple[float, float, float]:
+    """`paired_difference` of two modes' records of the same problems, in the same order."""
+    both = Counter((bool(r["correct"]), bool(o["correct"])) for r, o in zip(runs, other_runs))
+    return paired_difference(both[True, True], both[True, False], both[False, True], both[False, False])
+
+
+def per(amount: float, count: float) -> float | None:
+    """amount / count, a mean or a share; None when there is nothing to count (no problems, no tokens)."""
+    return amount / count if count else None
+
+
+def ratio(value: float | None, baseline: float | None) -> float | None:
+    """value / baseline; None unless both are known and non-zero (a ratio to nothing means nothing)."""
+    return value / baseline if value and baseline else None
+
+
+def tokens_per_second(runs: list[dict]) -> float | None:
+    """Single-stream speed: records decoded side by side with others share their seconds."""
+    runs = [r for r in runs if not r.get("batched")]
+    seconds = sum(r["seconds"] for r in runs)
+    return sum(r["new_tokens"] for r in runs) / seconds if seconds else None
+
+
+def speed_ratio(runs: list[dict], baseline_runs: list[dict]) -> float | None:
+    """Tokens/s of `runs` over those of `baseline_runs`; None when either has no speed."""
+    return ratio(tokens_per_second(runs), tokens_per_second(baseline_runs))
