@@ -85,6 +85,8 @@ def main() -> None:
         parts.append(section(f"Label noise floor: null swaps ({run.parent.name})", run))
     for run in sorted(bench.glob("checker-*/summary.md")):
         parts.append(section(f"The model answer checker against an exact one ({run.parent.name})", run))
+    for cost in sorted(bench.glob("checker-cost-*.md")):
+        parts.append(section(f"The model answer checker's cost ({cost.stem})", cost))
     for run in sorted(bench.glob("ray-*/summary.md")):
         parts.append(section(f"Mining on Ray ({run.parent.name})", run))
     for old in sorted(bench.glob("mining*.md")):  # one file per runtime, budget 256

@@ -9,9 +9,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from autojudge.runfiles import append_record, read_records
 from autojudge.models.loading import load_tokenizer
 from autojudge.models.registry import DEFAULT_TARGET
+from autojudge.runfiles import append_record, read_records
 from autojudge.tasks.gsm8k import follows_format
 
 

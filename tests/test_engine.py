@@ -221,12 +221,14 @@ def test_a_target_with_a_padded_head_decodes_over_the_shared_vocabulary(tmp_path
     152064 at 7B): padding ids are cut off, so exact decoding stays the target's own."""
     from autojudge.decoding.modes import decode
     from autojudge.models.loading import load_pair
+    from autojudge.models.runtime import RuntimeOptions
     from tests.tiny_dirs import save_resized_head
 
     padded = save_resized_head(tmp_path / "padded", tiny_target_dir, VOCAB + 32)
-    pair = load_pair(str(tiny_draft_dir), str(padded), backend="torch", linear="default")
+    torch_default = RuntimeOptions(backend="torch", linear="default")
+    pair = load_pair(str(tiny_draft_dir), str(padded), torch_default)
     assert pair.draft.vocab_size == pair.target.vocab_size == VOCAB
-    reference = load_pair(None, str(tiny_target_dir), backend="torch", linear="default")
+    reference = load_pair(None, str(tiny_target_dir), torch_default)
     ids = pair.tokenizer("the cat sat on the mat")["input_ids"]
     exact = decode(pair, ids, "exact", window=4, max_new_tokens=24)
     assert exact.token_ids == decode(reference, ids, "target", max_new_tokens=24).token_ids
@@ -237,7 +239,7 @@ def test_a_target_with_a_padded_head_decodes_over_the_shared_vocabulary(tmp_path
 
     narrow = save_resized_head(tmp_path / "narrow", tiny_target_dir, VOCAB - 16)
     with pytest.raises(ModelLoadError, match=f"narrow {VOCAB - 16}, but their tokenizer has ids up to {VOCAB - 1}"):
-        load_pair(str(tiny_draft_dir), str(narrow), backend="torch", linear="default")
+        load_pair(str(tiny_draft_dir), str(narrow), torch_default)
 
 
 def test_exact_equals_greedy_on_a_sliding_window_model():

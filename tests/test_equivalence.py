@@ -35,8 +35,10 @@ def test_answers_are_normalised_and_matched_like_squad():
     assert answer_line("He was born in 1945.\nAnswer: **in 1945**") == "in 1945"
     assert answer_line("It was Paris.\n\nParis") == "Paris"
     assert answer_line("   ") is None
-    assert matches("in 1945", ["1945"]) and matches("the Beatles", ["Beatles"])
-    assert not matches("19456", ["1945"]) and not matches(None, ["x"]) and not matches("x", [""])
+    assert matches("The Beatles.", ["Beatles"]) and matches("1945", ["May 1945", "1945"])
+    # Exact match, not containment: a sentence holding the answer is not the answer.
+    assert not matches("in 1945", ["1945"]) and not matches("They won in 1945.", ["1945"])
+    assert not matches(None, ["x"]) and not matches("x", [""])
 
 
 def test_open_question_tasks_load_disjoint_splits_with_their_answers():

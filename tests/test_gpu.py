@@ -15,6 +15,7 @@ from autojudge.judge.policy import JudgePolicy
 from autojudge.mining.algorithm import mine_problem
 from autojudge.mining.run import mine
 from autojudge.models.loading import load_pair
+from autojudge.models.runtime import RuntimeOptions
 from autojudge.prompting import chat_prompt_ids
 from tests.test_engine import hf_greedy, random_prompt
 from tests.tiny import backend, noisy_copy, tiny_model
@@ -69,8 +70,8 @@ def test_every_policy_decodes_the_same_on_gpu_and_cpu(seed):
 
 
 def test_bfloat16_exact_decoding_equals_bfloat16_greedy(tiny_target_dir, tiny_draft_dir):
-    pair = load_pair(str(tiny_draft_dir), str(tiny_target_dir), backend="torch", device="cuda",
-                     dtype=torch.bfloat16)
+    pair = load_pair(str(tiny_draft_dir), str(tiny_target_dir),
+                     RuntimeOptions(backend="torch", device="cuda", dtype=torch.bfloat16))
     assert pair.target.describe()["dtype"] == "bfloat16"
     assert pair.target.describe()["device"] == "cuda"
     for seed in range(4):
@@ -86,8 +87,8 @@ def test_mining_on_the_gpu_gives_the_cpu_labels_and_stores_cpu_features(tiny_tar
     problems = task.load("all")[:3]
     labels = {}
     for device in ("cpu", "cuda"):
-        pair = load_pair(str(tiny_draft_dir), str(tiny_target_dir), backend="torch", linear="default",
-                         device=device, dtype=torch.float32)
+        pair = load_pair(str(tiny_draft_dir), str(tiny_target_dir),
+                         RuntimeOptions(backend="torch", linear="default", device=device, dtype=torch.float32))
         labels[device] = []
         for problem in problems:
             ids = chat_prompt_ids(pair.tokenizer, task.messages(problem))
@@ -163,8 +164,8 @@ def test_a_graph_replay_gives_the_eager_pass_bit_for_bit():
 
 def test_the_gpu_loader_uses_cuda_graphs_unless_told_not_to(tiny_target_dir, tiny_draft_dir):
     for cuda_graphs in (True, False):
-        pair = load_pair(str(tiny_draft_dir), str(tiny_target_dir), backend="torch", device="cuda",
-                         cuda_graphs=cuda_graphs)
+        pair = load_pair(str(tiny_draft_dir), str(tiny_target_dir),
+                         RuntimeOptions(backend="torch", device="cuda", cuda_graphs=cuda_graphs))
         assert pair.target.describe().get("cuda_graphs", False) is cuda_graphs
         assert pair.draft.describe().get("cuda_graphs", False) is cuda_graphs
 

@@ -9,17 +9,19 @@ pytest.importorskip("llama_cpp")
 
 from autojudge.decoding import generate  # noqa: E402
 from autojudge.models.loading import load_model, load_pair  # noqa: E402
+from autojudge.models.runtime import RuntimeOptions  # noqa: E402
 from autojudge.prompting import chat_prompt_ids  # noqa: E402
 from autojudge.tasks.gsm8k import GSM8K  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
 DRAFT = "qwen2.5-coder-0.5b-instruct"
+LLAMACPP = RuntimeOptions(backend="llamacpp")
 
 
 @pytest.fixture(scope="module")
 def draft_llama():
-    return load_model(DRAFT, "llamacpp")
+    return load_model(DRAFT, LLAMACPP)
 
 
 def test_chunked_forward_equals_one_pass_and_truncate_rolls_back(draft_llama):
@@ -46,7 +48,7 @@ def test_chunked_forward_equals_one_pass_and_truncate_rolls_back(draft_llama):
 
 def test_hidden_state_matches_transformers_final_norm(draft_llama):
     """The two runtimes compute the same feature, up to 4-bit vs float32 numerics."""
-    torch_model = load_model(DRAFT, "torch", linear="default")
+    torch_model = load_model(DRAFT, RuntimeOptions(backend="torch", linear="default"))
     tokens = [9707, 11, 1246, 525, 498, 30, 358, 1079]
     draft_llama.reset()
     torch_model.reset()
@@ -62,7 +64,7 @@ def test_exact_speculative_equals_llamacpp_greedy_up_to_near_ties():
     verification pass differ slightly (seen: logits by ~0.01-0.1 of ~17). Exact
     speculative decoding then follows the target's greedy path except where the top two
     logits are that close; anything else would be a bug in the loop."""
-    pair = load_pair(backend="llamacpp")
+    pair = load_pair(runtime=LLAMACPP)
     task = GSM8K()
     for problem in task.load("eval")[:2]:
         ids = chat_prompt_ids(pair.tokenizer, task.messages(problem))
@@ -86,11 +88,11 @@ def test_the_shipped_judge_fits_the_llamacpp_pair_and_decodes():
     from autojudge.judge.model import JudgeError
     from autojudge.judge.shipped import load_judge
 
-    pair = load_pair(backend="llamacpp")
+    pair = load_pair(runtime=LLAMACPP)
     judge = load_judge(pair)  # the shipped GSM8K judge
     assert judge.meta["pair"]["target"] == "qwen2.5-coder-1.5b-instruct"
     # Each task gets its own judge; HumanEval has no mining split and uses MBPP's.
-    for task, mined_on in (("gsm8k", "gsm8k"), ("mbpp", "mbpp"), ("humaneval", "mbpp")):
+    for task, mined_on in (("gsm8k", "gsm8k"), ("mbpp", "mbpp"), ("humaneval", "mbpp"), ("squad", "squad")):
         assert load_judge(pair, task=task).meta["task"] == mined_on
     task = GSM8K()
     ids = chat_prompt_ids(pair.tokenizer, task.messages(task.load("eval")[0]))
@@ -102,7 +104,7 @@ def test_the_shipped_judge_fits_the_llamacpp_pair_and_decodes():
     assert loose.stats.accepted_mismatches > 0 and loose.stats.mean_accepted > exact.stats.mean_accepted
     # Features from another runtime are not what it was trained on.
     with pytest.raises(JudgeError, match="does not fit the loaded pair"):
-        load_judge(load_pair(backend="torch"))
+        load_judge(load_pair(runtime=RuntimeOptions(backend="torch")))
 
 
 def _side_by_side(jobs: list) -> list:
@@ -172,7 +174,7 @@ def test_mining_problems_side_by_side_stores_each_once_with_the_same_labels(tmp_
     from autojudge.mining.run import mine
     from tests.toy_task import ToyTask
 
-    pair = load_pair(backend="llamacpp")
+    pair = load_pair(runtime=LLAMACPP)
     one = mine(pair, ToyTask(), "all", str(tmp_path / "one"), limit=3, max_new_tokens=16, window=0)
     side = mine(pair, ToyTask(), "all", str(tmp_path / "side"), limit=3, max_new_tokens=16, window=0,
                 parallel=3)
@@ -200,7 +202,7 @@ def test_an_evaluation_resumes_with_another_thread_count(tmp_path):
     from autojudge.models.llamacpp import LlamaCppLM
     from autojudge.runfiles import read_records
 
-    pair = load_pair(None, backend="llamacpp")
+    pair = load_pair(None, runtime=LLAMACPP)
     one_thread = replace(pair, target=LlamaCppLM(pair.target.gguf_file, name=pair.target.name, n_threads=1))
     assert pair.describe() != one_thread.describe()
     run_eval(pair, GSM8K(), "eval", ["target"], tmp_path, limit=1, max_new_tokens=4)
@@ -225,7 +227,7 @@ def test_the_llamacpp_path_needs_no_converted_checkpoint(tmp_path, monkeypatch):
     (tmp_path / "gguf").mkdir()
     for gguf in (shared / "gguf").glob("*.gguf"):  # verified files, linked instead of fetched again
         (tmp_path / "gguf" / gguf.name).symlink_to(gguf)
-    pair = load_pair(backend="llamacpp")
+    pair = load_pair(runtime=LLAMACPP)
     assert pair.target.name == target.name
     assert not (tmp_path / "models").exists()
     assert not converted_dir(target).exists()
@@ -242,7 +244,7 @@ def test_an_evaluation_decodes_problems_side_by_side_and_keeps_them_out_of_token
     from autojudge.runfiles import read_records
     from tests.toy_task import ToyTask
 
-    pair = load_pair(backend="llamacpp")
+    pair = load_pair(runtime=LLAMACPP)
     modes = ["target", "exact", "topk:4"]
     rows = run_eval(pair, ToyTask(), "all", modes, tmp_path / "side", limit=3, window=4, max_new_tokens=12,
                     parallel=3)

@@ -15,6 +15,7 @@ ray = pytest.importorskip("ray")
 
 from autojudge.mining.distributed import PairSpec, mine_on_ray  # noqa: E402
 from autojudge.mining.run import mine  # noqa: E402
+from autojudge.models.runtime import RuntimeOptions  # noqa: E402
 from tests.toy_task import ToyTask, tiny_pair  # noqa: E402
 
 MAX_NEW = 24
@@ -38,7 +39,7 @@ def cluster(marker):
 
 @pytest.fixture(scope="module")
 def spec(tiny_target_dir, tiny_draft_dir):
-    return PairSpec(str(tiny_draft_dir), str(tiny_target_dir), {"backend": "torch", "linear": "default"})
+    return PairSpec(str(tiny_draft_dir), str(tiny_target_dir), RuntimeOptions(backend="torch", linear="default"))
 
 
 @pytest.fixture(scope="module")
@@ -77,9 +78,11 @@ def test_pinned_workers_each_run_on_cores_of_their_own(cluster, spec):
     cores = ray.get([a.cores.remote() for a in actors])
     available = sorted(os.sched_getaffinity(0))
     assert cores == [[available[0]], [available[1 % len(available)]]]
-    assert ray.get(worker.remote(spec, "tests.toy_task:ToyTask", "all").cores.remote()) == available
-    for actor in actors:
+    for actor in actors:  # the cluster has 2 CPUs: free them for the unpinned one
         ray.kill(actor)
+    unpinned = worker.remote(spec, "tests.toy_task:ToyTask", "all")
+    assert ray.get(unpinned.cores.remote()) == available
+    ray.kill(unpinned)
 
 
 def test_a_worker_that_dies_mid_problem_has_its_problem_mined_again_once(cluster, marker, spec, local_labels,
@@ -95,7 +98,8 @@ def test_a_worker_that_dies_mid_problem_has_its_problem_mined_again_once(cluster
 DRIVER = """
 import sys
 from autojudge.mining.distributed import PairSpec, mine_on_ray
-spec = PairSpec(sys.argv[1], sys.argv[2], {"backend": "torch", "linear": "default"})
+from autojudge.models.runtime import RuntimeOptions
+spec = PairSpec(sys.argv[1], sys.argv[2], RuntimeOptions(backend="torch", linear="default"))
 mine_on_ray(spec, "tests.toy_task:ToyTask", "all", sys.argv[3], address=sys.argv[4], workers=2,
             max_new_tokens=int(sys.argv[5]))
 """

@@ -10,6 +10,7 @@ import torch
 
 from autojudge.decoding import TopK, generate
 from autojudge.models.loading import load_pair
+from autojudge.models.runtime import RuntimeOptions
 from autojudge.prompting import chat_prompt_ids
 from autojudge.tasks.gsm8k import GSM8K
 
@@ -20,7 +21,7 @@ MAX_NEW = 48
 
 @pytest.fixture(scope="module")
 def pair():
-    return load_pair(backend="torch")
+    return load_pair(runtime=RuntimeOptions(backend="torch"))
 
 
 @pytest.fixture(scope="module")

@@ -32,7 +32,8 @@ class ToyTask:
 
 def tiny_pair(target_dir, draft_dir):
     from autojudge.models.loading import load_pair
-    return load_pair(str(draft_dir), str(target_dir), backend="torch", linear="default")
+    from autojudge.models.runtime import RuntimeOptions
+    return load_pair(str(draft_dir), str(target_dir), RuntimeOptions(backend="torch", linear="default"))
 
 
 class SettlingToyTask(ToyTask):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -29,6 +29,8 @@ from autojudge.models.loading import (
     share_logits,
     stop_token_ids,
 )
+from autojudge.models.registry import DEFAULT_DRAFT, DEFAULT_TARGET
+from autojudge.models.runtime import RuntimeOptions
 from autojudge.prompting import chat_prompt_ids
 from autojudge.runfiles import append_record, read_records, run_lock
 from autojudge.tasks.datasets import load_gsm8k
@@ -175,32 +177,47 @@ def markdown_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def load_runtimes(args, methods: list[Method]) -> dict[str, ModelPair]:
-    """One pair per runtime the methods use, sharing loaded models between pairs."""
-    tokenizer = load_tokenizer(args.target)
-    check_same_vocabulary(args.draft, load_tokenizer(args.draft), args.target, tokenizer)
+def load_runtimes(draft: str, target: str, methods: list[Method],
+                  runtime_options: RuntimeOptions = RuntimeOptions()) -> dict[str, ModelPair]:
+    """One pair per runtime the methods use, sharing loaded models between pairs. The
+    methods' runtimes name the backends; `runtime_options` gives the rest (device,
+    dtype, kernels)."""
+    tokenizer = load_tokenizer(target)
+    check_same_vocabulary(draft, load_tokenizer(draft), target, tokenizer)
     loaded: dict[tuple[str, str], CausalLM] = {}
 
     def model(name: str, backend: str) -> CausalLM:
         if (name, backend) not in loaded:
-            loaded[name, backend] = load_model(name, backend, linear=args.linear)
+            loaded[name, backend] = load_model(name, replace(runtime_options, backend=backend))
         return loaded[name, backend]
 
     pairs = {}
     for runtime in dict.fromkeys(m.runtime for m in methods):
         target_backend, draft_backend = RUNTIMES[runtime]
         needs_draft = any(m.runtime == runtime and m.kind != "target" for m in methods)
-        target = model(args.target, target_backend)
-        draft = model(args.draft, draft_backend) if needs_draft else None
-        if draft is not None:
-            share_logits(draft, target, tokenizer)
-        pairs[runtime] = ModelPair(draft, target, tokenizer, stop_token_ids(args.target, tokenizer))
+        target_model = model(target, target_backend)
+        draft_model = model(draft, draft_backend) if needs_draft else None
+        if draft_model is not None:
+            share_logits(draft_model, target_model, tokenizer)
+        pairs[runtime] = ModelPair(draft_model, target_model, tokenizer, stop_token_ids(target, tokenizer))
     return pairs
 
 
-def run_bench(args) -> int:
-    methods = parse_methods(args.methods)
-    out = Path(args.out)
+@dataclass(frozen=True)
+class BenchSettings:
+    """What `autojudge bench` runs: the pair, the methods, the problems, where results go."""
+    methods: str  # comma-separated, as parse_methods takes them
+    n: int  # the first n GSM8K eval problems
+    max_new_tokens: int
+    out: str  # directory for records.jsonl (resumed when it exists), summary.md and summary.json
+    draft: str = DEFAULT_DRAFT
+    target: str = DEFAULT_TARGET
+    runtime_options: RuntimeOptions = field(default_factory=RuntimeOptions)  # backends: the methods' runtimes
+
+
+def run_bench(settings: BenchSettings) -> int:
+    methods = parse_methods(settings.methods)
+    out = Path(settings.out)
     out.mkdir(parents=True, exist_ok=True)
     with run_lock(out, "benchmark"):
         records_path = out / "records.jsonl"
@@ -208,13 +225,13 @@ def run_bench(args) -> int:
         done = {(r["method"], r["problem"]) for r in records}
 
         task = GSM8K()
-        problems = load_gsm8k("eval")[: args.n]
-        pairs = load_runtimes(args, methods)
+        problems = load_gsm8k("eval")[: settings.n]
+        pairs = load_runtimes(settings.draft, settings.target, methods, settings.runtime_options)
         todo = [(p, m) for p in problems for m in methods if (m.name, p.id) not in done]
         for problem, method in tqdm(todo, desc="bench", unit="run"):
             pair = pairs[method.runtime]
             prompt_ids = chat_prompt_ids(pair.tokenizer, task.messages(problem))
-            result = run_method(pair, method, prompt_ids, args.max_new_tokens)
+            result = run_method(pair, method, prompt_ids, settings.max_new_tokens)
             text = pair.tokenizer.decode(result["token_ids"], skip_special_tokens=True)
             record = {"method": method.name, "problem": problem.id, "prompt_tokens": len(prompt_ids),
                       "answer": task.extract_answer(text, problem), "correct": task.is_correct(text, problem),
@@ -225,7 +242,7 @@ def run_bench(args) -> int:
     rows = summarize(records, methods)
     table = markdown_table(rows)
     meta = {"runtimes": {k: p.describe() for k, p in pairs.items()}, "methods": [m.name for m in methods],
-            "max_new_tokens": args.max_new_tokens, "torch_threads": torch.get_num_threads(),
+            "max_new_tokens": settings.max_new_tokens, "torch_threads": torch.get_num_threads(),
             "cpu_count": os.cpu_count()}
     (out / "summary.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     (out / "summary.md").write_text(table + "\n")

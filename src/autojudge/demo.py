@@ -12,18 +12,20 @@ import textwrap
 from autojudge.decoding.modes import decode, judge_mode
 from autojudge.judge.shipped import load_judge
 from autojudge.models.loading import load_pair
+from autojudge.models.runtime import RuntimeOptions
 from autojudge.prompting import chat_prompt_ids
 from autojudge.tasks.base import task_budget
 from autojudge.tasks.gsm8k import GSM8K
 
 
-def run_demo(n: int = 3, *, window: int = 16, max_new_tokens: int | None = None, backend: str = "auto",
-             judge_path: str | None = None, threshold: float | None = None, recall: float = 0.9) -> int:
+def run_demo(n: int = 3, *, window: int = 16, max_new_tokens: int | None = None,
+             runtime: RuntimeOptions = RuntimeOptions(), judge_path: str | None = None,
+             threshold: float | None = None, recall: float = 0.9) -> int:
     task = GSM8K()
     max_new_tokens = max_new_tokens or task_budget(task)
     problems = task.load("eval")[:n]
     print("loading the default pair (the first run downloads ~1.5 GB of GGUF files, a few minutes)")
-    pair = load_pair(backend=backend)
+    pair = load_pair(runtime=runtime)
     judge = load_judge(pair, judge_path, task="gsm8k")
     threshold = threshold if threshold is not None else judge.threshold_for_recall(recall)
     judged = judge_mode(threshold)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+from dataclasses import fields
 
 from autojudge.errors import AutojudgeError
+from autojudge.models.runtime import RuntimeOptions
 
 
 def load_task(name: str, split: str | None = None):
@@ -19,13 +21,22 @@ def load_task(name: str, split: str | None = None):
     return task
 
 
-def pair_options(args) -> dict:
-    import torch
-    dtype = args.dtype
-    if dtype == "auto":
-        dtype = "float32" if args.device == "cpu" else "bfloat16"
-    return {"backend": args.backend, "draft_backend": args.draft_backend, "linear": args.linear,
-            "device": args.device, "dtype": getattr(torch, dtype), "cuda_graphs": args.cuda_graphs}
+def runtime_options(args) -> RuntimeOptions:
+    """The runtime options a command was given, built once per command; a command that
+    takes only some of them (bench: --linear; demo: --backend) leaves the rest at their
+    defaults."""
+    given = {f.name: getattr(args, f.name) for f in fields(RuntimeOptions) if hasattr(args, f.name)}
+    if "dtype" in given:
+        given["dtype"] = _torch_dtype(given["dtype"], given["device"])
+    return RuntimeOptions(**given)
+
+
+def _torch_dtype(name: str, device: str):
+    """The torch dtype --dtype names; auto: float32 on a CPU, bfloat16 on a GPU."""
+    import torch  # here, not at the top: `autojudge --help` starts without torch
+    if name == "auto":
+        name = "float32" if device == "cpu" else "bfloat16"
+    return getattr(torch, name)
 
 
 def quiet_libraries() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from autojudge.cli.common import load_task, pair_options
+from autojudge.cli.common import load_task, runtime_options
 from autojudge.errors import AutojudgeError
 
 
@@ -43,7 +43,7 @@ def cmd_generate(args) -> int:
         raise AutojudgeError(str(exc)) from None
     if args.judge and not mode.needs_judge:
         raise AutojudgeError("--judge goes with a judge mode")
-    pair = load_pair(None if mode.policy == "target" else args.draft, args.target, **pair_options(args))
+    pair = load_pair(None if mode.policy == "target" else args.draft, args.target, runtime_options(args))
     judge = None
     if mode.needs_judge:
         from autojudge.judge.shipped import load_judge
@@ -102,7 +102,7 @@ def cmd_eval(args) -> int:
     task = load_task(args.task, args.split)
     # The draft is loaded even for target-only runs: the run's meta names it, so that
     # other modes can be added to the same directory later.
-    pair = load_pair(args.draft, args.target, **pair_options(args))
+    pair = load_pair(args.draft, args.target, runtime_options(args))
     judge = None
     if any(m.needs_judge for m in modes):
         from autojudge.judge.shipped import load_judge
@@ -119,8 +119,10 @@ def cmd_eval(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from autojudge.bench import run_bench
-    return run_bench(args)
+    from autojudge.bench import BenchSettings, run_bench
+    return run_bench(BenchSettings(draft=args.draft, target=args.target, methods=args.methods, n=args.n,
+                                   max_new_tokens=args.max_new_tokens, out=args.out,
+                                   runtime_options=runtime_options(args)))
 
 
 def cmd_costs(args) -> int:
@@ -128,7 +130,7 @@ def cmd_costs(args) -> int:
     from autojudge.models.loading import load_pair
     if args.check:
         return check_costs(args)
-    pair = load_pair(args.draft, args.target, **pair_options(args))
+    pair = load_pair(args.draft, args.target, runtime_options(args))
     draft, target = (measure_pass_costs(m, context=args.context, repeats=args.repeats)
                      for m in (pair.draft, pair.target))
     print(costs_report(draft, target))
@@ -156,7 +158,7 @@ def check_costs(args) -> int:
 
 def cmd_demo(args) -> int:
     from autojudge.demo import run_demo
-    return run_demo(args.n, window=args.window, max_new_tokens=args.max_new_tokens, backend=args.backend,
+    return run_demo(args.n, window=args.window, max_new_tokens=args.max_new_tokens, runtime=runtime_options(args),
                     judge_path=args.judge, threshold=args.threshold, recall=args.recall)
 
 
@@ -175,7 +177,7 @@ def cmd_serve(args) -> int:
         default = parse_mode(args.mode)
     except ValueError as exc:
         raise AutojudgeError(str(exc)) from None
-    pair = load_pair(args.draft, args.target, **pair_options(args))
+    pair = load_pair(args.draft, args.target, runtime_options(args))
     judge = None
     if args.judge or args.task or default.needs_judge:
         from autojudge.judge.shipped import load_judge

@@ -4,28 +4,30 @@ from __future__ import annotations
 
 import json
 
-from autojudge.cli.common import load_task, pair_options
+from autojudge.cli.common import load_task, runtime_options
 from autojudge.errors import AutojudgeError
+from autojudge.models.runtime import RuntimeOptions
 
 
 def cmd_mine(args) -> int:
     from autojudge.mining.run import mine
     from autojudge.models.loading import load_pair
     task = load_task(args.task, args.split)
+    runtime = runtime_options(args)
     if args.ray is not None:
         from autojudge.mining.distributed import PairSpec, mine_on_ray
         if args.parallel > 1 or args.plain:
             raise AutojudgeError("--ray mines with fast regeneration, one problem per worker: drop --parallel "
                                  "and --plain (add workers instead)")
-        store = mine_on_ray(PairSpec(args.draft, args.target, pair_options(args)), args.task, args.split, args.out,
+        store = mine_on_ray(PairSpec(args.draft, args.target, runtime), args.task, args.split, args.out,
                             address=None if args.ray == "local" else args.ray, workers=args.ray_workers,
                             cpus_per_worker=args.ray_cpus, gpus_per_worker=args.ray_gpus, limit=args.limit,
                             max_new_tokens=args.max_new_tokens, window=args.window, rejoin=args.rejoin,
                             confirm=args.confirm, shard=args.shard, pin=args.ray_pin, checker=args.checker,
                             checker_threshold=args.checker_threshold)
     else:
-        pair = load_pair(args.draft, args.target, **pair_options(args))
-        _attach_checker(task, pair, args)
+        pair = load_pair(args.draft, args.target, runtime)
+        _attach_checker(task, pair, args, runtime)
         store = mine(pair, task, args.split, args.out, limit=args.limit, max_new_tokens=args.max_new_tokens,
                      window=args.window, fast=not args.plain, shard=args.shard,
                      parallel=args.parallel, rejoin=args.rejoin, confirm=args.confirm)
@@ -45,7 +47,7 @@ def cmd_bench_mining(args) -> int:
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     for method in methods:
         parse_regeneration(method)
-    pair = load_pair(args.draft, args.target, **pair_options(args))
+    pair = load_pair(args.draft, args.target, runtime_options(args))
     rows = bench_mining(pair, task, args.split, args.n, args.out, max_new_tokens=args.max_new_tokens,
                         parallel=args.parallel, methods=methods)
     print(bench_markdown(rows, f"{task.name}, {args.split}, <= {args.max_new_tokens} new tokens"))
@@ -59,8 +61,9 @@ def cmd_noise_floor(args) -> int:
     from autojudge.mining.noise import null_swap_markdown, null_swaps
     from autojudge.models.loading import load_pair
     task = load_task(args.task, args.split)
-    pair = load_pair(args.draft, args.target, **pair_options(args))
-    _attach_checker(task, pair, args)
+    runtime = runtime_options(args)
+    pair = load_pair(args.draft, args.target, runtime)
+    _attach_checker(task, pair, args, runtime)
     swaps = null_swaps(pair, task, args.split, args.n, args.per_problem, args.out,
                        max_new_tokens=args.max_new_tokens, seed=args.seed)
     described = pair.target.describe()
@@ -72,10 +75,10 @@ def cmd_noise_floor(args) -> int:
     return 0
 
 
-def _attach_checker(task, pair, args) -> None:
+def _attach_checker(task, pair, args, runtime: RuntimeOptions) -> None:
     """A task whose answers a model compares gets its checker (by default the target)."""
     from autojudge.tasks.equivalence import attach_checker
-    attach_checker(task, pair, args.checker, args.checker_threshold, **pair_options(args))
+    attach_checker(task, pair, args.checker, args.checker_threshold, runtime)
 
 
 def cmd_calibrate_checker(args) -> int:
@@ -92,7 +95,7 @@ def cmd_calibrate_checker(args) -> int:
     if compares_with_a_model(task):
         raise AutojudgeError(f"{task.name} has no exact checker to calibrate against; use gsm8k, mbpp or humaneval")
     known_pairs(task, args.data)  # bad folders are found out before a model is loaded
-    model = load_pair(None, args.checker or args.target, **pair_options(args))
+    model = load_pair(None, args.checker or args.target, runtime_options(args))
     checker = LLMEquivalence(model.target, model.tokenizer, args.checker_threshold)
     records = calibrate(checker, task, args.data, args.n, args.out, seed=args.seed)
     summary = calibration_summary(records, args.checker_threshold)

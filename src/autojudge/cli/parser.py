@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from autojudge.models.registry import DEFAULT_DRAFT, DEFAULT_TARGET, REGISTERED
+from autojudge.models.runtime import AUTO, BACKEND_CHOICES, RUNTIMES
 
 _BUDGET_HELP = ("default: the task's budget (GSM8K 1024, MBPP and HumanEval 512, naturalqs and squad 256; "
                 "512 for a free prompt)")
@@ -65,10 +66,10 @@ def _add_pair_options(parser: argparse.ArgumentParser, backends: bool = True) ->
                         help="registered name, local directory or Hugging Face id (default: %(default)s)")
     parser.add_argument("--target", default=DEFAULT_TARGET, help="as --draft (default: %(default)s)")
     if backends:
-        parser.add_argument("--backend", choices=["auto", "torch", "llamacpp"], default="auto",
+        parser.add_argument("--backend", choices=BACKEND_CHOICES, default=AUTO,
                             help="runtime for both models (default: %(default)s: llamacpp on CPU for "
                                  "GGUF-backed models, else torch)")
-        parser.add_argument("--draft-backend", choices=["torch", "llamacpp"],
+        parser.add_argument("--draft-backend", choices=list(RUNTIMES),
                             help="another runtime for the draft only (a mixed pair)")
         parser.add_argument("--device", default="cpu",
                             help="torch device for the models, e.g. cuda or cuda:1 (default: %(default)s; "
@@ -278,7 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--n", type=_positive, default=3)
     demo.add_argument("--window", type=_positive, default=16)
     demo.add_argument("--max-new-tokens", type=_positive, help=_BUDGET_HELP)
-    demo.add_argument("--backend", choices=["auto", "torch", "llamacpp"], default="auto",
+    demo.add_argument("--backend", choices=BACKEND_CHOICES, default=AUTO,
                       help="the shipped judge fits the llama.cpp pair (default: %(default)s)")
     demo.add_argument("--judge", metavar="PATH", help="judge file (default: the shipped GSM8K judge)")
     limit = demo.add_mutually_exclusive_group()

@@ -30,6 +30,8 @@ from autojudge.errors import AutojudgeError, PromptError
 from autojudge.mining.algorithm import MinedProblem, mine_problem
 from autojudge.mining.run import mining_meta
 from autojudge.mining.store import MiningStore
+from autojudge.models.registry import DEFAULT_DRAFT, DEFAULT_TARGET
+from autojudge.models.runtime import RuntimeOptions
 from autojudge.runfiles import run_lock
 from autojudge.tasks.base import can_rejoin
 from autojudge.tasks.equivalence import DEFAULT_THRESHOLD
@@ -39,14 +41,14 @@ MAX_ATTEMPTS = 3
 
 @dataclass(frozen=True)
 class PairSpec:
-    """What a worker needs to load the pair itself: load_pair's arguments."""
-    draft: str | None = None
-    target: str | None = None
-    options: dict = field(default_factory=dict)
+    """What a worker needs to load the pair itself: load_pair's arguments (pickled to it)."""
+    draft: str | None = DEFAULT_DRAFT
+    target: str = DEFAULT_TARGET
+    runtime: RuntimeOptions = field(default_factory=RuntimeOptions)
 
     def load(self):
         from autojudge.models.loading import load_pair
-        return load_pair(self.draft, self.target, **self.options)
+        return load_pair(self.draft, self.target, self.runtime)
 
 
 class MiningWorker:
@@ -62,7 +64,7 @@ class MiningWorker:
             os.sched_setaffinity(0, {cores[(slot * per_worker + j) % len(cores)] for j in range(per_worker)})
         self.pair = spec.load()
         self.task = get_task(task_name)
-        attach_checker(self.task, self.pair, checker[0], checker[1], **spec.options)
+        attach_checker(self.task, self.pair, checker[0], checker[1], spec.runtime)
         self.split = split
         self.problems = {p.id: p for p in self.task.load(split)}
 

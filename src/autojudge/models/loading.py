@@ -18,22 +18,8 @@ from autojudge.errors import ModelLoadError
 from autojudge.models.backend import CausalLM, ModelPair  # noqa: F401 (ModelPair: where it was)
 from autojudge.models.hf import HFCausalLM
 from autojudge.models.registry import DEFAULT_DRAFT, DEFAULT_TARGET, REGISTERED
+from autojudge.models.runtime import RuntimeOptions, check_runs_on, get_runtime
 from autojudge.models.static import StaticCacheLM, static_cache_unsupported
-
-BACKENDS = ("auto", "torch", "llamacpp")
-
-
-def auto_backend(*names: str | None, device: str = "cpu") -> str:
-    """llama.cpp where it can run every named model on a CPU (3.75x faster per target
-    token here, docs/speed.md); torch otherwise: any HF model, GPUs, exact numerics."""
-    if device != "cpu":
-        return "torch"
-    try:
-        import llama_cpp  # noqa: F401
-    except ImportError:
-        return "torch"
-    runnable = all(n in REGISTERED or n.endswith(".gguf") for n in names if n is not None)
-    return "llamacpp" if runnable else "torch"
 
 log = logging.getLogger(__name__)
 
@@ -76,19 +62,15 @@ def load_tokenizer(name: str):
     return tokenizer
 
 
-def load_model(name: str, backend: str = "torch", dtype: torch.dtype = torch.float32,
-               device: str = "cpu", linear: str = "onednn", cuda_graphs: bool = True) -> CausalLM:
-    """Load one model behind a backend ("torch": any HF model; "llamacpp": a GGUF)."""
-    if backend == "auto":
-        backend = auto_backend(name, device=device)
-    if backend == "llamacpp":
-        return load_llamacpp(name)
-    if backend != "torch":
-        raise ModelLoadError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    return load_torch(name, dtype, device, linear, cuda_graphs)
+def load_model(name: str, runtime: RuntimeOptions = RuntimeOptions(backend="torch")) -> CausalLM:
+    """Load one model on `runtime.backend` (a runtime of autojudge.models.runtime.RUNTIMES,
+    or "auto": the one it picks for this model alone); `draft_backend` is load_pair's."""
+    runtime = runtime.resolved(name)
+    return get_runtime(runtime.backend).load(name, runtime)
 
 
-def load_llamacpp(name: str) -> CausalLM:
+def load_llamacpp(name: str, runtime: RuntimeOptions | None = None) -> CausalLM:
+    """`runtime` is not read: llama.cpp runs on the CPU, in the GGUF's own format."""
     from autojudge.models.llamacpp import LlamaCppLM
     if name in REGISTERED:
         from autojudge.models.convert import gguf_path
@@ -99,15 +81,16 @@ def load_llamacpp(name: str) -> CausalLM:
     return LlamaCppLM(path, name=name)
 
 
-def load_torch(name: str, dtype: torch.dtype, device: str, linear: str, cuda_graphs: bool = True) -> CausalLM:
-    """`linear="onednn"` routes float32 CPU linears through oneDNN (faster verification).
+def load_torch(name: str, runtime: RuntimeOptions) -> CausalLM:
+    """`runtime.linear="onednn"` routes float32 CPU linears through oneDNN (faster verification).
 
     On a GPU, a model whose decoder and LM head can be called apart runs on a static
     cache with each step replayed from a CUDA graph (models/static.py), unless
-    `cuda_graphs` is false.
+    `runtime.cuda_graphs` is false.
     """
     from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM
+    dtype, device, linear = runtime.dtype, runtime.device, runtime.linear
     try:
         model = AutoModelForCausalLM.from_pretrained(resolve(name), dtype=dtype).to(device)
     # A truncated weights file raises SafetensorError; weights of the wrong shape, RuntimeError.
@@ -119,7 +102,7 @@ def load_torch(name: str, dtype: torch.dtype, device: str, linear: str, cuda_gra
     else:
         linear = "default"
     lm = HFCausalLM(model, name=name, linear=linear)
-    if device.startswith("cuda") and cuda_graphs and lm.split and static_cache_unsupported(model) is None:
+    if device.startswith("cuda") and runtime.cuda_graphs and lm.split and static_cache_unsupported(model) is None:
         return StaticCacheLM(model, name=name, linear=linear)
     return lm
 
@@ -159,31 +142,26 @@ def stop_token_ids(name: str, tokenizer) -> frozenset[int]:
     return frozenset(i for i in ids if i is not None)
 
 
-def load_pair(draft: str | None = DEFAULT_DRAFT, target: str = DEFAULT_TARGET, *,
-              backend: str = "auto", draft_backend: str | None = None,
-              linear: str = "onednn", device: str = "cpu",
-              dtype: torch.dtype = torch.float32, cuda_graphs: bool = True) -> ModelPair:
+def load_pair(draft: str | None = DEFAULT_DRAFT, target: str = DEFAULT_TARGET,
+              runtime: RuntimeOptions = RuntimeOptions()) -> ModelPair:
     """Load both models (the draft only if named), refusing mismatched vocabularies.
 
-    `backend` applies to both models unless `draft_backend` names another for the
-    draft (a mixed pair, e.g. a llama.cpp draft proposing for a torch target). "auto"
-    picks llama.cpp on a CPU for GGUF-backed models, else torch.
+    `runtime.backend` applies to both models unless `runtime.draft_backend` names
+    another for the draft (a mixed pair, e.g. a llama.cpp draft proposing for a torch
+    target). "auto" picks llama.cpp on a CPU for GGUF-backed models, else torch.
     """
-    if backend == "auto":
-        backend = auto_backend(draft, target, device=device)
-    if device != "cpu":
-        if "llamacpp" in (backend, draft_backend):
-            raise ModelLoadError(f"the llama.cpp backend runs on the CPU; use --backend torch for --device {device}")
-        check_device(device)
+    runtime = runtime.resolved(draft, target)
+    if runtime.device != "cpu":
+        check_runs_on(runtime.device, runtime.backend, runtime.draft_backend)
+        check_device(runtime.device)
     target_tok = load_tokenizer(target)
     stop_ids = stop_token_ids(target, target_tok)
     if draft is not None:
         check_same_vocabulary(draft, load_tokenizer(draft), target, target_tok)
-    options = {"dtype": dtype, "device": device, "linear": linear, "cuda_graphs": cuda_graphs}
-    target_model = load_model(target, backend, **options)
+    target_model = load_model(target, runtime)
     if draft is None:
         return ModelPair(None, target_model, target_tok, stop_ids)
-    draft_model = load_model(draft, draft_backend or backend, **options)
+    draft_model = load_model(draft, runtime.for_draft())
     share_logits(draft_model, target_model, target_tok)
     return ModelPair(draft_model, target_model, target_tok, stop_ids)
 

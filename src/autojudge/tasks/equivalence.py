@@ -21,6 +21,7 @@ import threading
 import torch
 
 from autojudge.models.backend import CausalLM, keep_shared_prefix
+from autojudge.models.runtime import RuntimeOptions
 from autojudge.prompting import chat_prompt_ids
 from autojudge.tasks.base import Verdict
 
@@ -120,13 +121,13 @@ def _tail(text: str) -> str:
 
 
 def attach_checker(task, pair, checker: str | None = None, threshold: float = DEFAULT_THRESHOLD,
-                   **load_options) -> LLMEquivalence | None:
+                   runtime: RuntimeOptions | None = None) -> LLMEquivalence | None:
     """Give a task that compares answers with a model (it has a `checker` attribute) its
     checker; any other task is left as it is (returns None).
 
     `checker` names the model (a registered name, a Hugging Face id or a path, loaded
-    with `load_options` as autojudge.models.loading.load_pair takes them); by default
-    the checker is another sequence of `pair`'s target, so nothing more is loaded."""
+    with `runtime`, None: the default options); by default the checker is another
+    sequence of `pair`'s target, so nothing more is loaded."""
     if not hasattr(task, "checker"):
         return None
     if checker is None:
@@ -134,7 +135,7 @@ def attach_checker(task, pair, checker: str | None = None, threshold: float = DE
         model, tokenizer = another_sequence(pair.target), pair.tokenizer
     else:
         from autojudge.models.loading import load_pair
-        alone = load_pair(None, checker, **load_options)
+        alone = load_pair(None, checker, runtime or RuntimeOptions())
         model, tokenizer = alone.target, alone.tokenizer
     task.checker = LLMEquivalence(model, tokenizer, threshold)
     return task.checker

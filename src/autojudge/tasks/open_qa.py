@@ -3,9 +3,8 @@
 No program can tell whether "Justin Timberlake" and "Timberlake, at the 2018 halftime
 show" give the same answer, so these tasks compare two responses with a language model
 (autojudge.tasks.equivalence; `checker`, attached by the commands). Correctness is the
-datasets' normalised match (SQuAD's normalisation: lower case, no punctuation, no
-articles, single spaces): the answer line matches a gold answer, or holds one as whole
-words (a model's answer line may add a word or two: "in 1945").
+datasets' normalised exact match (SQuAD's normalisation: lower case, no punctuation, no
+articles, single spaces) of the answer line with one of the gold answers.
 
 The model is asked for a sentence or two and a last line "Answer: X"; the text after
 the last "Answer:" is the answer (the last line when there is none).
@@ -43,11 +42,13 @@ def answer_line(text: str) -> str | None:
 
 
 def matches(answer: str | None, gold: list[str]) -> bool:
-    """The normalised answer equals a normalised gold answer or holds one as whole words."""
-    if answer is None:
-        return False
-    padded = f" {normalise(answer)} "
-    return any((g := normalise(alias)) and f" {g} " in padded for alias in gold)
+    """SQuAD's exact match: the normalised answer equals a normalised gold answer.
+
+    Not "holds one": a response without its answer line is scored on its last line, and
+    a whole sentence holds the gold span more often than a short answer equals it. With
+    containment, a judge mode that lost the answer line in 24 of 114 SQuAD answers
+    (exact: 7) scored 12 points above exact decoding."""
+    return answer is not None and any((g := normalise(alias)) and normalise(answer) == g for alias in gold)
 
 
 class OpenQuestions(TaskBase):
