@@ -142,6 +142,27 @@ def test_eval_writes_every_report_and_resumes_without_repeating(pair, tmp_path, 
     assert rows[1]["speed_vs_target_problems"] == 2
 
 
+class StricterToyTask(ToyTask):
+    """The toy task after a change to its scoring: nothing is correct any more."""
+
+    def is_correct(self, text, problem):
+        return False
+
+
+def test_rescoring_reports_with_the_tasks_current_rules(pair, tmp_path):
+    out = tmp_path / "rescore"
+    rows = run_eval(pair, ToyTask(), "all", ["target"], out, limit=4, window=4, max_new_tokens=16)
+    decoded = (out / "records.jsonl").read_bytes()
+    assert rows[0].accuracy > 0  # the toy answers are right a third of the time: some are, here
+    kept = run_eval(pair, StricterToyTask(), "all", ["target"], out, limit=4, window=4, max_new_tokens=16,
+                    report_only=True)
+    assert kept[0].accuracy == rows[0].accuracy  # without rescore: scored as decoded
+    rescored = run_eval(pair, StricterToyTask(), "all", ["target"], out, limit=4, window=4, max_new_tokens=16,
+                        report_only=True, rescore=True)
+    assert rescored[0].accuracy == 0 and rescored[0].problems == 4
+    assert (out / "records.jsonl").read_bytes() == decoded  # the records keep what was decoded
+
+
 def test_speed_ratios_pair_records_measured_in_the_same_run():
     def record(mode, problem, run, seconds):
         return {"mode": mode, "problem": problem, "run": run, "correct": True, "new_tokens": 10,

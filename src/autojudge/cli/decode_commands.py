@@ -109,7 +109,8 @@ def cmd_eval(args) -> int:
         judge = load_judge(pair, args.judge, task=task.name)
     rows = run_eval(pair, task, args.split, [m.name for m in modes], args.out, limit=args.limit,
                     window=args.window, draft_p_min=args.draft_p_min, max_new_tokens=args.max_new_tokens,
-                    judge=judge, report_only=args.report_only, parallel=args.parallel)
+                    judge=judge, report_only=args.report_only, parallel=args.parallel,
+                    rescore=args.rescore)
     print(markdown_table(rows))
     best = operating_point(rows)
     if best is not None:

@@ -256,6 +256,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", required=True, help="run directory (resumed when it exists)")
     ev.add_argument("--report-only", action="store_true",
                     help="decode nothing: write the report from the problems done so far")
+    ev.add_argument("--rescore", action="store_true",
+                    help="score every record's text again with the task's current rules before reporting "
+                         "(after a change to answer extraction or scoring; code tasks rerun their tests)")
     _add_pair_options(ev)
 
     serve = commands.add_parser("serve", help="an OpenAI-compatible HTTP server (chat, completions, streaming)")

@@ -35,8 +35,11 @@ from autojudge.tasks.base import Task, task_budget
 
 def run_eval(pair: ModelPair, task: Task, split: str, modes: list[str], out: str | Path, *,
              limit: int | None = None, window: int = 16, max_new_tokens: int | None = None,
-             judge=None, report_only: bool = False, draft_p_min: float = 0.0, parallel: int = 1) -> list[ModeSummary]:
-    """Decode what is missing (unless `report_only`), then write the report.
+             judge=None, report_only: bool = False, draft_p_min: float = 0.0, parallel: int = 1,
+             rescore: bool = False) -> list[ModeSummary]:
+    """Decode what is missing (unless `report_only`), then write the report (with
+    `rescore`, scoring every record's text again with the task's current rules; the
+    records file keeps what was scored when it was decoded).
 
     `parallel` > 1 (llama.cpp) decodes that many problems side by side, their passes
     merged into shared llama.cpp passes (autojudge.models.batching): a run's accuracy
@@ -98,6 +101,12 @@ def run_eval(pair: ModelPair, task: Task, split: str, modes: list[str], out: str
         queue = [(p, [m for q, m in todo if q.id == p.id]) for p in dict.fromkeys(p for p, _ in todo)]
         run_side_by_side(pair, parallel if queue else 1, work)
         bar.close()
+        if rescore:  # the task's scoring changed since: score every kept text again
+            by_id = {p.id: p for p in task.load(split)}
+            for record in records:
+                problem = by_id[record["problem"]]
+                record["correct"] = task.is_correct(record["text"], problem)
+                record["answer"] = task.extract_answer(record["text"], problem)
         return write_report(records, modes, out, title=f"{task.name} {split}, window {window}",
                             meta={**meta, "judge": fingerprint})
 
