@@ -89,6 +89,8 @@ def main() -> None:
         parts.append(section(f"The model answer checker's cost ({cost.stem})", cost))
     for run in sorted(bench.glob("ray-*/summary.md")):
         parts.append(section(f"Mining on Ray ({run.parent.name})", run))
+    if (bench / "serve-load.md").exists():
+        parts.append(section("Serving: load test against llama-cpp-python's server", bench / "serve-load.md"))
     for old in sorted(bench.glob("mining*.md")):  # one file per runtime, budget 256
         parts.append(section(f"Mining speed, first version: plain vs fast regeneration ({old.name})", old))
     for summary in sorted(EVALS.glob("*/summary.md")):
