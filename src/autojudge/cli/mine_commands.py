@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from autojudge.cli.common import load_task, runtime_options
 from autojudge.errors import AutojudgeError
@@ -56,7 +57,6 @@ def cmd_bench_mining(args) -> int:
 
 
 def cmd_noise_floor(args) -> int:
-    from pathlib import Path
 
     from autojudge.mining.noise import null_swap_markdown, null_swaps
     from autojudge.models.loading import load_pair
@@ -102,7 +102,6 @@ def cmd_calibrate_checker(args) -> int:
     table = calibration_markdown(summary, f"The model checker ({checker.model.name}, "
                                           f"{checker.model.describe()['backend']}) against {task.name}'s exact "
                                           f"checker, on labels mined in {', '.join(args.data)}")
-    from pathlib import Path
     (Path(args.out) / "summary.md").write_text(table + "\n")
     (Path(args.out) / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(table)
@@ -110,7 +109,6 @@ def cmd_calibrate_checker(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from pathlib import Path
 
     from autojudge.judge.train import auc_markdown, auc_report, load_mined, train_judge
     for written in [args.out] + ([args.report] if args.report else []):

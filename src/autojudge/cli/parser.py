@@ -6,6 +6,7 @@ import argparse
 
 from autojudge.models.registry import DEFAULT_DRAFT, DEFAULT_TARGET, REGISTERED
 from autojudge.models.runtime import AUTO, BACKEND_CHOICES, RUNTIMES
+from autojudge.tasks.base import CHECKER_THRESHOLD
 
 _BUDGET_HELP = ("default: the task's budget (GSM8K 1024, MBPP and HumanEval 512, naturalqs and squad 256; "
                 "512 for a free prompt)")
@@ -57,7 +58,7 @@ def _add_checker_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checker", metavar="MODEL",
                         help="model that compares answers, for tasks no program can check (naturalqs, squad): "
                              "a registered name, local directory or Hugging Face id (default: the target)")
-    parser.add_argument("--checker-threshold", type=_probability, default=0.6, metavar="P",
+    parser.add_argument("--checker-threshold", type=_probability, default=CHECKER_THRESHOLD, metavar="P",
                         help="the checker calls two answers the same when p(same) >= P (default: %(default)s)")
 
 

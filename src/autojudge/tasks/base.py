@@ -17,6 +17,10 @@ class Problem:
     extra: dict = field(default_factory=dict, hash=False)
 
 
+# A model answer checker calls two responses the same when p(same) >= this (see
+# autojudge.tasks.equivalence for where the value comes from).
+CHECKER_THRESHOLD = 0.6
+
 # New tokens per answer for a task that names no budget of its own.
 DEFAULT_BUDGET = 512
 

@@ -23,7 +23,7 @@ import torch
 from autojudge.models.backend import CausalLM, keep_shared_prefix
 from autojudge.models.runtime import RuntimeOptions
 from autojudge.prompting import chat_prompt_ids
-from autojudge.tasks.base import Verdict
+from autojudge.tasks.base import CHECKER_THRESHOLD, Verdict
 
 # Four worked examples first: a 1.5B model asked without them says "yes" to nearly
 # everything (p(same) 0.6-0.85 for "Marconi" against "July 1899"); with them its
@@ -50,10 +50,11 @@ CHECK_PROMPT = (
 # A response is cut to its last characters: the final answer stands at the end, and a
 # bound keeps every check one short pass.
 MAX_RESPONSE_CHARS = 800
-# The default verdict threshold, from a pilot of 12 GSM8K and 11 SQuAD pairs: with this
-# prompt the 1.5B default target gives different answers p(same) 0.1-0.67 and equal
-# ones 0.36-0.94. `autojudge calibrate-checker` measures it on 200 pairs per task.
-DEFAULT_THRESHOLD = 0.6
+# The default verdict threshold (tasks.base.CHECKER_THRESHOLD), from a pilot of 12 GSM8K
+# and 11 SQuAD pairs: with this prompt the 1.5B default target gives different answers
+# p(same) 0.1-0.67 and equal ones 0.36-0.94; `autojudge calibrate-checker` on 200 GSM8K
+# pairs puts agreement at 91% there.
+DEFAULT_THRESHOLD = CHECKER_THRESHOLD
 YES_WORDS = ("yes", "Yes", "YES", " yes", " Yes")
 NO_WORDS = ("no", "No", "NO", " no", " No")
 
