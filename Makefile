@@ -27,11 +27,11 @@ test-fast: $(STAMP)
 bench: $(STAMP)
 	$(VENV)/bin/autojudge costs --backend torch --out docs/bench/costs-torch.json
 	$(VENV)/bin/autojudge costs --backend llamacpp --out docs/bench/costs-llamacpp.json
-	$(VENV)/bin/autojudge bench --n 10 --out docs/bench/cpu --methods $(BENCH_METHODS)
+	$(VENV)/bin/autojudge bench --n 10 --max-new-tokens 256 --out docs/bench/cpu --methods $(BENCH_METHODS)
 	$(VENV)/bin/autojudge costs --check docs/bench/cpu
 	$(VENV)/bin/python scripts/render_speed_doc.py
 
-BENCH_METHODS := torch/target,torch/assisted,torch/exact:4,torch/exact:8,llamacpp/target,llamacpp/exact:4,mixed/exact:8
+BENCH_METHODS = torch/target,torch/assisted,torch/exact/w4,torch/exact/w8,llamacpp/target,llamacpp/exact/w4,torch+llamacpp/exact/w8
 
 clean-venv:
 	rm -rf $(VENV)

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from autojudge.mining.distributed import PairSpec, mine_on_ray
+from autojudge.mining.options import MiningOptions
 from autojudge.tasks import get_task
 from autojudge.tasks.base import task_budget
 
@@ -40,8 +41,9 @@ def main() -> None:
         if str(workers) in timings:
             continue
         start = time.perf_counter()
-        store = mine_on_ray(PairSpec(), args.task, "mine", str(run), workers=workers, cpus_per_worker=1,
-                            limit=args.limit, max_new_tokens=task_budget(task), window=0, pin=True)
+        options = MiningOptions(max_new_tokens=task_budget(task), window=0)
+        store = mine_on_ray(PairSpec(), args.task, "mine", str(run), options, workers=workers, cpus_per_worker=1,
+                            limit=args.limit, pin=True)
         labels = sum(len(r["mismatches"]) for r in store.records)
         timings[str(workers)] = {"seconds": time.perf_counter() - start, "labels": labels,
                                  "problems": len(store.records)}

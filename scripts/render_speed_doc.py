@@ -7,8 +7,10 @@ import re
 import sys
 from pathlib import Path
 
-from autojudge.bench import markdown_table, parse_methods, summarize
+import autojudge.judge  # noqa: F401  (registers the judge's modes, so that every method parses)
 from autojudge.costmodel import PassCosts, check_against_runs, costs_report, load_costs
+from autojudge.evaluation.render import markdown_table
+from autojudge.evaluation.report import write_report
 from autojudge.runfiles import read_records
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,19 +46,19 @@ def main() -> int:
     tables = "\n\n".join(f"**{b}**\n\n" + costs_report(*costs[b]).split("\n\n| window")[0] for b in costs)
     ceilings = "\n\n".join(f"**{b}**\n\n| window" + costs_report(*costs[b]).split("\n\n| window")[1] for b in costs)
     summary = json.loads((BENCH / "cpu" / "summary.json").read_text())
-    methods = parse_methods(",".join(summary["meta"]["methods"]))
+    methods, meta = summary["meta"]["methods"], summary["meta"]
     records = with_format_flags(read_records(BENCH / "cpu" / "records.jsonl"))
-    bench_table = markdown_table(summarize(records, methods))
-    torch_c, llama_c = load_costs(BENCH / "costs-torch.json"), load_costs(BENCH / "costs-llamacpp.json")
-    draft, target = costs["torch"][0].name, costs["torch"][1].name
-    runtimes = {"torch": (torch_c[target], torch_c[draft]), "llamacpp": (llama_c[target], llama_c[draft]),
-                "mixed": (torch_c[target], llama_c[draft])}
-    names = {m.name for m in methods}
+    # The benchmark's report again, from its records (the report's format may have moved on).
+    rows = write_report(records, methods, BENCH / "cpu", title="gsm8k eval, CPU", meta=meta)
+    bench_table = markdown_table(rows)
+    per_backend = {backend: load_costs(BENCH / f"costs-{backend}.json") for backend in ("torch", "llamacpp")}
+    draft, target = meta["runtimes"]["torch"]["draft"], meta["runtimes"]["torch"]["target"]
     by_problem = {}
     for r in records:
-        by_problem.setdefault(r["problem"], set()).add(r["method"])
-    complete = {p for p, seen in by_problem.items() if names <= seen}
-    check = check_against_runs([r for r in records if r["problem"] in complete and r["method"] in names], runtimes)
+        by_problem.setdefault(r["problem"], set()).add(r["mode"])
+    complete = {p for p, seen in by_problem.items() if set(methods) <= seen}
+    check = check_against_runs([r for r in records if r["problem"] in complete and r["mode"] in methods],
+                               per_backend, draft, target)
     for name, body in (("COSTS_TABLES", tables), ("CEILING_TABLES", ceilings),
                        ("BENCH_TABLE", bench_table), ("CHECK_TABLE", check)):
         block = section(name, body)

@@ -19,9 +19,9 @@ def main(bench_dir: str, out_dir: str) -> int:
     tokenizer = load_tokenizer(DEFAULT_TARGET)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    done = {(r["method"], r["problem"]) for r in read_records(out / "records.jsonl")}
+    done = {(r["mode"], r["problem"]) for r in read_records(out / "records.jsonl")}
     for record in read_records(Path(bench_dir) / "records.jsonl"):
-        if record["method"] != "llamacpp/target" or (record["method"], record["problem"]) in done:
+        if record["mode"] != "llamacpp/target" or (record["mode"], record["problem"]) in done:
             continue
         text = tokenizer.decode(record["token_ids"], skip_special_tokens=True)
         append_record(out / "records.jsonl", {**record, "text": text, "follows_format": follows_format(text)})

@@ -219,7 +219,7 @@ def test_pass_costs_are_timed_per_size_and_leave_the_context_cached():
 def test_a_target_with_a_padded_head_decodes_over_the_shared_vocabulary(tmp_path, tiny_draft_dir, tiny_target_dir):
     """Siblings may pad the output layer differently (Qwen2.5: 151936 logits up to 3B,
     152064 at 7B): padding ids are cut off, so exact decoding stays the target's own."""
-    from autojudge.decoding.modes import decode
+    from autojudge.decoding.modes import DecodingOptions, decode
     from autojudge.models.loading import load_pair
     from autojudge.models.runtime import RuntimeOptions
     from tests.tiny_dirs import save_resized_head
@@ -230,8 +230,8 @@ def test_a_target_with_a_padded_head_decodes_over_the_shared_vocabulary(tmp_path
     assert pair.draft.vocab_size == pair.target.vocab_size == VOCAB
     reference = load_pair(None, str(tiny_target_dir), torch_default)
     ids = pair.tokenizer("the cat sat on the mat")["input_ids"]
-    exact = decode(pair, ids, "exact", window=4, max_new_tokens=24)
-    assert exact.token_ids == decode(reference, ids, "target", max_new_tokens=24).token_ids
+    exact = decode(pair, ids, "exact", DecodingOptions(window=4, max_new_tokens=24))
+    assert exact.token_ids == decode(reference, ids, "target", DecodingOptions(max_new_tokens=24)).token_ids
     # The padding would have been chosen without the cut: the test can fail.
     pair.target.reset()
     pair.target.vocab_size = VOCAB + 32

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from autojudge.evaluation.checker_calibration import calibrate, calibration_markdown, calibration_summary
+from autojudge.mining.options import MiningOptions
 from autojudge.mining.run import mine
 from autojudge.models.backend import another_sequence
 from autojudge.models.hf import HFCausalLM
@@ -120,7 +121,7 @@ class CheckedToyTask(ToyTask):
 def test_mining_records_the_checkers_probability_beside_each_label(pair, tmp_path):
     task = CheckedToyTask()
     task.checker = checker = long_checker(0.5)
-    store = mine(pair, task, "mine", str(tmp_path / "run"), limit=2, max_new_tokens=24, window=4)
+    store = mine(pair, task, "mine", str(tmp_path / "run"), MiningOptions(max_new_tokens=24, window=4), limit=2)
     labels = [m for r in store.records for m in r["mismatches"]]
     assert labels and checker.calls >= 1
     for label in labels:
@@ -131,13 +132,13 @@ def test_mining_records_the_checkers_probability_beside_each_label(pair, tmp_pat
     # Resuming with another threshold would mix two kinds of labels: refused.
     task.checker = long_checker(0.7)
     with pytest.raises(Exception, match=r"other settings \(checker\)"):
-        mine(pair, task, "mine", str(tmp_path / "run"), limit=3, max_new_tokens=24, window=4)
+        mine(pair, task, "mine", str(tmp_path / "run"), MiningOptions(max_new_tokens=24, window=4), limit=3)
 
 
 def test_calibration_against_an_exact_checker_resumes_and_reports(pair, tmp_path):
     task = ToyTask()
     run = tmp_path / "mined"
-    mine(pair, task, "mine", str(run), limit=4, max_new_tokens=24, window=4)
+    mine(pair, task, "mine", str(run), MiningOptions(max_new_tokens=24, window=4), limit=4)
     checker = long_checker()
     first = calibrate(checker, task, [str(run)], 3, tmp_path / "cal")
     records = calibrate(checker, task, [str(run)], 6, tmp_path / "cal2")

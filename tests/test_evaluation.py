@@ -11,7 +11,7 @@ import sys
 import pytest
 import torch
 
-from autojudge.decoding.modes import decode, mode_policy, parse_judge_mode
+from autojudge.decoding.modes import DecodingOptions, decode, mode_policy, parse_judge_mode
 from autojudge.errors import AutojudgeError
 from autojudge.evaluation.render import markdown_table
 from autojudge.evaluation.report import write_report
@@ -21,6 +21,7 @@ from autojudge.evaluation.statistics import paired_difference, wilson
 from autojudge.judge.model import Judge
 from autojudge.judge.train import load_mined, train_judge
 from autojudge.mining.bench import bench_mining
+from autojudge.mining.options import MiningOptions
 from autojudge.mining.run import mine
 from autojudge.prompting import chat_prompt_ids
 from autojudge.runfiles import append_record, read_records
@@ -58,11 +59,11 @@ def test_judge_mode_names_parse_and_bad_ones_are_refused(pair):
 def test_judge_mode_spans_lossless_to_accepting_every_draft_token(pair):
     task = ToyTask()
     ids = chat_prompt_ids(pair.tokenizer, task.messages(task.load("all")[0]))
-    target = decode(pair, ids, "target", max_new_tokens=40)
+    target = decode(pair, ids, "target", DecodingOptions(max_new_tokens=40))
     judge = constant_judge(pair, 0.5)
-    strict = decode(pair, ids, "judge:0.5", window=8, max_new_tokens=40, judge=judge)
+    strict = decode(pair, ids, "judge:0.5", DecodingOptions(window=8, max_new_tokens=40), judge=judge)
     assert strict.token_ids == target.token_ids and strict.stats.accepted_mismatches == 0
-    loose = decode(pair, ids, "judge:0.6", window=8, max_new_tokens=40, judge=judge)
+    loose = decode(pair, ids, "judge:0.6", DecodingOptions(window=8, max_new_tokens=40), judge=judge)
     assert loose.stats.accepted_mismatches > 0
     assert loose.stats.mean_accepted > strict.stats.mean_accepted
 
@@ -71,20 +72,20 @@ def test_eval_writes_every_report_and_resumes_without_repeating(pair, tmp_path, 
     task, out = ToyTask(), tmp_path / "eval"
     modes = ["target", "exact", "topk:2", "judge:0.5", "judge:0.6"]
     judge = constant_judge(pair, 0.5)
-    rows = run_eval(pair, task, "all", modes, out, limit=3, window=6, max_new_tokens=24, judge=judge)
+    rows = run_eval(pair, task, "all", modes, out, DecodingOptions(window=6, max_new_tokens=24), limit=3, judge=judge)
     records = read_records(out / "records.jsonl")
     assert len(records) == 3 * len(modes)
     by = {(r["mode"], r["problem"]): r for r in records}
     for problem in range(3):  # lossless modes reproduce the target's own output
         assert by["exact", problem]["token_ids"] == by["target", problem]["token_ids"]
         assert by["judge:0.5", problem]["token_ids"] == by["target", problem]["token_ids"]
-    assert [r["mode"] for r in rows] == modes and all(r["problems"] == 3 for r in rows)
-    assert [r["threshold"] for r in rows] == [None, None, None, 0.5, 0.6]
-    summary = {r["mode"]: r for r in rows}
-    assert summary["target"]["mean_accepted"] == 1.0
-    assert summary["judge:0.6"]["mean_accepted"] > summary["exact"]["mean_accepted"]
-    assert summary["exact"]["accuracy_vs_exact"] is None  # exact is the reference
-    assert summary["judge:0.5"]["accuracy_vs_exact"] == 0.0  # lossless: the same answers
+    assert [r.mode for r in rows] == modes and all(r.problems == 3 for r in rows)
+    assert [r.threshold for r in rows] == [None, None, None, 0.5, 0.6]
+    summary = {r.mode: r for r in rows}
+    assert summary["target"].mean_accepted == 1.0
+    assert summary["judge:0.6"].mean_accepted > summary["exact"].mean_accepted
+    assert summary["exact"].accuracy_vs_exact is None  # exact is the reference
+    assert summary["judge:0.5"].accuracy_vs_exact == 0.0  # lossless: the same answers
     for name in ("summary.json", "summary.csv", "summary.md", "tradeoff.png"):
         assert (out / name).stat().st_size > 0
     assert (out / "tradeoff.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -92,19 +93,20 @@ def test_eval_writes_every_report_and_resumes_without_repeating(pair, tmp_path, 
         assert [row["mode"] for row in csv.DictReader(handle)] == modes
 
     # A rerun with one more problem decodes only that problem.
-    run_eval(pair, task, "all", modes, out, limit=4, window=6, max_new_tokens=24, judge=judge)
+    run_eval(pair, task, "all", modes, out, DecodingOptions(window=6, max_new_tokens=24), limit=4, judge=judge)
     records = read_records(out / "records.jsonl")
     assert len(records) == 4 * len(modes)
     assert len({(r["mode"], r["problem"]) for r in records}) == len(records)
     # Other settings on the same directory are refused.
     with pytest.raises(Exception, match="other settings"):
-        run_eval(pair, task, "all", modes, out, limit=4, window=7, max_new_tokens=24, judge=judge)
+        run_eval(pair, task, "all", modes, out, DecodingOptions(window=7, max_new_tokens=24), limit=4, judge=judge)
     # Another judge (say, retrained): the judge modes are decoded again, with the speed
     # baselines on the same problems in the same run; topk:2 is kept. The report counts
     # only the new judge's records.
     retrained = constant_judge(pair, 0.55)
     capsys.readouterr()
-    rows = run_eval(pair, task, "all", modes, out, limit=4, window=6, max_new_tokens=24, judge=retrained)
+    rows = run_eval(pair, task, "all", modes, out, DecodingOptions(window=6, max_new_tokens=24),
+                    limit=4, judge=retrained)
     assert "judge:0.5, judge:0.6 are decoded again" in capsys.readouterr().out
     records = read_records(out / "records.jsonl")
     new = records[4 * len(modes):]
@@ -114,9 +116,9 @@ def test_eval_writes_every_report_and_resumes_without_repeating(pair, tmp_path, 
     assert retrained.fingerprint() != judge.fingerprint()
     assert len({r["run"] for r in new}) == 1
     assert new[0]["run"] not in {r["run"] for r in records[:4 * len(modes)]}
-    assert all(row["problems"] == 4 and row["speed_vs_target_problems"] == 4 for row in rows)
+    assert all(row.problems == 4 and row.against_target.speed_problems == 4 for row in rows)
     first_runs = ", ".join(sorted({r["run"] for r in records[:4 * len(modes)]}))  # the first run and its rerun
-    assert {row["mode"]: row["runs"] for row in rows} == {"target": new[0]["run"], "exact": new[0]["run"],
+    assert {row.mode: row.runs for row in rows} == {"target": new[0]["run"], "exact": new[0]["run"],
                                                            "topk:2": first_runs, "judge:0.5": new[0]["run"],
                                                            "judge:0.6": new[0]["run"]}
 
@@ -124,22 +126,22 @@ def test_eval_writes_every_report_and_resumes_without_repeating(pair, tmp_path, 
     # problem at all: refused, and the report on disk stays as it is.
     report = (out / "summary.json").read_bytes()
     with pytest.raises(AutojudgeError, match="judge:0.5, judge:0.6 were decoded by another judge"):
-        run_eval(pair, task, "all", modes, out, limit=4, window=6, max_new_tokens=24,
+        run_eval(pair, task, "all", modes, out, DecodingOptions(window=6, max_new_tokens=24), limit=4,
                  judge=constant_judge(pair, 0.45), report_only=True)
     assert (out / "summary.json").read_bytes() == report
-    assert run_eval(pair, task, "all", modes, out, limit=4, window=6, max_new_tokens=24, judge=judge,
-                    report_only=True)[-1]["problems"] == 4  # the first judge's records are still there
+    assert run_eval(pair, task, "all", modes, out, DecodingOptions(window=6, max_new_tokens=24), limit=4, judge=judge,
+                    report_only=True)[-1].problems == 4  # the first judge's records are still there
 
     # Killed between a problem's target and exact decodes: the rerun decodes both again,
     # so exact's speed still pairs with a target of its own run on every problem.
     baselines, out = ["target", "exact"], tmp_path / "baselines"
-    run_eval(pair, task, "all", baselines, out, limit=2, window=6, max_new_tokens=24)
+    run_eval(pair, task, "all", baselines, out, DecodingOptions(window=6, max_new_tokens=24), limit=2)
     records = read_records(out / "records.jsonl")
     (out / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records[:-1]))
-    rows = run_eval(pair, task, "all", baselines, out, limit=2, window=6, max_new_tokens=24)
+    rows = run_eval(pair, task, "all", baselines, out, DecodingOptions(window=6, max_new_tokens=24), limit=2)
     resumed = read_records(out / "records.jsonl")[len(records) - 1:]
     assert [(r["mode"], r["problem"]) for r in resumed] == [("target", 1), ("exact", 1)]
-    assert rows[1]["speed_vs_target_problems"] == 2
+    assert rows[1].against_target.speed_problems == 2
 
 
 class StricterToyTask(ToyTask):
@@ -151,13 +153,15 @@ class StricterToyTask(ToyTask):
 
 def test_rescoring_reports_with_the_tasks_current_rules(pair, tmp_path):
     out = tmp_path / "rescore"
-    rows = run_eval(pair, ToyTask(), "all", ["target"], out, limit=4, window=4, max_new_tokens=16)
+    rows = run_eval(pair, ToyTask(), "all", ["target"], out, DecodingOptions(window=4, max_new_tokens=16), limit=4)
     decoded = (out / "records.jsonl").read_bytes()
     assert rows[0].accuracy > 0  # the toy answers are right a third of the time: some are, here
-    kept = run_eval(pair, StricterToyTask(), "all", ["target"], out, limit=4, window=4, max_new_tokens=16,
+    kept = run_eval(pair, StricterToyTask(), "all", ["target"], out, DecodingOptions(window=4, max_new_tokens=16),
+                    limit=4,
                     report_only=True)
     assert kept[0].accuracy == rows[0].accuracy  # without rescore: scored as decoded
-    rescored = run_eval(pair, StricterToyTask(), "all", ["target"], out, limit=4, window=4, max_new_tokens=16,
+    rescored = run_eval(pair, StricterToyTask(), "all", ["target"], out, DecodingOptions(window=4, max_new_tokens=16),
+                        limit=4,
                         report_only=True, rescore=True)
     assert rescored[0].accuracy == 0 and rescored[0].problems == 4
     assert (out / "records.jsonl").read_bytes() == decoded  # the records keep what was decoded
@@ -176,37 +180,37 @@ def test_speed_ratios_pair_records_measured_in_the_same_run():
     records += [record(m, p, "fast", s) for p in range(4)
                 for m, s in (("target", 0.5), ("exact", 1.0), ("judge:0.5", 0.25))]
     records.append(record("judge:0.5", 3, "late", 0.1))
-    rows = {r["mode"]: r for r in summarize(records, ["target", "exact", "topk:2", "judge:0.5"])}
+    rows = {r.mode: r for r in summarize(records, ["target", "exact", "topk:2", "judge:0.5"])}
     # topk:2 runs as fast as the target of its own (slow) run, not half as fast as the
     # latest, fast target.
-    assert rows["topk:2"]["speed_vs_target"] == pytest.approx(1.0)
-    assert rows["topk:2"]["speed_vs_exact"] == pytest.approx(2.0)
-    assert rows["topk:2"]["speed_vs_target_problems"] == 4
+    assert rows["topk:2"].against_target.speed == pytest.approx(1.0)
+    assert rows["topk:2"].against_exact.speed == pytest.approx(2.0)
+    assert rows["topk:2"].against_target.speed_problems == 4
     # The judge's latest records: runs fast (problems 0-2) and late (problem 3, no baseline).
-    assert rows["judge:0.5"]["speed_vs_target"] == pytest.approx(2.0)
-    assert rows["judge:0.5"]["speed_vs_target_problems"] == 3
-    assert rows["judge:0.5"]["tokens_per_second"] == pytest.approx(40 / 0.85)
+    assert rows["judge:0.5"].against_target.speed == pytest.approx(2.0)
+    assert rows["judge:0.5"].against_target.speed_problems == 3
+    assert rows["judge:0.5"].tokens_per_second == pytest.approx(40 / 0.85)
     table = markdown_table(list(rows.values()))
     assert "| 2.00x (3/4) | 4.00x (3/4) |" in table and "more than one run" in table
     # Records from before runs were recorded (no "run") count as one run.
     legacy = [{k: v for k, v in r.items() if k != "run"} for r in records[:16]]
     legacy_rows = summarize(legacy, ["target", "topk:2"])
-    assert legacy_rows[1]["speed_vs_target"] == pytest.approx(1.0) and legacy_rows[1]["runs"] == "unnamed"
+    assert legacy_rows[1].against_target.speed == pytest.approx(1.0) and legacy_rows[1].runs == "unnamed"
     assert "more than one run" not in markdown_table(legacy_rows)
 
 
 def test_the_report_draws_modes_without_a_parameter(tmp_path):
-    # "topk" alone is K=4 for the engine; the plot once labelled points by splitting on ":".
+    # "fly" runs its default arguments; the plot once labelled points by splitting on ":".
     records = [{"mode": m, "problem": p, "run": "r", "correct": p % 2 == 0, "new_tokens": 10,
                 "cycles": c, "seconds": 1.0, "accepted_mismatches": 0}
-               for p in range(3) for m, c in (("target", 10), ("exact", 4), ("topk", 2))]
-    rows = write_report(records, ["target", "exact", "topk"], tmp_path, title="t", meta={})
-    assert [r["mean_accepted"] for r in rows] == [1.0, 2.5, 5.0]
+               for p in range(3) for m, c in (("target", 10), ("exact", 4), ("fly", 2))]
+    rows = write_report(records, ["target", "exact", "fly"], tmp_path, title="t", meta={})
+    assert [r.mean_accepted for r in rows] == [1.0, 2.5, 5.0]
     assert (tmp_path / "tradeoff.png").read_bytes()[:4] == b"\x89PNG"
-    assert "Operating point (at most 1 point below exact): topk," in (tmp_path / "summary.md").read_text()
-    # Top-K now fails one problem in three that exact solves: no operating point, and the report says so.
-    lossy = [dict(r, correct=False) if r["mode"] == "topk" and r["problem"] == 0 else r for r in records]
-    write_report(lossy, ["target", "exact", "topk"], tmp_path, title="t", meta={})
+    assert "Operating point (at most 1 point below exact): fly," in (tmp_path / "summary.md").read_text()
+    # FLy now fails one problem in three that exact solves: no operating point, and the report says so.
+    lossy = [dict(r, correct=False) if r["mode"] == "fly" and r["problem"] == 0 else r for r in records]
+    write_report(lossy, ["target", "exact", "fly"], tmp_path, title="t", meta={})
     assert "Operating point (at most 1 point below exact): none" in (tmp_path / "summary.md").read_text()
 
 
@@ -234,15 +238,15 @@ def test_wilson_interval_and_operating_point():
                             "accepted_mismatches": 0})
     rows = summarize(records, ["exact", "judge:0.1", "judge:0.3", "judge:0.5"])
     best = operating_point(rows)  # 1 point below exact is allowed, 10 points is not
-    assert best["mode"] == "judge:0.3" and best["accepted_vs_exact"] == pytest.approx(2.0)
-    by_mode = {r["mode"]: r for r in rows}
+    assert best.mode == "judge:0.3" and best.against_exact.accepted == pytest.approx(2.0)
+    by_mode = {r.mode: r for r in rows}
     # judge:0.5 fails exactly the 10 problems 50-59 that exact decoding solves: a paired
     # difference of -10 points, whose interval excludes 0 although the two accuracies'
     # own intervals (50% and 60%, +-10 points each) overlap.
-    assert by_mode["judge:0.5"]["accuracy_vs_exact"] == pytest.approx(-0.10)
-    assert by_mode["judge:0.5"]["vs_exact_ci_high"] < 0
-    assert by_mode["exact"]["ci_low"] < by_mode["judge:0.5"]["ci_high"]
-    assert by_mode["judge:0.1"]["accuracy_vs_exact"] == 0.0
+    assert by_mode["judge:0.5"].accuracy_vs_exact == pytest.approx(-0.10)
+    assert by_mode["judge:0.5"].paired_with_exact.ci_high < 0
+    assert by_mode["exact"].ci_low < by_mode["judge:0.5"].ci_high
+    assert by_mode["judge:0.1"].accuracy_vs_exact == 0.0
 
 
 def test_paired_difference_matches_the_published_interval():
@@ -260,7 +264,7 @@ def test_paired_difference_matches_the_published_interval():
 
 
 def test_trained_judge_on_mined_tiny_data_drives_decoding(pair, tmp_path):
-    store = mine(pair, ToyTask(), "all", str(tmp_path / "mined"), max_new_tokens=40)
+    store = mine(pair, ToyTask(), "all", str(tmp_path / "mined"), MiningOptions(max_new_tokens=40))
     assert store.records
     judge, meta = train_judge(load_mined(tmp_path / "mined"), c_grid=(1e-2, 1.0))
     judge.save(tmp_path / "judge.safetensors")
@@ -268,20 +272,20 @@ def test_trained_judge_on_mined_tiny_data_drives_decoding(pair, tmp_path):
     loaded.check_compatible(pair.describe(), pair.draft.hidden_size, pair.target.hidden_size)
     task = ToyTask()
     ids = chat_prompt_ids(pair.tokenizer, task.messages(task.load("all")[1]))
-    result = decode(pair, ids, "judge:1.0", window=8, max_new_tokens=24, judge=loaded)
+    result = decode(pair, ids, "judge:1.0", DecodingOptions(window=8, max_new_tokens=24), judge=loaded)
     assert result.stats.new_tokens == 24
 
 
 def test_bench_mining_runs_plain_and_fast_on_the_same_problems_and_resumes(pair, tmp_path):
     out = tmp_path / "bench"
-    rows = bench_mining(pair, RejoiningToyTask(), "all", 2, out, max_new_tokens=24)
+    rows = bench_mining(pair, RejoiningToyTask(), "all", 2, out, MiningOptions(max_new_tokens=24, window=0))
     plain, fast = rows
     assert plain["labels"] == fast["labels"] > 0
     assert plain["problems_alike"] == fast["problems_alike"] == 2
     assert fast["agreeing_labels"] == fast["shared_labels"] == fast["labels"]
     # A rerun with one more problem and one more method mines only what is missing.
     lines = (out / "records.jsonl").read_text().splitlines()
-    rows = bench_mining(pair, RejoiningToyTask(), "all", 3, out, max_new_tokens=24,
+    rows = bench_mining(pair, RejoiningToyTask(), "all", 3, out, MiningOptions(max_new_tokens=24, window=0),
                         methods=("plain", "fast", "fast+rejoin:4"))
     added = (out / "records.jsonl").read_text().splitlines()[len(lines):]
     assert sorted((json.loads(r)["problem"], json.loads(r)["method"]) for r in added) == \
@@ -325,8 +329,8 @@ def test_generate_judge_mode_from_the_command_line(pair, tmp_path, tiny_target_d
 
 
 def test_shards_split_the_problems_and_train_reads_them_together(pair, tmp_path):
-    first = mine(pair, ToyTask(), "all", str(tmp_path / "s1"), max_new_tokens=24, shard=(1, 2))
-    second = mine(pair, ToyTask(), "all", str(tmp_path / "s2"), max_new_tokens=24, shard=(2, 2))
+    first = mine(pair, ToyTask(), "all", str(tmp_path / "s1"), MiningOptions(max_new_tokens=24), shard=(1, 2))
+    second = mine(pair, ToyTask(), "all", str(tmp_path / "s2"), MiningOptions(max_new_tokens=24), shard=(2, 2))
     assert sorted(first.done()) == [0, 2, 4] and sorted(second.done()) == [1, 3, 5]
     both = load_mined([tmp_path / "s1", tmp_path / "s2"])
     labelled = {r["problem_id"] for r in first.records + second.records if r["mismatches"]}
@@ -384,10 +388,10 @@ def test_the_report_counts_cut_answers_and_the_noise_floor_of_the_lossless_modes
     records += [record("exact", p, "2" if p == 3 else "1") for p in range(4)]
     records += [record("topk:2", p, "3" if p in (0, 1) else ("2" if p == 3 else "1"),
                        "length" if p == 0 else "eos") for p in range(4)]
-    rows = {r["mode"]: r for r in write_report(records, ["target", "exact", "topk:2"], tmp_path, title="t", meta={})}
-    assert rows["topk:2"]["cut_fraction"] == 0.25 and rows["exact"]["cut_fraction"] == 0.0
-    assert rows["topk:2"]["answer_differs_from_exact"] == 0.5
-    assert rows["target"]["answer_differs_from_exact"] == 0.25
+    rows = {r.mode: r for r in write_report(records, ["target", "exact", "topk:2"], tmp_path, title="t", meta={})}
+    assert rows["topk:2"].cut_fraction == 0.25 and rows["exact"].cut_fraction == 0.0
+    assert rows["topk:2"].paired_with_exact.answer_differs == 0.5
+    assert rows["target"].paired_with_exact.answer_differs == 0.25
     summary = (tmp_path / "summary.md").read_text()
     assert "| 50.0% | 25.0% |" in summary  # Top-K: answers changed, answers cut
     assert "Noise floor: the two lossless modes (target alone, exact) give different answers on 25.0%" in summary

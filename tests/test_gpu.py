@@ -13,6 +13,7 @@ from autojudge.decoding import Exact, TopK, generate
 from autojudge.judge.model import Judge
 from autojudge.judge.policy import JudgePolicy
 from autojudge.mining.algorithm import mine_problem
+from autojudge.mining.options import MiningOptions
 from autojudge.mining.run import mine
 from autojudge.models.loading import load_pair
 from autojudge.models.runtime import RuntimeOptions
@@ -92,12 +93,12 @@ def test_mining_on_the_gpu_gives_the_cpu_labels_and_stores_cpu_features(tiny_tar
         labels[device] = []
         for problem in problems:
             ids = chat_prompt_ids(pair.tokenizer, task.messages(problem))
-            mined = mine_problem(pair, task, problem, ids, max_new_tokens=MAX_NEW)
+            mined = mine_problem(pair, task, problem, ids, MiningOptions(max_new_tokens=MAX_NEW))
             labels[device].append([(m.position, m.draft_token, m.important) for m in mined.mismatches])
     assert labels["cuda"] == labels["cpu"]
     assert any(labels["cpu"])
     # A whole run on the GPU writes features the CPU can read (the judge trains there).
-    mine(pair, task, "all", tmp_path / "run", limit=2, max_new_tokens=MAX_NEW)
+    mine(pair, task, "all", tmp_path / "run", MiningOptions(max_new_tokens=MAX_NEW), limit=2)
     records = [json.loads(line) for line in (tmp_path / "run" / "problems.jsonl").read_text().splitlines()]
     assert len(records) == 2
     from safetensors.torch import load_file

@@ -8,6 +8,7 @@ import torch
 pytest.importorskip("llama_cpp")
 
 from autojudge.decoding import generate  # noqa: E402
+from autojudge.decoding.modes import DecodingOptions  # noqa: E402
 from autojudge.models.loading import load_model, load_pair  # noqa: E402
 from autojudge.models.runtime import RuntimeOptions  # noqa: E402
 from autojudge.prompting import chat_prompt_ids  # noqa: E402
@@ -84,7 +85,7 @@ def test_exact_speculative_equals_llamacpp_greedy_up_to_near_ties():
 
 
 def test_the_shipped_judge_fits_the_llamacpp_pair_and_decodes():
-    from autojudge.decoding.modes import decode
+    from autojudge.decoding.modes import DecodingOptions, decode
     from autojudge.judge.model import JudgeError
     from autojudge.judge.shipped import load_judge
 
@@ -96,11 +97,11 @@ def test_the_shipped_judge_fits_the_llamacpp_pair_and_decodes():
         assert load_judge(pair, task=task).meta["task"] == mined_on
     task = GSM8K()
     ids = chat_prompt_ids(pair.tokenizer, task.messages(task.load("eval")[0]))
-    exact = decode(pair, ids, "exact", window=8, max_new_tokens=48)
+    exact = decode(pair, ids, "exact", DecodingOptions(window=8, max_new_tokens=48))
     # Threshold 0: P(important) < 0 never holds, so the judge accepts no mismatch.
-    strict = decode(pair, ids, "judge:0", window=8, max_new_tokens=48, judge=judge)
+    strict = decode(pair, ids, "judge:0", DecodingOptions(window=8, max_new_tokens=48), judge=judge)
     assert strict.token_ids == exact.token_ids and strict.stats.accepted_mismatches == 0
-    loose = decode(pair, ids, "judge:1", window=8, max_new_tokens=48, judge=judge)
+    loose = decode(pair, ids, "judge:1", DecodingOptions(window=8, max_new_tokens=48), judge=judge)
     assert loose.stats.accepted_mismatches > 0 and loose.stats.mean_accepted > exact.stats.mean_accepted
     # Features from another runtime are not what it was trained on.
     with pytest.raises(JudgeError, match="does not fit the loaded pair"):
@@ -171,12 +172,13 @@ def test_parallel_sequences_share_passes_and_keep_their_own_cache(draft_llama):
 def test_mining_problems_side_by_side_stores_each_once_with_the_same_labels(tmp_path):
     import json
 
+    from autojudge.mining.options import MiningOptions
     from autojudge.mining.run import mine
     from tests.toy_task import ToyTask
 
     pair = load_pair(runtime=LLAMACPP)
-    one = mine(pair, ToyTask(), "all", str(tmp_path / "one"), limit=3, max_new_tokens=16, window=0)
-    side = mine(pair, ToyTask(), "all", str(tmp_path / "side"), limit=3, max_new_tokens=16, window=0,
+    one = mine(pair, ToyTask(), "all", str(tmp_path / "one"), MiningOptions(max_new_tokens=16, window=0), limit=3)
+    side = mine(pair, ToyTask(), "all", str(tmp_path / "side"), MiningOptions(max_new_tokens=16, window=0), limit=3,
                 parallel=3)
     lines = (tmp_path / "side" / "problems.jsonl").read_text().splitlines()
     assert sorted(json.loads(line)["problem_id"] for line in lines) == [0, 1, 2]
@@ -205,11 +207,12 @@ def test_an_evaluation_resumes_with_another_thread_count(tmp_path):
     pair = load_pair(None, runtime=LLAMACPP)
     one_thread = replace(pair, target=LlamaCppLM(pair.target.gguf_file, name=pair.target.name, n_threads=1))
     assert pair.describe() != one_thread.describe()
-    run_eval(pair, GSM8K(), "eval", ["target"], tmp_path, limit=1, max_new_tokens=4)
-    rows = run_eval(one_thread, GSM8K(), "eval", ["target"], tmp_path, limit=2, max_new_tokens=4)
+    run_eval(pair, GSM8K(), "eval", ["target"], tmp_path, DecodingOptions(window=16, max_new_tokens=4), limit=1)
+    rows = run_eval(one_thread, GSM8K(), "eval", ["target"], tmp_path, DecodingOptions(window=16, max_new_tokens=4),
+                    limit=2)
     records = read_records(tmp_path / "records.jsonl")
     assert [r["problem"] for r in records] == [p.id for p in GSM8K().load("eval")[:2]]
-    assert rows[0]["problems"] == 2 and len(rows[0]["runs"].split(", ")) == 2
+    assert rows[0].problems == 2 and len(rows[0].runs.split(", ")) == 2
 
 
 def test_the_llamacpp_path_needs_no_converted_checkpoint(tmp_path, monkeypatch):
@@ -246,14 +249,15 @@ def test_an_evaluation_decodes_problems_side_by_side_and_keeps_them_out_of_token
 
     pair = load_pair(runtime=LLAMACPP)
     modes = ["target", "exact", "topk:4"]
-    rows = run_eval(pair, ToyTask(), "all", modes, tmp_path / "side", limit=3, window=4, max_new_tokens=12,
+    rows = run_eval(pair, ToyTask(), "all", modes, tmp_path / "side", DecodingOptions(window=4, max_new_tokens=12),
+                    limit=3,
                     parallel=3)
     records = read_records(tmp_path / "side" / "records.jsonl")
     assert sorted((r["problem"], r["mode"]) for r in records) == sorted((p, m) for p in range(3) for m in modes)
     assert all(r["batched"] == 3 for r in records)
-    assert all(row["problems"] == 3 and row["tokens_per_second"] is None and row["speed_vs_exact"] is None
+    assert all(row.problems == 3 and row.tokens_per_second is None and row.against_exact.speed is None
                for row in rows)
-    run_eval(pair, ToyTask(), "all", modes, tmp_path / "alone", limit=3, window=4, max_new_tokens=12)
+    run_eval(pair, ToyTask(), "all", modes, tmp_path / "alone", DecodingOptions(window=4, max_new_tokens=12), limit=3)
     alone = {(r["problem"], r["mode"]): r["token_ids"] for r in read_records(tmp_path / "alone" / "records.jsonl")}
     # Merged passes round differently (near-ties may flip); a bug in the merging would garble them all.
     same = sum(r["token_ids"] == alone[r["problem"], r["mode"]] for r in records)

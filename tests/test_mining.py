@@ -18,6 +18,7 @@ from autojudge.decoding import generate
 from autojudge.decoding.features import logit_features
 from autojudge.errors import AutojudgeError, PromptError
 from autojudge.mining.algorithm import features_at, mine_problem
+from autojudge.mining.options import MiningOptions
 from autojudge.mining.run import mine
 from autojudge.prompting import chat_prompt_ids
 from tests.toy_task import RejoiningToyTask, SettlingToyTask, ToyTask, UnsettlingToyTask, tiny_pair
@@ -35,8 +36,8 @@ def test_fast_mining_labels_equal_plain_algorithm_1(pair):
     kinds = set()
     for problem in task.load("all")[:4]:
         ids = chat_prompt_ids(pair.tokenizer, task.messages(problem))
-        plain = mine_problem(pair, task, problem, ids, max_new_tokens=MAX_NEW, fast=False)
-        fast = mine_problem(pair, task, problem, ids, max_new_tokens=MAX_NEW, fast=True)
+        plain = mine_problem(pair, task, problem, ids, MiningOptions(max_new_tokens=MAX_NEW, fast=False))
+        fast = mine_problem(pair, task, problem, ids, MiningOptions(max_new_tokens=MAX_NEW, fast=True))
         assert fast.mismatches == plain.mismatches
         assert fast.response == plain.response
         for a, b in zip(fast.target_features + fast.draft_features, plain.target_features + plain.draft_features):
@@ -53,10 +54,10 @@ def test_a_settled_answer_skips_regenerations_and_keeps_every_earlier_label(pair
     seen_settled = seen_regenerated = 0
     for problem in settling.load("all")[:4]:
         ids = chat_prompt_ids(pair.tokenizer, settling.messages(problem))
-        short = mine_problem(pair, settling, problem, ids, max_new_tokens=MAX_NEW, fast=True)
-        assert short.mismatches == mine_problem(pair, settling, problem, ids, max_new_tokens=MAX_NEW,
-                                                fast=False).mismatches
-        reference = mine_problem(pair, plain, problem, ids, max_new_tokens=MAX_NEW, fast=False)
+        short = mine_problem(pair, settling, problem, ids, MiningOptions(max_new_tokens=MAX_NEW, fast=True))
+        assert short.mismatches == mine_problem(pair, settling, problem, ids,
+                                                MiningOptions(max_new_tokens=MAX_NEW, fast=False)).mismatches
+        reference = mine_problem(pair, plain, problem, ids, MiningOptions(max_new_tokens=MAX_NEW, fast=False))
         assert short.answer == reference.answer
         # s: the first position whose prefix settles the answer, the same in both runs.
         y = short.token_ids
@@ -76,7 +77,7 @@ def test_a_known_mismatch_is_labelled_from_a_real_regeneration(pair):
     task = ToyTask()
     problem = task.load("all")[0]
     ids = chat_prompt_ids(pair.tokenizer, task.messages(problem))
-    mined = mine_problem(pair, task, problem, ids, max_new_tokens=MAX_NEW, fast=False)
+    mined = mine_problem(pair, task, problem, ids, MiningOptions(max_new_tokens=MAX_NEW, fast=False))
     first = mined.mismatches[0]
     y = generate(pair.target, ids, max_new_tokens=MAX_NEW, stop_ids=pair.stop_ids).token_ids
     assert y[first.position] == first.target_token != first.draft_token
@@ -127,8 +128,9 @@ def test_mining_features_are_the_numbers_decoding_sees(pair):
 CHILD = """
 import sys
 from tests.toy_task import RejoiningToyTask, SettlingToyTask, ToyTask, UnsettlingToyTask, tiny_pair
+from autojudge.mining.options import MiningOptions
 from autojudge.mining.run import mine
-mine(tiny_pair(sys.argv[1], sys.argv[2]), ToyTask(), "all", sys.argv[3], max_new_tokens=40)
+mine(tiny_pair(sys.argv[1], sys.argv[2]), ToyTask(), "all", sys.argv[3], MiningOptions(max_new_tokens=40))
 """
 
 
@@ -145,14 +147,14 @@ def test_killed_mining_resumes_without_loss_or_duplicates(tmp_path, tiny_target_
     # both would mine the missing problems and append them twice.
     before = lines.read_bytes()
     with pytest.raises(AutojudgeError, match=rf"in use by another mining run \(process {child.pid}\)"):
-        mine(pair, ToyTask(), "all", str(out), max_new_tokens=40)
+        mine(pair, ToyTask(), "all", str(out), MiningOptions(max_new_tokens=40))
     assert lines.read_bytes().startswith(before)
     child.send_signal(signal.SIGKILL)
     child.wait()
     assert lines.read_text().count("\n") < len(ToyTask().load("all"))  # killed mid-run
     # The kill released the directory (the kernel drops the dead process's flock).
 
-    store = mine(pair, ToyTask(), "all", str(out), max_new_tokens=40)
+    store = mine(pair, ToyTask(), "all", str(out), MiningOptions(max_new_tokens=40))
     ids = [json.loads(line)["problem_id"] for line in lines.read_text().splitlines()]
     assert sorted(ids) == list(range(len(ToyTask().load("all"))))
     for record in store.records:
@@ -195,11 +197,12 @@ class LongPromptToyTask(ToyTask):
 
 
 def test_a_prompt_longer_than_the_context_is_skipped_and_stays_skipped(tmp_path, pair):
-    store = mine(pair, LongPromptToyTask(), "all", str(tmp_path), max_new_tokens=24)
+    store = mine(pair, LongPromptToyTask(), "all", str(tmp_path), MiningOptions(max_new_tokens=24))
     skipped = [r for r in store.records if "skipped" in r]
     assert [r["problem_id"] for r in skipped] == [1] and "the context holds 256" in skipped[0]["skipped"]
     assert skipped[0]["mismatches"] == [] and sorted(store.done()) == [0, 1, 2]
-    again = mine(pair, LongPromptToyTask(), "all", str(tmp_path), max_new_tokens=24)  # nothing left to do
+    # Nothing left to do.
+    again = mine(pair, LongPromptToyTask(), "all", str(tmp_path), MiningOptions(max_new_tokens=24))
     assert len(again.records) == 3
 
 
@@ -213,7 +216,7 @@ def test_a_response_that_fills_the_context_is_labelled_to_its_end(pair):
         room = pair.target.max_context - len(ids)
         if not 8 <= room <= 30:  # short responses keep the test fast
             continue
-        mined = mine_problem(pair, task, problem, ids, max_new_tokens=room + 20, fast=True)
+        mined = mine_problem(pair, task, problem, ids, MiningOptions(max_new_tokens=room + 20, fast=True))
         assert len(mined.token_ids) == room
         if any(m.position == room - 1 for m in mined.mismatches):
             return
@@ -230,12 +233,12 @@ def test_a_draft_with_the_shorter_context_bounds_the_responses(pair):
     full = pair.draft.max_context
     try:
         pair.draft.max_context = len(ids) + 12
-        mined = mine_problem(pair, task, problem, ids, max_new_tokens=40)
+        mined = mine_problem(pair, task, problem, ids, MiningOptions(max_new_tokens=40))
         assert len(mined.token_ids) == 12 and mined.mismatches
         assert all(m.position < 12 for m in mined.mismatches)
         pair.draft.max_context = len(ids)
         with pytest.raises(PromptError, match=f"the prompt has {len(ids)} tokens; the context holds {len(ids)}"):
-            mine_problem(pair, task, problem, ids, max_new_tokens=40)
+            mine_problem(pair, task, problem, ids, MiningOptions(max_new_tokens=40))
     finally:
         pair.draft.max_context = full
 
@@ -251,7 +254,7 @@ def test_the_rejoin_shortcut_skips_verifying_what_rejoins_the_old_response(pair)
         def cold(chosen_task, rejoin=0):  # from empty caches, so that pass counts compare
             pair.target.reset()
             pair.draft.reset()
-            return mine_problem(pair, chosen_task, problem, ids, max_new_tokens=MAX_NEW, rejoin=rejoin)
+            return mine_problem(pair, chosen_task, problem, ids, MiningOptions(max_new_tokens=MAX_NEW, rejoin=rejoin))
 
         fast = cold(task)
         # Nothing interchangeable, or a re-join longer than any response: never triggered.
@@ -268,13 +271,13 @@ def test_the_rejoin_shortcut_skips_verifying_what_rejoins_the_old_response(pair)
 
 def test_rejoin_needs_a_task_that_says_what_is_interchangeable(tmp_path, pair):
     with pytest.raises(AutojudgeError, match="--rejoin needs a task that says which edits are interchangeable"):
-        mine(pair, ToyTask(), "all", str(tmp_path / "run"), max_new_tokens=MAX_NEW, rejoin=4)
+        mine(pair, ToyTask(), "all", str(tmp_path / "run"), MiningOptions(max_new_tokens=MAX_NEW, rejoin=4))
 
 
 def test_a_mining_run_states_how_many_answers_the_budget_cut(tmp_path, pair):
     # Random tiny models rarely write an end token: with a budget of 12 nearly every
     # answer is cut, and with 200 (the tiny context is 256 tokens) far fewer are.
-    short = mine(pair, ToyTask(), "all", str(tmp_path / "short"), limit=3, max_new_tokens=12)
+    short = mine(pair, ToyTask(), "all", str(tmp_path / "short"), MiningOptions(max_new_tokens=12), limit=3)
     summary = json.loads((tmp_path / "short" / "summary.json").read_text())
     assert summary == json.loads(json.dumps(short.summary()))
     records = short.records
@@ -292,9 +295,10 @@ def test_null_swaps_change_nothing_where_arithmetic_is_exact_and_resume(pair, tm
     # answer back: the floor is zero, so any change on another runtime is its noise.
     from autojudge.mining.noise import null_swap_markdown, null_swaps
     out = tmp_path / "noise"
-    swaps = null_swaps(pair, ToyTask(), "all", 2, 2, out, max_new_tokens=MAX_NEW)
+    options = MiningOptions(max_new_tokens=MAX_NEW, window=0)
+    swaps = null_swaps(pair, ToyTask(), "all", 2, 2, out, options)
     assert len(swaps) == 4 and len((out / "records.jsonl").read_text().splitlines()) == 2
-    swaps = null_swaps(pair, ToyTask(), "all", 3, 2, out, max_new_tokens=MAX_NEW)  # one problem more
+    swaps = null_swaps(pair, ToyTask(), "all", 3, 2, out, options)  # one problem more
     assert len(swaps) == 6 and len((out / "records.jsonl").read_text().splitlines()) == 3
     assert not any(s.tokens_changed or s.answer_changed for s in swaps)
     assert "| 6 | 3 | 0 (0.0%) | 0 (0.0%) |" in null_swap_markdown(swaps, "toy")
@@ -305,11 +309,12 @@ def test_confirmation_undoes_a_label_that_one_regeneration_flipped(pair):
     key = lambda m: (m.position, m.draft_token, m.important)  # noqa: E731
     for problem in ToyTask().load("all")[:3]:
         ids = chat_prompt_ids(pair.tokenizer, ToyTask().messages(problem))
-        reference = mine_problem(pair, ToyTask(), problem, ids, max_new_tokens=MAX_NEW)
+        reference = mine_problem(pair, ToyTask(), problem, ids, MiningOptions(max_new_tokens=MAX_NEW))
         if not reference.mismatches:
             continue
-        flaky = mine_problem(pair, FlakyToyTask(), problem, ids, max_new_tokens=MAX_NEW)
-        confirmed = mine_problem(pair, FlakyToyTask(), problem, ids, max_new_tokens=MAX_NEW, confirm=True)
+        flaky = mine_problem(pair, FlakyToyTask(), problem, ids, MiningOptions(max_new_tokens=MAX_NEW))
+        confirmed = mine_problem(pair, FlakyToyTask(), problem, ids,
+                                 MiningOptions(max_new_tokens=MAX_NEW, confirm=True))
         assert flaky.mismatches[0].important  # the misread answer reads as a change
         assert [key(m) for m in confirmed.mismatches] == [key(m) for m in reference.mismatches]
         assert confirmed.mismatches[0].confirmed is reference.mismatches[0].important

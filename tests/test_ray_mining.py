@@ -14,11 +14,13 @@ import pytest
 ray = pytest.importorskip("ray")
 
 from autojudge.mining.distributed import PairSpec, mine_on_ray  # noqa: E402
+from autojudge.mining.options import MiningOptions  # noqa: E402
 from autojudge.mining.run import mine  # noqa: E402
 from autojudge.models.runtime import RuntimeOptions  # noqa: E402
 from tests.toy_task import ToyTask, tiny_pair  # noqa: E402
 
 MAX_NEW = 24
+OPTIONS = MiningOptions(max_new_tokens=MAX_NEW, window=0)  # mine_on_ray's defaults before MiningOptions
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +47,7 @@ def spec(tiny_target_dir, tiny_draft_dir):
 @pytest.fixture(scope="module")
 def local_labels(tmp_path_factory, tiny_target_dir, tiny_draft_dir):
     store = mine(tiny_pair(tiny_target_dir, tiny_draft_dir), ToyTask(), "all",
-                 str(tmp_path_factory.mktemp("local")), max_new_tokens=MAX_NEW, window=0)
+                 str(tmp_path_factory.mktemp("local")), OPTIONS)
     return _labels(store.records)
 
 
@@ -60,14 +62,13 @@ def _lines(out) -> list[dict]:
 
 def test_two_workers_mine_what_local_mining_does(cluster, spec, local_labels, tmp_path):
     out = tmp_path / "ray"
-    store = mine_on_ray(spec, "tests.toy_task:ToyTask", "all", str(out), workers=2, limit=4,
-                        max_new_tokens=MAX_NEW, pin=True)
+    store = mine_on_ray(spec, "tests.toy_task:ToyTask", "all", str(out), OPTIONS, workers=2, limit=4,
+                        pin=True)
     assert sorted(r["problem_id"] for r in _lines(out)) == [0, 1, 2, 3]
     assert _labels(store.records) == {i: local_labels[i] for i in range(4)}
     assert json.loads((out / "meta.json").read_text())["task"] == "toy"
     # Resumed locally with the same settings: the run directory is one format.
-    pair_store = mine_on_ray(spec, "tests.toy_task:ToyTask", "all", str(out), workers=2, limit=5,
-                             max_new_tokens=MAX_NEW)
+    pair_store = mine_on_ray(spec, "tests.toy_task:ToyTask", "all", str(out), OPTIONS, workers=2, limit=5)
     assert sorted(r["problem_id"] for r in pair_store.records) == [0, 1, 2, 3, 4]
 
 
@@ -88,8 +89,7 @@ def test_pinned_workers_each_run_on_cores_of_their_own(cluster, spec):
 def test_a_worker_that_dies_mid_problem_has_its_problem_mined_again_once(cluster, marker, spec, local_labels,
                                                                         tmp_path):
     out = tmp_path / "dying"
-    store = mine_on_ray(spec, "tests.toy_task:DyingToyTask", "all", str(out), workers=2, limit=4,
-                        max_new_tokens=MAX_NEW)
+    store = mine_on_ray(spec, "tests.toy_task:DyingToyTask", "all", str(out), OPTIONS, workers=2, limit=4)
     assert marker.exists()  # a worker did die, in the middle of problem 1
     assert sorted(r["problem_id"] for r in _lines(out)) == [0, 1, 2, 3]
     assert _labels(store.records) == {i: local_labels[i] for i in range(4)}
@@ -98,10 +98,11 @@ def test_a_worker_that_dies_mid_problem_has_its_problem_mined_again_once(cluster
 DRIVER = """
 import sys
 from autojudge.mining.distributed import PairSpec, mine_on_ray
+from autojudge.mining.options import MiningOptions
 from autojudge.models.runtime import RuntimeOptions
 spec = PairSpec(sys.argv[1], sys.argv[2], RuntimeOptions(backend="torch", linear="default"))
-mine_on_ray(spec, "tests.toy_task:ToyTask", "all", sys.argv[3], address=sys.argv[4], workers=2,
-            max_new_tokens=int(sys.argv[5]))
+options = MiningOptions(max_new_tokens=int(sys.argv[5]), window=0)
+mine_on_ray(spec, "tests.toy_task:ToyTask", "all", sys.argv[3], options, address=sys.argv[4], workers=2)
 """
 
 
@@ -120,7 +121,7 @@ def test_a_killed_driver_resumes_with_nothing_lost_or_repeated(cluster, spec, lo
     driver.wait()
     written = len(_lines(out))
     assert 1 <= written < 6  # killed mid-run
-    store = mine_on_ray(spec, "tests.toy_task:ToyTask", "all", str(out), workers=2, max_new_tokens=MAX_NEW)
+    store = mine_on_ray(spec, "tests.toy_task:ToyTask", "all", str(out), OPTIONS, workers=2)
     ids = [r["problem_id"] for r in _lines(out)]
     assert sorted(ids) == list(range(6))  # each problem once
     assert _labels(store.records) == local_labels

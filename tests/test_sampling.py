@@ -86,7 +86,8 @@ def test_a_judge_that_calls_everything_harmless_keeps_every_sampled_draft_token(
     meta = {"features": "hidden", "hidden": {"draft": 64, "target": 64}, "thresholds": []}
     judge = Judge(torch.zeros(n), torch.ones(n), torch.zeros(n), 0.0, meta)  # P(important) = 0.5
     out = {}
-    for name, policy in (("exact", Exact()), ("lenient", JudgePolicy(judge, 0.51)), ("strict", JudgePolicy(judge, 0.5))):
+    policies = (("exact", Exact()), ("lenient", JudgePolicy(judge, 0.51)), ("strict", JudgePolicy(judge, 0.5)))
+    for name, policy in policies:
         out[name] = generate(backend(target_model, "t"), PROMPT, draft=backend(draft_model, "d"), policy=policy,
                              window=4, max_new_tokens=32, sampling=Sampling(1.0, seed=3))
     lenient = out["lenient"].stats

@@ -24,7 +24,7 @@ import openai
 import pytest
 
 from autojudge.decoding.engine import DecodeStats, Generation
-from autojudge.decoding.modes import decode
+from autojudge.decoding.modes import DecodingOptions, decode
 from autojudge.prompting import chat_prompt_ids
 from tests.toy_task import tiny_pair
 
@@ -82,7 +82,7 @@ def pair(tiny_target_dir, tiny_draft_dir):
 
 def _alone(pair, prompt: str, max_tokens: int, mode: str = "exact") -> str:
     ids = chat_prompt_ids(pair.tokenizer, [{"role": "user", "content": prompt}])
-    out = decode(pair, ids, mode, window=4, max_new_tokens=max_tokens)
+    out = decode(pair, ids, mode, DecodingOptions(window=4, max_new_tokens=max_tokens))
     return pair.tokenizer.decode(out.token_ids, skip_special_tokens=True)
 
 
@@ -107,7 +107,7 @@ def test_a_chat_completion_answers_as_the_library_does(client, pair):
 
 def _alone_window(pair, prompt, mode, window):
     ids = chat_prompt_ids(pair.tokenizer, [{"role": "user", "content": prompt}])
-    out = decode(pair, ids, mode, window=window, max_new_tokens=24)
+    out = decode(pair, ids, mode, DecodingOptions(window=window, max_new_tokens=24))
     return pair.tokenizer.decode(out.token_ids, skip_special_tokens=True)
 
 
@@ -138,7 +138,7 @@ def test_sampling_with_a_seed_repeats_and_differs_from_greedy(client):
 def test_completions_and_stop_strings(client, pair, server):
     reply = client.completions.create(model=pair.target.name, prompt="the cat sat", max_tokens=16)
     ids = list(pair.tokenizer("the cat sat")["input_ids"])
-    expected = pair.tokenizer.decode(decode(pair, ids, "exact", window=4, max_new_tokens=16).token_ids,
+    expected = pair.tokenizer.decode(decode(pair, ids, "exact", DecodingOptions(window=4, max_new_tokens=16)).token_ids,
                                      skip_special_tokens=True)
     assert reply.choices[0].text == expected
     stop = expected[3:5]
@@ -217,12 +217,12 @@ def test_more_slots_than_torch_holds_are_refused_at_start_up(tmp_path, tiny_targ
 
 # A server in this process whose decoding is replaced: "boom" fails, "slow" streams a
 # character per 20 ms for up to two minutes, until its stop_when says stop.
-def _scripted_decode(pair, prompt_ids, mode, *, stop_when, **options):
+def _scripted_decode(pair, prompt_ids, mode, options, *, stop_when, **rest):
     prompt = pair.tokenizer.decode(prompt_ids)
     if "boom" in prompt:
         raise RuntimeError("the pass failed")
     if "slow" not in prompt:
-        return decode(pair, prompt_ids, mode, stop_when=stop_when, **options)
+        return decode(pair, prompt_ids, mode, options, stop_when=stop_when, **rest)
     letter, tokens = pair.tokenizer("z")["input_ids"][-1], []
     deadline = time.time() + 120
     while not stop_when(tokens) and time.time() < deadline:

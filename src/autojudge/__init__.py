@@ -1,13 +1,17 @@
 """autojudge: lossy, task-aware speculative decoding (AutoJudge, NeurIPS 2025).
 
-Pipeline stages, one package each, data flowing downwards only:
+Pipeline stages, one package each, lowest first; a stage imports only stages above it
+in this list (tests/test_layout.py holds the code to it):
 
-    artifacts  -> fetch and cache the offline default models and datasets
-    models     -> load a draft/target pair behind one backend interface
-    tasks      -> prompts, answer extraction and equivalence per task
-    decoding   -> speculative decoding with pluggable acceptance policies
-    bench      -> side-by-side speed measurements
-    cli        -> the `autojudge` command
+    errors, artifacts, prompting, runfiles -> errors, cached downloads, chat prompts, run files
+    models      -> load a draft/target pair behind one backend interface, on any runtime
+    tasks       -> prompts, answer extraction and equivalence per task, the code sandbox
+    decoding    -> speculative decoding, acceptance policies, modes by name
+    mining      -> Algorithm 1: label the mismatches that change the answer
+    judge       -> train the judge on mined labels; its acceptance policy
+    evaluation  -> methods side by side: accuracy, accepted tokens, speed; the report
+    costmodel, demo, serve -> the cost model, the demo, the OpenAI-compatible server
+    cli         -> the `autojudge` command
 """
 
 __version__ = "0.1.0"

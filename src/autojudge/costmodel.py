@@ -123,28 +123,33 @@ def predicted_decode_seconds(record: dict, draft: PassCosts | None, target: Pass
     return seconds
 
 
-def check_against_runs(records: list[dict], runtimes: dict[str, tuple[dict, dict]]) -> str:
-    """Markdown: measured vs predicted decode speed per method.
+def check_against_runs(records: list[dict], costs: dict[str, dict[str, PassCosts]], draft: str, target: str) -> str:
+    """Markdown: measured vs predicted decode speed per benchmark method.
 
-    `runtimes` maps a bench runtime name to (target costs, draft costs) dictionaries of
-    PassCosts by model name. Verification passes are charged at the full window (the
-    last few cycles are shorter), so predictions lean slightly slow.
+    `costs` maps a backend to `load_costs` of its costs file; a method is charged its
+    target's and its draft's passes on their own backends (torch+llamacpp: torch target,
+    llama.cpp draft). Methods of the run's own pair (no runtime named, no window) and
+    other libraries' loops are left out. Verification passes are charged at the full window
+    (the last few cycles are shorter), so predictions lean slightly slow.
     """
+    from autojudge.evaluation.methods import parse_method
+
     by_method: dict[str, list[dict]] = {}
     for record in records:
-        by_method.setdefault(record["method"], []).append(record)
+        by_method.setdefault(record["mode"], []).append(record)
     lines = ["| method | measured tok/s (decode only) | predicted tok/s | predicted / measured |",
              "|---|---|---|---|"]
-    for method, runs in by_method.items():
-        runtime, _, rest = method.partition("/")
-        if rest == "assisted" or runtime not in runtimes:
+    for name, runs in by_method.items():
+        method = parse_method(name)
+        if (method.adapter is not None or method.backends is None or not set(method.backends) <= set(costs)
+                or (method.uses_draft and method.window is None)):  # the run's window: not in the record
             continue
-        window = int(rest.split(":")[-1]) if rest != "target" else 0
-        target_costs, draft_costs = runtimes[runtime]
+        target_backend, draft_backend = method.backends
+        window = method.window or 0
         tokens = sum(r["new_tokens"] for r in runs)
         measured = sum(r["seconds"] - r["prefill_seconds"] for r in runs)
-        predicted = sum(predicted_decode_seconds(r, draft_costs if window else None, target_costs, window)
-                        for r in runs)
-        lines.append(f"| {method} | {tokens / measured:.2f} | {tokens / predicted:.2f} | "
+        predicted = sum(predicted_decode_seconds(r, costs[draft_backend][draft] if window else None,
+                                                 costs[target_backend][target], window) for r in runs)
+        lines.append(f"| {name} | {tokens / measured:.2f} | {tokens / predicted:.2f} | "
                      f"{measured / predicted:.2f} |")
     return "\n".join(lines)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import textwrap
 
-from autojudge.decoding.modes import decode, judge_mode
+from autojudge.decoding.modes import DecodingOptions, decode, judge_mode
 from autojudge.judge.shipped import load_judge
 from autojudge.models.loading import load_pair
 from autojudge.models.runtime import RuntimeOptions
@@ -18,11 +18,12 @@ from autojudge.tasks.base import task_budget
 from autojudge.tasks.gsm8k import GSM8K
 
 
-def run_demo(n: int = 3, *, window: int = 16, max_new_tokens: int | None = None,
-             runtime: RuntimeOptions = RuntimeOptions(), judge_path: str | None = None,
-             threshold: float | None = None, recall: float = 0.9) -> int:
+def run_demo(n: int = 3, options: DecodingOptions | None = None, *, runtime: RuntimeOptions = RuntimeOptions(),
+             judge_path: str | None = None, threshold: float | None = None, recall: float = 0.9) -> int:
+    """Decode the first `n` GSM8K eval problems in exact and judge mode, side by side;
+    `options` default to window 16 at GSM8K's budget."""
     task = GSM8K()
-    max_new_tokens = max_new_tokens or task_budget(task)
+    options = options or DecodingOptions(window=16, max_new_tokens=task_budget(task))
     problems = task.load("eval")[:n]
     print("loading the default pair (the first run downloads ~1.5 GB of GGUF files, a few minutes)")
     pair = load_pair(runtime=runtime)
@@ -31,7 +32,7 @@ def run_demo(n: int = 3, *, window: int = 16, max_new_tokens: int | None = None,
     judged = judge_mode(threshold)
     modes = ("exact", judged)
     print(f"runtime: target {pair.target.describe()['backend']}, draft {pair.draft.describe()['backend']}; "
-          f"window {window}; judge {judge_path or 'shipped'} (validation AUC "
+          f"window {options.window}; judge {judge_path or 'shipped'} (validation AUC "
           f"{judge.meta['validation_auc']:.3f}), threshold {threshold:.4g}")
     totals = {mode: {"tokens": 0, "seconds": 0.0, "cycles": 0, "correct": 0} for mode in modes}
     for problem in problems:
@@ -40,8 +41,8 @@ def run_demo(n: int = 3, *, window: int = 16, max_new_tokens: int | None = None,
         for mode in modes:
             for model in (pair.target, pair.draft):
                 model.reset()  # each mode from a cold cache, so their speeds compare fairly
-            result = decode(pair, chat_prompt_ids(pair.tokenizer, task.messages(problem)), mode,
-                            window=window, max_new_tokens=max_new_tokens, judge=judge)
+            result = decode(pair, chat_prompt_ids(pair.tokenizer, task.messages(problem)), mode, options,
+                            judge=judge)
             text = pair.tokenizer.decode(result.token_ids, skip_special_tokens=True)
             stats, correct = result.stats, task.is_correct(text, problem)
             total = totals[mode]

@@ -46,3 +46,13 @@ def quiet_libraries() -> None:
     """
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+
+def decoding_options(args):
+    """The DecodingOptions a command was given (--window, --max-new-tokens, --draft-p-min),
+    checked before any model is loaded."""
+    from autojudge.decoding.modes import DecodingOptions  # here: the grammar starts without torch
+    try:
+        return DecodingOptions(args.window, args.max_new_tokens, getattr(args, "draft_p_min", 0.0))
+    except ValueError as exc:
+        raise AutojudgeError(f"--{str(exc).replace('_', '-')}") from None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from autojudge.cli.common import load_task, runtime_options
+from autojudge.cli.common import decoding_options, load_task, runtime_options
 from autojudge.errors import AutojudgeError
 
 
@@ -24,9 +24,7 @@ def cmd_generate(args) -> int:
     else:
         messages = [{"role": "user", "content": args.prompt}]
 
-    from autojudge.models.backend import MAX_WINDOW
-    if args.window > MAX_WINDOW:
-        raise AutojudgeError(f"--window {args.window}: at most {MAX_WINDOW} draft tokens per cycle")
+    options = decoding_options(args)
     import autojudge.judge  # noqa: F401  (registers the judge's modes)
     if args.mode == "judge":  # the short form: the threshold from --threshold or --recall (0.9)
         if args.threshold is not None:
@@ -53,8 +51,7 @@ def cmd_generate(args) -> int:
         mode = parse_mode(judge_mode(threshold) + (f":{policy.lookahead}" if policy.lookahead else ""))
     prompt_ids = chat_prompt_ids(pair.tokenizer, messages)
     try:
-        result = decode(pair, prompt_ids, mode, window=args.window, max_new_tokens=args.max_new_tokens,
-                        judge=judge, draft_p_min=args.draft_p_min)
+        result = decode(pair, prompt_ids, mode, options, judge=judge)
     except ValueError as exc:
         raise AutojudgeError(str(exc)) from None
     mode = mode.name
@@ -100,6 +97,7 @@ def cmd_eval(args) -> int:
     if not modes:
         raise AutojudgeError("--modes names no mode")
     task = load_task(args.task, args.split)
+    options = decoding_options(args)
     # The draft is loaded even for target-only runs: the run's meta names it, so that
     # other modes can be added to the same directory later.
     pair = load_pair(args.draft, args.target, runtime_options(args))
@@ -107,10 +105,8 @@ def cmd_eval(args) -> int:
     if any(m.needs_judge for m in modes):
         from autojudge.judge.shipped import load_judge
         judge = load_judge(pair, args.judge, task=task.name)
-    rows = run_eval(pair, task, args.split, [m.name for m in modes], args.out, limit=args.limit,
-                    window=args.window, draft_p_min=args.draft_p_min, max_new_tokens=args.max_new_tokens,
-                    judge=judge, report_only=args.report_only, parallel=args.parallel,
-                    rescore=args.rescore)
+    rows = run_eval(pair, task, args.split, [m.name for m in modes], args.out, options, limit=args.limit,
+                    judge=judge, report_only=args.report_only, parallel=args.parallel, rescore=args.rescore)
     print(markdown_table(rows))
     best = operating_point(rows)
     if best is not None:
@@ -120,10 +116,22 @@ def cmd_eval(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from autojudge.bench import BenchSettings, run_bench
-    return run_bench(BenchSettings(draft=args.draft, target=args.target, methods=args.methods, n=args.n,
-                                   max_new_tokens=args.max_new_tokens, out=args.out,
-                                   runtime_options=runtime_options(args)))
+    import autojudge.judge  # noqa: F401  (registers the judge's modes)
+    from autojudge.evaluation.bench import BenchSettings, run_bench
+    from autojudge.evaluation.methods import parse_methods
+    from autojudge.evaluation.render import markdown_table
+    try:  # before any model loads: a misspelt method costs nothing
+        parse_methods(args.methods)
+    except ValueError as exc:
+        raise AutojudgeError(str(exc)) from None
+    task = load_task(args.task, args.split)
+    settings = BenchSettings(methods=args.methods, n=args.n, out=args.out, task=task.name, split=args.split,
+                             max_new_tokens=args.max_new_tokens, draft=args.draft, target=args.target,
+                             judge=args.judge, runtime_options=runtime_options(args))
+    rows = run_bench(settings, task)
+    print(markdown_table(rows))
+    print(f"\nreport: {args.out}/summary.md, summary.csv, summary.json, tradeoff.png")
+    return 0
 
 
 def cmd_costs(args) -> int:
@@ -147,20 +155,15 @@ def check_costs(args) -> int:
 
     from autojudge.costmodel import check_against_runs, load_costs
     from autojudge.runfiles import read_records
-    torch_costs, llama_costs = load_costs(args.torch_costs), load_costs(args.llamacpp_costs)
-    runtimes = {
-        "torch": (torch_costs[args.target], torch_costs[args.draft]),
-        "llamacpp": (llama_costs[args.target], llama_costs[args.draft]),
-        "mixed": (torch_costs[args.target], llama_costs[args.draft]),
-    }
-    print(check_against_runs(read_records(Path(args.check) / "records.jsonl"), runtimes))
+    costs = {"torch": load_costs(args.torch_costs), "llamacpp": load_costs(args.llamacpp_costs)}
+    print(check_against_runs(read_records(Path(args.check) / "records.jsonl"), costs, args.draft, args.target))
     return 0
 
 
 def cmd_demo(args) -> int:
     from autojudge.demo import run_demo
-    return run_demo(args.n, window=args.window, max_new_tokens=args.max_new_tokens, runtime=runtime_options(args),
-                    judge_path=args.judge, threshold=args.threshold, recall=args.recall)
+    return run_demo(args.n, decoding_options(args), runtime=runtime_options(args), judge_path=args.judge,
+                    threshold=args.threshold, recall=args.recall)
 
 
 def cmd_serve(args) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 from autojudge.cli.common import load_task, runtime_options
@@ -11,27 +12,28 @@ from autojudge.models.runtime import RuntimeOptions
 
 
 def cmd_mine(args) -> int:
+    from autojudge.mining.options import MiningOptions
     from autojudge.mining.run import mine
     from autojudge.models.loading import load_pair
     task = load_task(args.task, args.split)
     runtime = runtime_options(args)
+    if args.ray is not None and (args.parallel > 1 or args.plain):
+        raise AutojudgeError("--ray mines with fast regeneration, one problem per worker: drop --parallel "
+                             "and --plain (add workers instead)")
+    options = MiningOptions(max_new_tokens=args.max_new_tokens, window=args.window, fast=not args.plain,
+                            rejoin=args.rejoin, confirm=args.confirm)
     if args.ray is not None:
         from autojudge.mining.distributed import PairSpec, mine_on_ray
-        if args.parallel > 1 or args.plain:
-            raise AutojudgeError("--ray mines with fast regeneration, one problem per worker: drop --parallel "
-                                 "and --plain (add workers instead)")
-        store = mine_on_ray(PairSpec(args.draft, args.target, runtime), args.task, args.split, args.out,
+        store = mine_on_ray(PairSpec(args.draft, args.target, runtime), args.task, args.split, args.out, options,
                             address=None if args.ray == "local" else args.ray, workers=args.ray_workers,
                             cpus_per_worker=args.ray_cpus, gpus_per_worker=args.ray_gpus, limit=args.limit,
-                            max_new_tokens=args.max_new_tokens, window=args.window, rejoin=args.rejoin,
-                            confirm=args.confirm, shard=args.shard, pin=args.ray_pin, checker=args.checker,
+                            shard=args.shard, pin=args.ray_pin, checker=args.checker,
                             checker_threshold=args.checker_threshold)
     else:
         pair = load_pair(args.draft, args.target, runtime)
         _attach_checker(task, pair, args, runtime)
-        store = mine(pair, task, args.split, args.out, limit=args.limit, max_new_tokens=args.max_new_tokens,
-                     window=args.window, fast=not args.plain, shard=args.shard,
-                     parallel=args.parallel, rejoin=args.rejoin, confirm=args.confirm)
+        store = mine(pair, task, args.split, args.out, options, limit=args.limit, shard=args.shard,
+                     parallel=args.parallel)
     summary = store.summary()
     first, regenerated = summary["first_answers_cut"], summary["regenerations_cut"]
     print(f"{summary['problems']} problems, {summary['labels']} labelled mismatches, "
@@ -42,15 +44,15 @@ def cmd_mine(args) -> int:
 
 
 def cmd_bench_mining(args) -> int:
-    from autojudge.mining.bench import bench_markdown, bench_mining, parse_regeneration
+    from autojudge.mining.bench import BENCH_OPTIONS, bench_markdown, bench_mining
     from autojudge.models.loading import load_pair
     task = load_task(args.task, args.split)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    for method in methods:
-        parse_regeneration(method)
+    options = replace(BENCH_OPTIONS, max_new_tokens=args.max_new_tokens)
+    for method in methods:  # a misspelt method is refused before the models load
+        options.with_method(method)
     pair = load_pair(args.draft, args.target, runtime_options(args))
-    rows = bench_mining(pair, task, args.split, args.n, args.out, max_new_tokens=args.max_new_tokens,
-                        parallel=args.parallel, methods=methods)
+    rows = bench_mining(pair, task, args.split, args.n, args.out, options, parallel=args.parallel, methods=methods)
     print(bench_markdown(rows, f"{task.name}, {args.split}, <= {args.max_new_tokens} new tokens"))
     print(f"\nrecords and summary.md: {args.out}")
     return 0
@@ -58,14 +60,14 @@ def cmd_bench_mining(args) -> int:
 
 def cmd_noise_floor(args) -> int:
 
-    from autojudge.mining.noise import null_swap_markdown, null_swaps
+    from autojudge.mining.noise import NULL_SWAP_OPTIONS, null_swap_markdown, null_swaps
     from autojudge.models.loading import load_pair
     task = load_task(args.task, args.split)
     runtime = runtime_options(args)
+    options = replace(NULL_SWAP_OPTIONS, max_new_tokens=args.max_new_tokens)
     pair = load_pair(args.draft, args.target, runtime)
     _attach_checker(task, pair, args, runtime)
-    swaps = null_swaps(pair, task, args.split, args.n, args.per_problem, args.out,
-                       max_new_tokens=args.max_new_tokens, seed=args.seed)
+    swaps = null_swaps(pair, task, args.split, args.n, args.per_problem, args.out, options, seed=args.seed)
     described = pair.target.describe()
     table = null_swap_markdown(swaps, f"{task.name}, first {args.n} problems of {args.split}, "
                                       f"<= {args.max_new_tokens} new tokens, target on {described['backend']}; "

@@ -130,14 +130,22 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--max-new-tokens", type=_positive, help=_BUDGET_HELP)
     gen.add_argument("--json", action="store_true", help="print one JSON object")
 
-    bench = commands.add_parser("bench", help="speed of target-only, HF assisted and ours, side by side")
+    bench = commands.add_parser("bench", help="methods on several runtimes and windows, side by side: "
+                                              "target alone, HF assisted, ours")
     _add_pair_options(bench, backends=False)
-    bench.add_argument("--n", type=_positive, default=10, help="GSM8K eval problems")
-    bench.add_argument("--methods", default="target,assisted,exact:4,exact:8,exact:16,exact:32",
-                       help="comma-separated [runtime/]method; runtime torch (default), llamacpp or "
-                            "mixed (llama.cpp draft, torch target); method target, assisted, exact:W, topk:K:W")
+    bench.add_argument("--task", default="gsm8k", help="task name (default: %(default)s)")
+    bench.add_argument("--split", default="eval", help="task split (default: %(default)s)")
+    bench.add_argument("--n", type=_positive, default=10, help="the first N problems of the split")
+    bench.add_argument("--methods", default="torch/target,torch/assisted,torch/exact/w4,torch/exact/w8,"
+                                            "torch/exact/w16,torch/exact/w32",
+                       help="comma-separated runtime/mode[/wW]: runtime torch, llamacpp or torch+llamacpp "
+                            "(a llama.cpp draft for a torch target); mode any --modes of eval, or assisted "
+                            "(transformers' assisted generation, torch only); wW: W draft tokens per cycle "
+                            "(default: %(default)s)")
+    bench.add_argument("--judge", metavar="PATH", help="judge file for judge modes (default: the one shipped "
+                                                       "for the task)")
     bench.add_argument("--max-new-tokens", type=_positive, help=_BUDGET_HELP)
-    bench.add_argument("--out", default="runs/bench", help="directory for records and report")
+    bench.add_argument("--out", default="runs/bench", help="run directory (resumed when it exists)")
 
     mine = commands.add_parser("mine", help="label important mismatches (Algorithm 1), resumable")
     mine.add_argument("--task", default="gsm8k", help="task name (default: %(default)s)")

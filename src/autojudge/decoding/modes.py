@@ -26,7 +26,8 @@ from typing import Callable, Sequence
 from autojudge.decoding.engine import Generation, generate
 from autojudge.decoding.policies import AcceptancePolicy, Exact, FLy, TopK, Typical, number, spelled
 from autojudge.decoding.sampling import Sampling
-from autojudge.models.backend import ModelPair
+from autojudge.models.backend import MAX_WINDOW, ModelPair
+from autojudge.tasks.base import DEFAULT_BUDGET
 
 
 @dataclass(frozen=True)
@@ -152,14 +153,38 @@ def mode_policy(mode: str, judge=None) -> AcceptancePolicy:
     return parse_mode(mode).policy_for(judge)
 
 
-def decode(pair: ModelPair, prompt_ids: Sequence[int], mode: str | Mode = "exact", *,
-           window: int = 8, max_new_tokens: int = 256, judge=None, draft_p_min: float = 0.0,
-           sampling: Sampling | None = None, stop_when=None) -> Generation:
-    """Decode in `mode`; greedy, or sampled with `sampling` (exact and judge modes)."""
+@dataclass(frozen=True)
+class DecodingOptions:
+    """The numbers a decoding mode runs with, the same for every prompt of a run."""
+
+    window: int = 8
+    """Draft tokens proposed per cycle, 1 to MAX_WINDOW; the target alone ignores it."""
+
+    max_new_tokens: int = DEFAULT_BUDGET
+    """The budget: a generation stops after this many new tokens (stop reason "length")."""
+
+    draft_p_min: float = 0.0
+    """Adaptive draft length: the draft stops proposing before a token it gives a
+    probability below this; 0 drafts the whole window every cycle."""
+
+    def __post_init__(self):
+        if not 1 <= self.window <= MAX_WINDOW:
+            raise ValueError(f"window {self.window}: 1 to {MAX_WINDOW} draft tokens per cycle")
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens {self.max_new_tokens}: at least 1")
+        if not 0.0 <= self.draft_p_min <= 1.0:
+            raise ValueError(f"draft_p_min {self.draft_p_min}: a probability, 0 to 1")
+
+
+def decode(pair: ModelPair, prompt_ids: Sequence[int], mode: str | Mode = "exact",
+           options: DecodingOptions = DecodingOptions(), *, judge=None, sampling: Sampling | None = None,
+           stop_when=None) -> Generation:
+    """Decode in `mode` with `options`; greedy, or sampled with `sampling` (exact and judge
+    modes); `stop_when(new_tokens)` may end it early (stop reason "settled")."""
     mode = parse_mode(mode) if isinstance(mode, str) else mode
     if mode.policy == "target":
-        return generate(pair.target, prompt_ids, max_new_tokens=max_new_tokens, stop_ids=pair.stop_ids,
+        return generate(pair.target, prompt_ids, max_new_tokens=options.max_new_tokens, stop_ids=pair.stop_ids,
                         sampling=sampling, stop_when=stop_when)
-    return generate(pair.target, prompt_ids, draft=pair.draft, policy=mode.policy_for(judge), window=window,
-                    max_new_tokens=max_new_tokens, stop_ids=pair.stop_ids, draft_p_min=draft_p_min,
-                    sampling=sampling, stop_when=stop_when)
+    return generate(pair.target, prompt_ids, draft=pair.draft, policy=mode.policy_for(judge), window=options.window,
+                    max_new_tokens=options.max_new_tokens, stop_ids=pair.stop_ids,
+                    draft_p_min=options.draft_p_min, sampling=sampling, stop_when=stop_when)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from autojudge.evaluation.methods import parse_method
 from autojudge.evaluation.rows import ModeSummary
 
 # The sweeps drawn as lines, by the policy their modes run.
@@ -28,13 +29,13 @@ def plot(rows: list[ModeSummary], path: Path, title: str) -> None:
             for r in points:
                 ax.annotate(_point_label(r.mode), (r.mean_accepted, 100 * r.accuracy),
                             textcoords="offset points", xytext=(4, 4), fontsize=7)
-    for mode, marker in (("exact", "*"), ("target", "s")):
-        row = next((r for r in rows if r.mode == mode and r.mean_accepted is not None), None)
-        if row:
-            ax.errorbar([row.mean_accepted], [100 * row.accuracy],
-                        yerr=_error_bars([row]),
-                        marker=marker, markersize=10, capsize=3, linestyle="none",
-                        label="exact speculative decoding" if mode == "exact" else "target alone")
+    for row in rows:
+        if row.lossless and row.mean_accepted is not None and row.accuracy is not None:
+            exact = _family(row.mode) == "exact"
+            label = "exact speculative decoding" if exact else "target alone"
+            ax.errorbar([row.mean_accepted], [100 * row.accuracy], yerr=_error_bars([row]),
+                        marker="*" if exact else "s", markersize=10, capsize=3, linestyle="none",
+                        label=label if "/" not in row.mode else row.mode)
     ax.set_xlabel("mean accepted tokens per cycle (tokens per target pass)")
     ax.set_ylabel("accuracy, % (95% CI)")
     ax.set_title(title)
@@ -51,14 +52,18 @@ def _error_bars(rows: list[ModeSummary]) -> list[list[float]]:
             [max(0.0, 100 * (r.ci_high - r.accuracy)) for r in rows]]
 
 
-def _family(mode: str) -> str:
-    """"judge" for judge@0.9 or judge:0.3:4, "topk" for topk:8: the policy a mode runs."""
-    return mode.replace("@", ":").split(":", 1)[0]
+def _family(name: str) -> str:
+    """"judge" for judge@0.9 or llamacpp/judge:0.3:4/w8: the policy a method runs."""
+    method = parse_method(name)
+    return method.adapter or method.mode.policy
 
 
-def _point_label(mode: str) -> str:
+def _point_label(name: str) -> str:
     # judge:0.3 -> "0.3" (threshold), judge@0.9 -> "R0.9" (validation recall), topk:8 -> "8",
-    # judge@0.9:6 -> "R0.9:6" (with a lookahead of 6), fly -> "fly" (its defaults)
-    if "@" in mode:
-        return "R" + mode.split("@", 1)[1]
-    return mode.split(":", 1)[1] if ":" in mode else mode
+    # judge@0.9:6 -> "R0.9:6" (with a lookahead of 6), fly -> "fly" (its defaults),
+    # llamacpp/topk:8/w16 -> "8 w16"
+    method = parse_method(name)
+    mode = method.mode
+    label = mode.name[len(mode.policy) + 1:] or mode.name
+    label = ("R" if mode.by_recall else "") + label
+    return label + (f" w{method.window}" if method.window else "")

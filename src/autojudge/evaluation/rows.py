@@ -4,7 +4,8 @@ Modes are compared only on the problems that all of them finished. Speed ratios 
 against target-only and exact speculative decoding measured in the same run (one call
 of run_eval, so one machine), on the same problems: tokens/s of two machines never
 meet in one ratio, and a problem whose baseline was measured in another run is left
-out of that ratio, with the count shown.
+out of that ratio, with the count shown. A method on a named runtime is set against the
+baselines of that runtime (and, for exact, of its window): `Method.baseline`.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 from autojudge.decoding.engine import is_cut
+from autojudge.evaluation.methods import parse_method
 from autojudge.evaluation.statistics import (
     paired_accuracy_difference,
     per,
@@ -20,9 +22,6 @@ from autojudge.evaluation.statistics import (
     tokens_per_second,
     wilson,
 )
-
-# The lossless modes: the baselines of every speed ratio, never an operating point.
-SPEED_BASELINES = ("target", "exact")
 
 
 @dataclass(frozen=True)
@@ -58,9 +57,17 @@ class ModeSummary:
     cut_fraction: float | None
     threshold: float | None  # judge@R: the threshold the judge's table gave for recall R
     runs: str  # the runs that measured this mode (records from before runs were named: "unnamed")
+    # The share of problems decoded to the very tokens of the target alone (same runtime):
+    # 1.0 for a lossless mode in exact arithmetic; what is missing is the runtime's rounding.
+    identical_to_target: float | None
     paired_with_exact: PairedWithExact | None  # None when exact decoding is not among the modes
     against_target: BaselineRatios
     against_exact: BaselineRatios
+
+    @property
+    def lossless(self) -> bool:
+        """Target alone or exact decoding: a baseline, never an operating point."""
+        return parse_method(self.mode).lossless
 
     @property
     def accuracy_vs_exact(self) -> float | None:
@@ -80,11 +87,6 @@ class ModeSummary:
                    accepted_vs_target=target.accepted, accepted_vs_exact=exact.accepted)
         return row
 
-    def __getitem__(self, key: str):
-        # Rows were dicts in summary.json's spelling before they had fields; code written
-        # against those (scripts, tests) reads them unchanged, a missing key included.
-        return self.as_dict()[key]
-
 
 _NESTED_FIELDS = ("paired_with_exact", "against_target", "against_exact")
 _SCALAR_FIELDS = tuple(f.name for f in fields(ModeSummary) if f.name not in _NESTED_FIELDS)
@@ -102,41 +104,56 @@ def summarize(records: list[dict], modes: list[str]) -> list[ModeSummary]:
     complete = [runs for runs in by_problem.values() if all(m in runs for m in modes)]
     runs_of = {mode: [runs[mode] for runs in complete] for mode in modes}
     mean_accepted = {mode: _mean_accepted(runs) for mode, runs in runs_of.items()}
-    exact_runs = runs_of.get("exact")
-    return [_summary(mode, runs_of[mode], exact_runs, measured, mean_accepted) for mode in modes]
+    return [_summary(mode, runs_of, measured, mean_accepted) for mode in modes]
 
 
 def operating_point(rows: list[ModeSummary], max_drop: float = 0.01) -> ModeSummary | None:
     """The lossy mode with the most accepted tokens per cycle within `max_drop` of exact."""
-    lossy = [r for r in rows if r.mode not in SPEED_BASELINES and r.accuracy_vs_exact is not None
+    lossy = [r for r in rows if not r.lossless and r.accuracy_vs_exact is not None
              and r.accuracy_vs_exact >= -max_drop - 1e-12]
     return max(lossy, key=lambda r: r.mean_accepted, default=None)
 
 
-def _summary(mode: str, runs: list[dict], exact_runs: list[dict] | None, measured: dict,
+def _summary(mode: str, runs_of: dict[str, list[dict]], measured: dict,
              mean_accepted: dict[str, float | None]) -> ModeSummary:
+    runs, method = runs_of[mode], parse_method(mode)
+    target, exact = method.baseline("target"), method.baseline("exact")
     n, tokens = len(runs), sum(r["new_tokens"] for r in runs)
     correct = sum(r["correct"] for r in runs)
     low, high = wilson(correct, n)
+    target_runs, exact_runs = runs_of.get(target), runs_of.get(exact)
     return ModeSummary(
         mode=mode, problems=n, accuracy=per(correct, n), ci_low=low, ci_high=high,
         mean_accepted=mean_accepted[mode], tokens_per_second=tokens_per_second(runs),
-        accepted_mismatches_per_100_tokens=per(100 * sum(r["accepted_mismatches"] for r in runs), tokens),
-        mean_length=per(tokens, n), cut_fraction=per(sum(is_cut(r.get("stop_reason")) for r in runs), n),
+        accepted_mismatches_per_100_tokens=per(100 * sum(r.get("accepted_mismatches", 0) for r in runs), tokens),
+        mean_length=per(tokens, n), cut_fraction=_cut_fraction(runs),
         threshold=next((r.get("threshold") for r in runs), None),
         runs=", ".join(sorted({r.get("run") or "unnamed" for r in runs})),
-        paired_with_exact=None if exact_runs is None else _paired_with_exact(mode, runs, exact_runs),
-        against_target=_against(mode, runs, "target", measured, mean_accepted),
-        against_exact=_against(mode, runs, "exact", measured, mean_accepted))
+        identical_to_target=_identical(runs, target_runs),
+        paired_with_exact=None if exact_runs is None else _paired_with_exact(mode == exact, runs, exact_runs),
+        against_target=_against(mode, runs, target, measured, mean_accepted),
+        against_exact=_against(mode, runs, exact, measured, mean_accepted))
+
+
+def _cut_fraction(runs: list[dict]) -> float | None:
+    if not all("stop_reason" in r for r in runs):  # records from before stops were kept: unknown
+        return None
+    return per(sum(is_cut(r["stop_reason"]) for r in runs), len(runs))
+
+
+def _identical(runs: list[dict], target_runs: list[dict] | None) -> float | None:
+    pairs = [(r["token_ids"], t["token_ids"]) for r, t in zip(runs, target_runs or [])
+             if "token_ids" in r and "token_ids" in t]
+    return per(sum(a == b for a, b in pairs), len(pairs))
 
 
 def _mean_accepted(runs: list[dict]) -> float | None:
     return per(sum(r["new_tokens"] for r in runs), sum(r["cycles"] for r in runs))
 
 
-def _paired_with_exact(mode: str, runs: list[dict], exact_runs: list[dict]) -> PairedWithExact:
+def _paired_with_exact(is_exact: bool, runs: list[dict], exact_runs: list[dict]) -> PairedWithExact:
     """Same problems, same order as exact's runs: the comparison is problem by problem."""
-    if not runs or mode == "exact":
+    if not runs or is_exact:
         return PairedWithExact(None, None, None, None)
     difference, low, high = paired_accuracy_difference(runs, exact_runs)
     differs = sum(r.get("answer") != e.get("answer") for r, e in zip(runs, exact_runs)) / len(runs)

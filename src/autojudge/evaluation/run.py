@@ -17,15 +17,19 @@ from __future__ import annotations
 import secrets
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
+from typing import Mapping
 
 from tqdm.auto import tqdm
 
 import autojudge.judge  # noqa: F401  (registers the judge's modes)
-from autojudge.decoding.modes import decode, is_judge_mode, mode_policy
+from autojudge.decoding.modes import DecodingOptions, decode
 from autojudge.errors import AutojudgeError
+from autojudge.evaluation.adapters import assisted_generation
+from autojudge.evaluation.methods import Method, parse_method, parse_methods
 from autojudge.evaluation.report import write_report
-from autojudge.evaluation.rows import SPEED_BASELINES, ModeSummary
+from autojudge.evaluation.rows import ModeSummary
 from autojudge.mining.run import run_side_by_side
 from autojudge.models.backend import ModelPair
 from autojudge.prompting import chat_prompt_ids
@@ -33,13 +37,19 @@ from autojudge.runfiles import append_record, check_meta, read_records, run_lock
 from autojudge.tasks.base import Task, task_budget
 
 
-def run_eval(pair: ModelPair, task: Task, split: str, modes: list[str], out: str | Path, *,
-             limit: int | None = None, window: int = 16, max_new_tokens: int | None = None,
-             judge=None, report_only: bool = False, draft_p_min: float = 0.0, parallel: int = 1,
-             rescore: bool = False) -> list[ModeSummary]:
+def run_eval(pair: ModelPair | None, task: Task, split: str, modes: list[str | Method], out: str | Path,
+             options: DecodingOptions | None = None, *, limit: int | None = None, judge=None,
+             report_only: bool = False, parallel: int = 1, rescore: bool = False,
+             runtimes: Mapping[str, ModelPair] | None = None) -> list[ModeSummary]:
     """Decode what is missing (unless `report_only`), then write the report (with
     `rescore`, scoring every record's text again with the task's current rules; the
     records file keeps what was scored when it was decoded).
+
+    `options` default to EVAL_OPTIONS at the task's budget. `modes` are methods
+    (autojudge.evaluation.methods): a mode name runs on `pair` with `options`; a method
+    that names a runtime (llamacpp/exact/w8) runs on `runtimes[runtime]`, with its own
+    window where it names one: a benchmark's side-by-side comparison of runtimes and
+    windows (`pair` may then be None).
 
     `parallel` > 1 (llama.cpp) decodes that many problems side by side, their passes
     merged into shared llama.cpp passes (autojudge.models.batching): a run's accuracy
@@ -51,34 +61,46 @@ def run_eval(pair: ModelPair, task: Task, split: str, modes: list[str], out: str
     keeps every other mode's records; records of another judge stay in the file but
     are left out of the report.
     """
+    methods = parse_methods([str(m) for m in modes])
+    modes = [m.name for m in methods]
+    runtimes = dict(runtimes or {})
+    missing_runtimes = sorted({m.runtime for m in methods if m.runtime is not None} - set(runtimes))
+    if missing_runtimes or (pair is None and any(m.runtime is None for m in methods)):
+        raise ValueError(f"no pair loaded for {', '.join(missing_runtimes) or 'the modes without a runtime'}")
+    if parallel > 1 and runtimes:
+        raise ValueError("methods on named runtimes are timed single-stream: parallel must be 1")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    max_new_tokens = max_new_tokens or task_budget(task)
+    options = options or replace(EVAL_OPTIONS, max_new_tokens=task_budget(task))
     # Without thread counts: an evaluation resumes on other machines (each record names its run).
-    meta = {"task": task.name, "split": split, **pair.describe(machine=False), "window": window,
-            "max_new_tokens": max_new_tokens}
-    if draft_p_min:  # adaptive draft lengths (absent from fixed-window runs' meta)
-        meta["draft_p_min"] = draft_p_min
+    described = pair.describe(machine=False) if pair is not None else {}
+    if runtimes:
+        described["runtimes"] = {name: p.describe(machine=False) for name, p in runtimes.items()}
+    meta = {"task": task.name, "split": split, **described, "window": options.window,
+            "max_new_tokens": options.max_new_tokens}
+    if options.draft_p_min:  # adaptive draft lengths (absent from fixed-window runs' meta)
+        meta["draft_p_min"] = options.draft_p_min
     with run_lock(out, "evaluation"):
         check_meta(out, meta, "evaluation")
         fingerprint = judge.fingerprint() if judge is not None else None
         records_path = out / "records.jsonl"
         records, others = [], []
         for r in read_records(records_path):
-            (records if not is_judge_mode(r["mode"]) or r.get("judge") == fingerprint else others).append(r)
+            (records if not _needs_judge(r["mode"]) or r.get("judge") == fingerprint else others).append(r)
         done = {(r["mode"], r["problem"]) for r in records}
         _check_judge(others, done, modes, fingerprint, records_path, report_only)
 
+        by_name = {m.name: m for m in methods}
         problems = task.load(split)[:limit]
         missing = set() if report_only else {(m, p.id) for p in problems for m in modes} - done
         # Any mode missing, a baseline included (a kill between target and exact), brings
         # both baselines back, so that the run holds every pair its ratios need.
         remeasure = {problem for _, problem in missing}
         todo = [(p, m) for p in problems for m in modes
-                if (m, p.id) in missing or (p.id in remeasure and m in SPEED_BASELINES)]
+                if (m, p.id) in missing or (p.id in remeasure and by_name[m].lossless)]
         run = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
         # Recorded with each judge-mode run, so a table can say which threshold R stood for.
-        thresholds = {m: mode_policy(m, judge).threshold for m in modes if is_judge_mode(m)}
+        thresholds = {m.name: m.mode.policy_for(judge).threshold for m in methods if _needs_judge(m.name)}
         bar = tqdm(total=len(todo), desc=f"eval {task.name}/{split}", unit="run")
         lock = threading.Lock()  # guards the queue, the records file and the bar
 
@@ -89,8 +111,9 @@ def run_eval(pair: ModelPair, task: Task, split: str, modes: list[str], out: str
                         return
                     problem, problem_modes = queue.pop(0)
                 for mode in problem_modes:  # every mode of a problem in turn, in one thread
-                    record = _decode_record(worker, task, problem, mode, window, max_new_tokens, draft_p_min,
-                                            judge if is_judge_mode(mode) else None, fingerprint,
+                    method = by_name[mode]
+                    record = _decode_record(runtimes.get(method.runtime, worker), task, problem, method, options,
+                                            judge if _needs_judge(mode) else None, fingerprint,
                                             thresholds.get(mode), run, parallel)
                     with lock:
                         append_record(records_path, record)
@@ -107,13 +130,21 @@ def run_eval(pair: ModelPair, task: Task, split: str, modes: list[str], out: str
                 problem = by_id[record["problem"]]
                 record["correct"] = task.is_correct(record["text"], problem)
                 record["answer"] = task.extract_answer(record["text"], problem)
-        return write_report(records, modes, out, title=f"{task.name} {split}, window {window}",
+        title = f"{task.name} {split}" + ("" if all(m.window for m in methods) else f", window {options.window}")
+        return write_report(records, modes, out, title=title,
                             meta={**meta, "judge": fingerprint})
 
 
-def _decode_record(pair: ModelPair, task: Task, problem, mode: str, window: int, max_new_tokens: int,
-                   draft_p_min: float, judge, fingerprint: str | None, threshold: float | None, run: str,
-                   parallel: int) -> dict:
+# What an evaluation decodes with unless told: a wider window than a single call's
+# default (accepted runs are long on the default pair), at the task's budget.
+EVAL_OPTIONS = DecodingOptions(window=16)
+
+# The loops of other libraries, by the adapter names of autojudge.evaluation.methods.
+ADAPTERS = {"assisted": assisted_generation}
+
+
+def _decode_record(pair: ModelPair, task: Task, problem, method: Method, options: DecodingOptions, judge,
+                   fingerprint: str | None, threshold: float | None, run: str, parallel: int) -> dict:
     if parallel == 1:
         # A timed run starts cold, so that every mode pays for its prompt alike. Batched
         # runs are not timed: they keep the prompt the previous mode read (the modes of a
@@ -122,21 +153,34 @@ def _decode_record(pair: ModelPair, task: Task, problem, mode: str, window: int,
             if model is not None:
                 model.reset()
     prompt_ids = chat_prompt_ids(pair.tokenizer, task.messages(problem))
-    result = decode(pair, prompt_ids, mode, window=window, max_new_tokens=max_new_tokens, judge=judge,
-                    draft_p_min=draft_p_min)
+    if method.adapter is not None:
+        result = ADAPTERS[method.adapter](pair, prompt_ids, options.max_new_tokens)
+    else:
+        own = options if method.window is None else replace(options, window=method.window)
+        result = decode(pair, prompt_ids, method.mode, own, judge=judge)
     text = pair.tokenizer.decode(result.token_ids, skip_special_tokens=True)
     stats = result.stats
-    record = {"mode": mode, "problem": problem.id, "run": run, "correct": task.is_correct(text, problem),
+    record = {"mode": method.name, "problem": problem.id, "run": run, "correct": task.is_correct(text, problem),
               "answer": task.extract_answer(text, problem), "new_tokens": stats.new_tokens,
               "cycles": stats.cycles, "seconds": stats.seconds,
               "accepted_mismatches": stats.accepted_mismatches, "stop_reason": result.stop_reason,
               "judge": fingerprint if judge is not None else None, "threshold": threshold,
-              "token_ids": result.token_ids, "text": text}
+              # What the cost model's check (autojudge costs --check) charges a run for.
+              "prefill_seconds": stats.prefill_seconds, "target_forwards": stats.target_forwards,
+              "draft_forwards": stats.draft_forwards, "token_ids": result.token_ids, "text": text}
     if parallel > 1:  # its seconds are shared with other sequences: not a single-stream speed
         record["batched"] = parallel
     if hasattr(task, "follows_format"):  # GSM8K: does the last line read "The answer is N"?
         record["follows_format"] = task.follows_format(text)
     return record
+
+
+def _needs_judge(name: str) -> bool:
+    try:
+        method = parse_method(name)
+    except ValueError:  # a mode this version no longer knows: not one of this run's
+        return False
+    return method.mode is not None and method.mode.needs_judge
 
 
 def _check_judge(others: list[dict], done: set, modes: list[str], fingerprint: str | None,

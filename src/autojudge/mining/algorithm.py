@@ -41,8 +41,12 @@ from autojudge.decoding.drafters import LookupDrafter, nearest_match_end
 from autojudge.decoding.engine import generate
 from autojudge.decoding.features import logit_features
 from autojudge.errors import PromptError
+from autojudge.mining.options import MiningOptions
 from autojudge.models.backend import CausalLM, ModelPair, keep_shared_prefix
-from autojudge.tasks.base import Problem, Task, can_rejoin, compare, settled_check, task_budget
+from autojudge.tasks.base import Problem, Task, can_rejoin, compare, settled_check
+
+# Old-response tokens one pass of a fast regeneration verifies (LookupDrafter's window).
+REGEN_WINDOW = 32
 
 
 @dataclass
@@ -95,18 +99,17 @@ def features_at(model: CausalLM, seq: Sequence[int]) -> tuple[torch.Tensor, torc
     return out.logits[-2], out.hidden[-1]
 
 
-def mine_problem(pair: ModelPair, task: Task, problem: Problem, prompt_ids: list[int], *,
-                 max_new_tokens: int | None = None, window: int = 4, regen_window: int = 32,
-                 fast: bool = True, rejoin: int = 0, confirm: bool = False) -> MinedProblem:
-    """Label every mismatch Algorithm 1 visits for one problem.
+def mine_problem(pair: ModelPair, task: Task, problem: Problem, prompt_ids: list[int],
+                 options: MiningOptions = MiningOptions(), *, regen_window: int = REGEN_WINDOW) -> MinedProblem:
+    """Label every mismatch Algorithm 1 visits for one problem, as `options` say.
 
-    `fast=False` regenerates with plain greedy decoding (the reference the fast path is
-    tested against); `regen_window` is how many old-suffix tokens one pass verifies;
-    `rejoin` > 0 turns on the re-join shortcut (see `Miner`), which can change labels;
-    `confirm` keeps a label important only if a second regeneration agrees (see `Miner`).
+    `options.fast=False` regenerates with plain greedy decoding (the reference the fast
+    path is tested against); `options.rejoin` > 0 turns on the re-join shortcut (see
+    `Miner`), which can change labels; `options.confirm` keeps a label important only if
+    a second regeneration agrees (see `Miner`). `regen_window` is how many old-suffix
+    tokens one pass of a fast regeneration verifies.
     """
-    return Miner(pair, task, problem, prompt_ids, max_new_tokens=max_new_tokens or task_budget(task),
-                 window=window, regen_window=regen_window, fast=fast, rejoin=rejoin, confirm=confirm).run()
+    return Miner(pair, task, problem, prompt_ids, options, regen_window=regen_window).run()
 
 
 class Miner:
@@ -118,7 +121,7 @@ class Miner:
     a chunk at a time up to the next mismatch (after a swap the rest of y changes, so
     predictions far ahead would be thrown away).
 
-    The re-join shortcut (`rejoin` = M > 0, off by default; only for tasks that say
+    The re-join shortcut (`options.rejoin` = M > 0, off by default; only for tasks that say
     which edits are `interchangeable`): a regeneration that reproduces M tokens of the
     old response in a row is taken to continue as the old response does, when the
     stretches before the re-join, old and new, are interchangeable for the task (GSM8K:
@@ -127,7 +130,7 @@ class Miner:
     cost on a CPU. It is a bet that the target, back on the old text, stays on it: it
     can change labels, and `bench-mining` measures how often it does.
 
-    Confirmation (`confirm`, off by default): a label found important is regenerated
+    Confirmation (`options.confirm`, off by default): a label found important is regenerated
     a second time through the other pass layout (plain if fast, fast if plain) and
     stays important only if that answer changes too. On a runtime whose rounding
     depends on a pass's shape (llama.cpp), a near-tie can flip one regeneration's
@@ -137,14 +140,14 @@ class Miner:
 
     PREDICTION_CHUNK = 16  # draft tokens read per pass while looking for the next mismatch
 
-    def __init__(self, pair: ModelPair, task: Task, problem: Problem, prompt_ids: list[int], *,
-                 max_new_tokens: int, window: int, regen_window: int, fast: bool, rejoin: int,
-                 confirm: bool = False):
-        self.pair, self.task, self.problem = pair, task, problem
+    def __init__(self, pair: ModelPair, task: Task, problem: Problem, prompt_ids: list[int],
+                 options: MiningOptions = MiningOptions(), *, regen_window: int = REGEN_WINDOW):
+        self.pair, self.task, self.problem, self.options = pair, task, problem, options
         self.target, self.draft, self.stop = pair.target, pair.draft, pair.stop_ids
-        self.max_new_tokens, self.window, self.regen_window, self.fast = max_new_tokens, window, regen_window, fast
-        self.rejoin = rejoin if can_rejoin(task) else 0
-        self.confirm = confirm
+        self.max_new_tokens, self.window, self.fast = options.budget(task), options.window, options.fast
+        self.regen_window = regen_window
+        self.rejoin = options.rejoin if can_rejoin(task) else 0
+        self.confirm = options.confirm
         settles = settled_check(task)
         self.settles = settles is not None
         self.is_settled = (lambda ids: settles(self.decode(ids), problem)) if settles else (lambda ids: False)

@@ -25,40 +25,33 @@ from tqdm.auto import tqdm
 from autojudge.decoding.engine import is_cut
 from autojudge.errors import AutojudgeError
 from autojudge.mining.algorithm import mine_problem
+from autojudge.mining.options import MiningOptions
 from autojudge.mining.run import mine, mining_meta
 from autojudge.models.backend import ModelPair
 from autojudge.prompting import chat_prompt_ids
 from autojudge.runfiles import append_record, check_meta, read_records, run_lock
-from autojudge.tasks.base import Task, can_rejoin, task_budget
+from autojudge.tasks.base import Task, can_rejoin
+
+# The first answer from the target alone: the regeneration methods are what is compared.
+BENCH_OPTIONS = MiningOptions(window=0)
 
 
-def parse_regeneration(method: str) -> tuple[bool, int, bool]:
-    """(fast, rejoin, confirm) for "plain", "fast", "fast+rejoin:M", each "+confirm"."""
-    base, *extras = method.split("+")
-    confirm = "confirm" in extras
-    rest = [e for e in extras if e != "confirm"]
-    rejoin = rest[0].removeprefix("rejoin:") if len(rest) == 1 and rest[0].startswith("rejoin:") else None
-    if base not in ("plain", "fast") or extras.count("confirm") > 1 or len(rest) > 1 or \
-            (rest and (base != "fast" or rejoin is None or not rejoin.isdigit() or int(rejoin) < 1)):
-        raise AutojudgeError(f"unknown regeneration method {method!r}; write plain, fast or fast+rejoin:M, "
-                             "each with +confirm or not")
-    return base == "fast", int(rejoin) if rejoin else 0, confirm
-
-
-def bench_mining(pair: ModelPair, task: Task, split: str, n: int, out: str | Path, *,
-                 max_new_tokens: int | None = None, parallel: int = 1,
+def bench_mining(pair: ModelPair, task: Task, split: str, n: int, out: str | Path,
+                 options: MiningOptions = BENCH_OPTIONS, *, parallel: int = 1,
                  methods: Sequence[str] = ("plain", "fast")) -> list[dict]:
     """Mine the first n problems of `split` with each method (what `out` lacks), then
-    summarize: one row per method, agreement counted against the first. With `parallel`
-    > 1, the problems are also mined with the last method, that many side by side, into
-    out/parallel (a mining run, resumable the same way)."""
+    summarize: one row per method, agreement counted against the first. `options` give
+    the budget and the first answer's window; each method, the regeneration (its name
+    read by `MiningOptions.from_method`). With `parallel` > 1, the problems are also
+    mined with the last method, that many side by side, into out/parallel (a mining run,
+    resumable the same way)."""
     out = Path(out)
-    max_new_tokens = max_new_tokens or task_budget(task)
-    settings = {method: parse_regeneration(method) for method in methods}
-    if any(rejoin for _, rejoin, _ in settings.values()) and not can_rejoin(task):
+    options = options.resolved(task)
+    settings = {method: options.with_method(method) for method in methods}
+    if any(chosen.rejoin for chosen in settings.values()) and not can_rejoin(task):
         raise AutojudgeError(f"rejoin needs a task that says which edits are interchangeable; {task.name} does not")
     with run_lock(out, "mining benchmark"):
-        meta = mining_meta(pair, task, split, max_new_tokens, window=0, fast=True)
+        meta = mining_meta(pair, task, split, options)
         del meta["regeneration"]  # each record names its own
         check_meta(out, meta, "mining benchmark")
         path = out / "records.jsonl"
@@ -67,13 +60,11 @@ def bench_mining(pair: ModelPair, task: Task, split: str, n: int, out: str | Pat
         problems = task.load(split)[:n]
         todo = [(p, m) for p in problems for m in methods if (p.id, m) not in done]
         for problem, method in tqdm(todo, desc="bench mining", unit="run"):
-            fast, rejoin, confirm = settings[method]
             for model in (pair.target, pair.draft):
                 model.reset()
             prompt_ids = chat_prompt_ids(pair.tokenizer, task.messages(problem))
             start = time.perf_counter()
-            mined = mine_problem(pair, task, problem, prompt_ids, max_new_tokens=max_new_tokens, window=0,
-                                 fast=fast, rejoin=rejoin, confirm=confirm)
+            mined = mine_problem(pair, task, problem, prompt_ids, settings[method])
             record = {"problem": problem.id, "method": method, "seconds": time.perf_counter() - start,
                       "target_passes": mined.target_passes, "first_answer_stop": mined.first_answer_stop,
                       "labels": [[m.position, m.target_token, m.draft_token, m.important, m.regeneration_stop]
@@ -83,9 +74,8 @@ def bench_mining(pair: ModelPair, task: Task, split: str, n: int, out: str | Pat
         ids = {p.id for p in problems}
         records = [r for r in records if r["problem"] in ids and r["method"] in settings]
         if parallel > 1:
-            fast, rejoin, confirm = settings[methods[-1]]
-            store = mine(pair, task, split, str(out / "parallel"), limit=n, max_new_tokens=max_new_tokens,
-                         window=0, fast=fast, rejoin=rejoin, confirm=confirm, parallel=parallel)
+            store = mine(pair, task, split, str(out / "parallel"), settings[methods[-1]], limit=n,
+                         parallel=parallel)
             side_by_side = f"{methods[-1]}, {parallel} side by side"
             records += [{"problem": r["problem_id"], "method": side_by_side, "seconds": r["seconds"],
                          "target_passes": r["target_passes"], "first_answer_stop": r.get("first_answer_stop"),
@@ -93,8 +83,8 @@ def bench_mining(pair: ModelPair, task: Task, split: str, n: int, out: str | Pat
                                      m.get("regeneration_stop")] for m in r["mismatches"]]}
                         for r in store.records if r["problem_id"] in ids]
         rows = summarize_bench(records, methods[0])
-        header = (f"{task.name}, problems of {split} mined by every method, <= {max_new_tokens} new tokens, "
-                  f"target on {pair.target.describe()['backend']}")
+        header = (f"{task.name}, problems of {split} mined by every method, "
+                  f"<= {options.max_new_tokens} new tokens, target on {pair.target.describe()['backend']}")
         (out / "summary.md").write_text(bench_markdown(rows, header) + "\n")
         return rows
 

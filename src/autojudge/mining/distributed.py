@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from autojudge.errors import AutojudgeError, PromptError
 from autojudge.mining.algorithm import MinedProblem, mine_problem
+from autojudge.mining.options import MiningOptions
 from autojudge.mining.run import mining_meta
 from autojudge.mining.store import MiningStore
 from autojudge.models.registry import DEFAULT_DRAFT, DEFAULT_TARGET
@@ -72,30 +73,30 @@ class MiningWorker:
         """The cores this worker may run on (see `pin` in mine_on_ray)."""
         return sorted(os.sched_getaffinity(0))
 
-    def meta(self, settings: dict) -> dict:
+    def meta(self, options: MiningOptions) -> dict:
         """The run's meta.json, as local mining on this pair would write it."""
-        return mining_meta(self.pair, self.task, self.split, settings["max_new_tokens"], settings["window"],
-                           settings["fast"], settings["rejoin"], settings["confirm"])
+        return mining_meta(self.pair, self.task, self.split, options)
 
-    def mine(self, problem_id: int, settings: dict) -> tuple[MinedProblem, float, str | None]:
+    def mine(self, problem_id: int, options: MiningOptions) -> tuple[MinedProblem, float, str | None]:
         from autojudge.prompting import chat_prompt_ids
         problem = self.problems[problem_id]
         start = time.perf_counter()
         try:
             mined, skipped = mine_problem(self.pair, self.task, problem,
                                           chat_prompt_ids(self.pair.tokenizer, self.task.messages(problem)),
-                                          **settings), None
+                                          options), None
         except PromptError as exc:
             mined, skipped = MinedProblem(problem.id, None, ""), str(exc)
         return mined, time.perf_counter() - start, skipped
 
 
-def mine_on_ray(spec: PairSpec, task_name: str, split: str, out: str, *, address: str | None = None,
-                workers: int = 2, cpus_per_worker: float = 1, gpus_per_worker: float = 0,
-                limit: int | None = None, max_new_tokens: int, window: int = 0, fast: bool = True,
-                rejoin: int = 0, confirm: bool = False, shard: tuple[int, int] = (1, 1), pin: bool = False,
-                checker: str | None = None, checker_threshold: float = DEFAULT_THRESHOLD) -> MiningStore:
-    """Mine like `autojudge.mining.run.mine`, the problems spread over `workers` Ray actors.
+def mine_on_ray(spec: PairSpec, task_name: str, split: str, out: str, options: MiningOptions, *,
+                address: str | None = None, workers: int = 2, cpus_per_worker: float = 1,
+                gpus_per_worker: float = 0, limit: int | None = None, shard: tuple[int, int] = (1, 1),
+                pin: bool = False, checker: str | None = None,
+                checker_threshold: float = DEFAULT_THRESHOLD) -> MiningStore:
+    """Mine like `autojudge.mining.run.mine`, the problems spread over `workers` Ray actors,
+    each problem as `options` say (pickled to the workers, the budget written out).
 
     `task_name` is what `autojudge.tasks.get_task` takes (a built-in name or
     "module:Class", importable on the workers too). `pin` pins worker i to its own
@@ -110,11 +111,10 @@ def mine_on_ray(spec: PairSpec, task_name: str, split: str, out: str, *, address
         from ray.exceptions import ActorDiedError, RayActorError
     except ImportError:
         raise AutojudgeError("mining on Ray needs Ray: pip install 'autojudge[ray]'") from None
-    if rejoin and not can_rejoin(task):
+    options = options.resolved(task)
+    if options.rejoin and not can_rejoin(task):
         raise AutojudgeError(f"--rejoin needs a task that says which edits are interchangeable; "
                              f"{task.name} does not")
-    settings = {"max_new_tokens": max_new_tokens, "window": window, "fast": fast, "rejoin": rejoin,
-                "confirm": confirm}
     started_here = not ray.is_initialized()
     if started_here:
         ray.init(address=address, include_dashboard=False, log_to_driver=False,
@@ -129,7 +129,7 @@ def mine_on_ray(spec: PairSpec, task_name: str, split: str, out: str, *, address
 
             actors = [new_actor(slot) for slot in range(workers)]
             # The run's meta comes from a worker's pair: the driver loads no model.
-            store = MiningStore(out, ray.get(actors[0].meta.remote(settings)))
+            store = MiningStore(out, ray.get(actors[0].meta.remote(options)))
             index, count = shard
             problems = task.load(split)[:limit][index - 1::count]
             done = store.done()
@@ -143,7 +143,7 @@ def mine_on_ray(spec: PairSpec, task_name: str, split: str, out: str, *, address
                 if queue:
                     problem_id = queue.popleft()
                     attempts[problem_id] = attempts.get(problem_id, 0) + 1
-                    pending[actor.mine.remote(problem_id, settings)] = (actor, slot, problem_id)
+                    pending[actor.mine.remote(problem_id, options)] = (actor, slot, problem_id)
 
             for slot, actor in enumerate(actors):
                 hand_out(actor, slot)

@@ -18,11 +18,13 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from autojudge.errors import AutojudgeError
 from autojudge.mining.algorithm import Miner
+from autojudge.mining.options import MiningOptions
 from autojudge.models.backend import ModelPair, common_prefix_length
 from autojudge.prompting import chat_prompt_ids
 from autojudge.runfiles import append_record, check_meta, read_records, run_lock
-from autojudge.tasks.base import Task, compare, task_budget
+from autojudge.tasks.base import Task, compare
 
 
 @dataclass
@@ -35,27 +37,38 @@ class NullSwap:
     seconds: float
 
 
-def null_swaps(pair: ModelPair, task: Task, split: str, n_problems: int, per_problem: int, out: str | Path, *,
-               max_new_tokens: int | None = None, seed: int = 0) -> list[NullSwap]:
+# A null swap: the first answer from the target alone, the regeneration on the fast path.
+NULL_SWAP_OPTIONS = MiningOptions(window=0)
+
+
+def null_swaps(pair: ModelPair, task: Task, split: str, n_problems: int, per_problem: int, out: str | Path,
+               options: MiningOptions = NULL_SWAP_OPTIONS, *, seed: int = 0) -> list[NullSwap]:
     """`per_problem` null swaps at random positions of the target's answer to each of the
     first `n_problems` problems of `split` that have an answer.
+
+    `options`: the budget, and the regeneration path (fast, or plain); the first answer
+    comes from the target alone (window 0), and neither the re-join shortcut nor
+    confirmation applies to a null swap.
 
     Resumable: out/records.jsonl gets one line per problem (its swaps) as soon as it is
     done, and a rerun does only the problems it lacks.
     """
+    if options.window or options.rejoin or options.confirm:
+        raise AutojudgeError("null swaps take the first answer from the target alone and regenerate without "
+                             f"re-join or confirmation; got window {options.window}, {options.regeneration}")
     out = Path(out)
-    budget = max_new_tokens or task_budget(task)
+    options = options.resolved(task)
     with run_lock(out, "noise-floor run"):
-        meta = {"task": task.name, "split": split, **pair.describe(machine=False), "max_new_tokens": budget,
-                "per_problem": per_problem, "seed": seed, "regeneration": "fast"}
+        meta = {"task": task.name, "split": split, **pair.describe(machine=False),
+                "max_new_tokens": options.max_new_tokens, "per_problem": per_problem, "seed": seed,
+                "regeneration": options.regeneration}
         check_meta(out, meta, "noise-floor run")
         path = out / "records.jsonl"
         records = read_records(path)
         done = {r["problem"] for r in records}
         problems = task.load(split)[:n_problems]
         for problem in tqdm([p for p in problems if p.id not in done], desc="null swaps", unit="problem"):
-            miner = Miner(pair, task, problem, chat_prompt_ids(pair.tokenizer, task.messages(problem)),
-                          max_new_tokens=budget, window=0, regen_window=32, fast=True, rejoin=0)
+            miner = Miner(pair, task, problem, chat_prompt_ids(pair.tokenizer, task.messages(problem)), options)
             y, _ = miner.first_answer()
             answer = task.extract_answer(miner.decode(y), problem)
             swaps = []

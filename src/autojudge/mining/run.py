@@ -11,21 +11,17 @@ from tqdm.auto import tqdm
 from autojudge.decoding.features import LOGIT_FEATURES
 from autojudge.errors import AutojudgeError, PromptError
 from autojudge.mining.algorithm import MinedProblem, mine_problem
+from autojudge.mining.options import MiningOptions
 from autojudge.mining.store import FEATURE_DTYPE, MiningStore
 from autojudge.models.backend import ModelPair
 from autojudge.prompting import chat_prompt_ids
 from autojudge.runfiles import run_lock
-from autojudge.tasks.base import Task, can_rejoin, settled_check, task_budget
+from autojudge.tasks.base import Task, can_rejoin, settled_check
 
 
-def regeneration_method(fast: bool, rejoin: int, confirm: bool = False) -> str:
-    """"plain", "fast", "fast+rejoin:M", "...+confirm": how a run regenerates (see mining.algorithm)."""
-    return ("fast" if fast else "plain") + (f"+rejoin:{rejoin}" if rejoin else "") + ("+confirm" if confirm else "")
-
-
-def mining_meta(pair: ModelPair, task: Task, split: str, max_new_tokens: int, window: int, fast: bool,
-                rejoin: int = 0, confirm: bool = False) -> dict:
+def mining_meta(pair: ModelPair, task: Task, split: str, options: MiningOptions) -> dict:
     """Everything that changes the labels or the features; a resumed run must match it.
+    The budget is written out (the task's when `options` give none).
 
     The split too: resumed on another one, a run would mix evaluation problems into
     the judge's training data.
@@ -34,8 +30,9 @@ def mining_meta(pair: ModelPair, task: Task, split: str, max_new_tokens: int, wi
     arithmetic, but not on llama.cpp, whose results depend on a pass's shape: a run
     keeps them, so that its records all come from one method.
     """
-    meta = {"task": task.name, "split": split, **pair.describe(machine=False), "max_new_tokens": max_new_tokens,
-            "first_answer_window": window, "regeneration": regeneration_method(fast, rejoin, confirm),
+    meta = {"task": task.name, "split": split, **pair.describe(machine=False),
+            "max_new_tokens": options.budget(task), "first_answer_window": options.window,
+            "regeneration": options.regeneration,
             "features": {"draft": pair.draft.hidden_size, "target": pair.target.hidden_size,
                          "dtype": str(FEATURE_DTYPE).removeprefix("torch."),
                          "position": "after reading the draft token, final norm",
@@ -47,24 +44,24 @@ def mining_meta(pair: ModelPair, task: Task, split: str, max_new_tokens: int, wi
     return meta
 
 
-def mine(pair: ModelPair, task: Task, split: str, out: str, *, limit: int | None = None,
-         max_new_tokens: int | None = None, window: int = 4, fast: bool = True,
-         shard: tuple[int, int] = (1, 1), parallel: int = 1, rejoin: int = 0, confirm: bool = False) -> MiningStore:
+def mine(pair: ModelPair, task: Task, split: str, out: str, options: MiningOptions = MiningOptions(), *,
+         limit: int | None = None, shard: tuple[int, int] = (1, 1), parallel: int = 1) -> MiningStore:
     """Mine the first `limit` problems of `split`, or shard i of n of them (every n-th
     from the i-th), so that n processes, each with its own `out`, share the work;
-    `autojudge train` reads several run directories at once.
+    `autojudge train` reads several run directories at once. Each problem is mined as
+    `options` say (Algorithm 1's budget, first-answer window and regeneration method).
 
     `parallel` > 1 mines that many problems side by side in threads whose passes are
     merged (llama.cpp; see autojudge.models.batching): more labels per hour, the
     same labels up to llama.cpp's near-ties (its kernels depend on the pass's shape).
     Problems then finish out of order; the store resumes by problem id, so that is fine.
     """
-    max_new_tokens = max_new_tokens or task_budget(task)
+    options = options.resolved(task)
     with run_lock(out, "mining run"):
-        if rejoin and not can_rejoin(task):
+        if options.rejoin and not can_rejoin(task):
             raise AutojudgeError(f"--rejoin needs a task that says which edits are interchangeable; "
                                  f"{task.name} does not")
-        store = MiningStore(out, mining_meta(pair, task, split, max_new_tokens, window, fast, rejoin, confirm))
+        store = MiningStore(out, mining_meta(pair, task, split, options))
         index, count = shard
         problems = task.load(split)[:limit][index - 1::count]
         done = store.done()
@@ -88,9 +85,7 @@ def mine(pair: ModelPair, task: Task, split: str, out: str, *, limit: int | None
                 skipped = None
                 try:
                     mined = mine_problem(worker_pair, task, problem,
-                                         chat_prompt_ids(worker_pair.tokenizer, task.messages(problem)),
-                                         max_new_tokens=max_new_tokens, window=window, fast=fast,
-                                         rejoin=rejoin, confirm=confirm)
+                                         chat_prompt_ids(worker_pair.tokenizer, task.messages(problem)), options)
                 except PromptError as exc:  # recorded, so that a resumed run does not stop on it again
                     mined, skipped = MinedProblem(problem.id, None, ""), str(exc)
                 with lock:

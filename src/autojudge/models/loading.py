@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -188,3 +189,26 @@ def _first_line(exc: Exception) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
+
+
+def load_pairs(draft: str, target: str, backends: dict[str, tuple[str, str]],
+               runtime: RuntimeOptions = RuntimeOptions()) -> dict[str, ModelPair]:
+    """One pair per named runtime, {name: (target backend, draft backend)}, for a side-by-side
+    comparison of runtimes: each model is loaded once per backend and shared between the
+    pairs that use it. `runtime` gives the rest (device, dtype, kernels)."""
+    tokenizer = load_tokenizer(target)
+    check_same_vocabulary(draft, load_tokenizer(draft), target, tokenizer)
+    stop_ids = stop_token_ids(target, tokenizer)
+    loaded: dict[tuple[str, str], CausalLM] = {}
+
+    def model(name: str, backend: str) -> CausalLM:
+        if (name, backend) not in loaded:
+            loaded[name, backend] = load_model(name, replace(runtime, backend=backend, draft_backend=None))
+        return loaded[name, backend]
+
+    pairs = {}
+    for name, (target_backend, draft_backend) in backends.items():
+        target_model, draft_model = model(target, target_backend), model(draft, draft_backend)
+        share_logits(draft_model, target_model, tokenizer)
+        pairs[name] = ModelPair(draft_model, target_model, tokenizer, stop_ids)
+    return pairs

@@ -45,7 +45,7 @@ from prometheus_client import generate_latest
 from pydantic import BaseModel, ConfigDict, Field
 
 from autojudge.decoding.engine import is_cut
-from autojudge.decoding.modes import Mode, decode, parse_mode
+from autojudge.decoding.modes import DecodingOptions, Mode, decode, parse_mode
 from autojudge.decoding.sampling import Sampling
 from autojudge.errors import PromptError
 from autojudge.models.backend import MAX_WINDOW, ModelPair
@@ -190,8 +190,8 @@ def build_app(pair: ModelPair, options: ServerOptions = ServerOptions(), judge=N
                 shown[0] = visible
             return cut is not None or cancelled.is_set()
 
-        result = decode(slot, prompt_ids, mode, window=window, max_new_tokens=budget, judge=judge,
-                        draft_p_min=p_min, sampling=sampling, stop_when=watch)
+        result = decode(slot, prompt_ids, mode, DecodingOptions(window, budget, p_min), judge=judge,
+                        sampling=sampling, stop_when=watch)
         text = slot.tokenizer.decode(result.token_ids, skip_special_tokens=True)
         cut = _first_stop(text, stops)
         final = text if cut is None else text[:cut]

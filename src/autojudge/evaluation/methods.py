@@ -1,0 +1,122 @@
+"""What an experiment decodes: a mode, on a runtime, with a window.
+
+A method is spelled `[runtime/]mode[/wW]`, the mode as autojudge.decoding.modes spells it:
+
+    exact                        the run's pair and window (what `autojudge eval` takes)
+    llamacpp/exact/w8            the pair on llama.cpp, 8 draft tokens per cycle
+    torch+llamacpp/topk:4/w16    a torch target verifying a llama.cpp draft
+    torch/assisted               transformers' assisted generation on the same models
+
+The runtime names the target's runtime, then "+" and the draft's when they differ (names
+from autojudge.models.runtime.RUNTIMES). Without a runtime or a window, the run's own
+apply, so every `eval` mode is a method of the same name and old records stay valid.
+
+An adapter decodes by another library's loop instead of ours (`assisted`); it is a
+method with no policy of ours, compared like any other.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from autojudge.decoding.modes import Mode, parse_mode
+from autojudge.models.backend import MAX_WINDOW
+from autojudge.models.runtime import RUNTIMES
+
+# Other libraries' decoding loops, by name, and the target runtime each one needs.
+ADAPTERS = {"assisted": "torch"}
+
+_WINDOW = re.compile(r"w(\d+)")
+
+
+@dataclass(frozen=True)
+class Method:
+    mode: Mode | None  # None for an adapter
+    runtime: str | None = None  # "torch", "llamacpp", "torch+llamacpp"; None: the run's pair
+    window: int | None = None  # None: the run's window
+    adapter: str | None = None  # a key of ADAPTERS
+
+    @property
+    def name(self) -> str:
+        """The one canonical spelling; records and reports are keyed by it."""
+        parts = [self.runtime] if self.runtime else []
+        parts.append(self.adapter or self.mode.name)
+        if self.window is not None:
+            parts.append(f"w{self.window}")
+        return "/".join(parts)
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def lossless(self) -> bool:
+        """Target alone and exact decoding: the baselines of every comparison."""
+        return self.mode is not None and self.mode.policy in ("target", "exact")
+
+    @property
+    def uses_draft(self) -> bool:
+        return self.adapter is not None or self.mode.policy != "target"
+
+    @property
+    def backends(self) -> tuple[str, str] | None:
+        """(target runtime, draft runtime), or None for the run's pair."""
+        if self.runtime is None:
+            return None
+        target, _, draft = self.runtime.partition("+")
+        return target, draft or target
+
+    def baseline(self, kind: str) -> str:
+        """The name of the lossless method this one is set against: "target" (the target
+        alone on the runtime of this method's target) or "exact" (exact decoding, same
+        runtime and window)."""
+        if kind == "target":
+            return Method(Mode("target"), self.backends[0] if self.backends else None).name
+        return Method(Mode("exact"), self.runtime, self.window).name
+
+
+def parse_method(text: str) -> Method:
+    """A Method from its name (see the module's table); a clear ValueError otherwise."""
+    parts = [part.strip() for part in text.strip().split("/")]
+    runtime = window = None
+    if len(parts) > 1 and _WINDOW.fullmatch(parts[-1]):
+        window = int(parts.pop()[1:])
+        if not 1 <= window <= MAX_WINDOW:
+            raise ValueError(f"bad method {text!r}: a window is 1 to {MAX_WINDOW} draft tokens")
+    if len(parts) == 2:
+        runtime = _runtime(parts.pop(0), text)
+    if len(parts) != 1 or not parts[0]:
+        raise ValueError(f"bad method {text!r}: write [runtime/]mode[/wW], e.g. llamacpp/exact/w8")
+    name = parts[0]
+    if name in ADAPTERS:
+        if runtime is None or runtime.partition("+")[0] != ADAPTERS[name]:
+            raise ValueError(f"{name!r} is another library's loop on {ADAPTERS[name]}: write "
+                             f"{ADAPTERS[name]}/{name}")
+        return Method(None, runtime, window, adapter=name)
+    try:
+        mode = parse_mode(name)
+    except ValueError as exc:
+        raise ValueError(f"{exc} (a method is [runtime/]mode[/wW], the window after a slash: "
+                         "llamacpp/exact/w8, torch/topk:4/w16)") from None
+    if mode.policy == "target" and window is not None:
+        raise ValueError(f"bad method {text!r}: the target alone drafts nothing, so it takes no window")
+    return Method(mode, runtime, window)
+
+
+def parse_methods(spec: str | list[str]) -> list[Method]:
+    """Methods from a comma-separated string (or a list of names), each named once."""
+    items = [s for s in (spec.split(",") if isinstance(spec, str) else spec) if s.strip()]
+    methods = [parse_method(item) for item in items]
+    names = [m.name for m in methods]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ValueError(f"{', '.join(repeated)} named more than once")
+    return methods
+
+
+def _runtime(text: str, method: str) -> str:
+    names = text.split("+")
+    if len(names) > 2 or any(n not in RUNTIMES for n in names):
+        raise ValueError(f"bad method {method!r}: the runtime {text!r} is not one of {', '.join(RUNTIMES)}, "
+                         "or target+draft of them (e.g. torch+llamacpp)")
+    return text if len(names) == 1 or names[0] != names[1] else names[0]
