@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import textwrap
 
-from autojudge.decoding.modes import DecodingOptions, decode, judge_mode
+from autojudge.decoding.modes import DecodingOptions, decode, judge_mode, parse_mode
 from autojudge.judge.shipped import load_judge
 from autojudge.models.loading import load_pair
 from autojudge.models.runtime import RuntimeOptions
@@ -28,8 +28,8 @@ def run_demo(n: int = 3, options: DecodingOptions | None = None, *, runtime: Run
     print("loading the default pair (the first run downloads ~1.5 GB of GGUF files, a few minutes)")
     pair = load_pair(runtime=runtime)
     judge = load_judge(pair, judge_path, task="gsm8k")
-    threshold = threshold if threshold is not None else judge.threshold_for_recall(recall)
-    judged = judge_mode(threshold)
+    judged = parse_mode(judge_mode(threshold) if threshold is not None else f"judge@{recall}").with_threshold(judge)
+    threshold, judged = judged.values[0], judged.name  # judge@R as judge:T, the threshold it stands for
     modes = ("exact", judged)
     print(f"runtime: target {pair.target.describe()['backend']}, draft {pair.draft.describe()['backend']}; "
           f"window {options.window}; judge {judge_path or 'shipped'} (validation AUC "

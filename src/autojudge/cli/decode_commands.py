@@ -46,9 +46,8 @@ def cmd_generate(args) -> int:
     if mode.needs_judge:
         from autojudge.judge.shipped import load_judge
         judge = load_judge(pair, args.judge, task="gsm8k")
-        policy = mode.policy_for(judge)
-        threshold = policy.threshold
-        mode = parse_mode(judge_mode(threshold) + (f":{policy.lookahead}" if policy.lookahead else ""))
+        mode = mode.with_threshold(judge)  # judge@R -> judge:T, so the output names the threshold used
+        threshold = mode.values[0]
     prompt_ids = chat_prompt_ids(pair.tokenizer, messages)
     try:
         result = decode(pair, prompt_ids, mode, options, judge=judge)

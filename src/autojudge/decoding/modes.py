@@ -79,6 +79,12 @@ class Mode:
     def __str__(self) -> str:
         return self.name
 
+    def with_threshold(self, judge) -> Mode:
+        """judge@R[:L] as judge:T[:L], T the threshold `judge` gives recall R; any other mode as it is."""
+        if not self.by_recall:
+            return self
+        return Mode(self.policy, (judge.threshold_for_recall(self.values[0]), *self.values[1:]))
+
     def policy_for(self, judge=None) -> AcceptancePolicy:
         if self.policy == "target":
             raise ValueError("the target alone has no acceptance policy")
@@ -87,9 +93,7 @@ class Mode:
             return spec.build(*values)
         if judge is None:
             raise ValueError(f"mode {self.name} needs a judge")
-        if self.by_recall:
-            values = (judge.threshold_for_recall(values[0]), *values[1:])
-        return spec.build(judge, *values)
+        return spec.build(judge, *self.with_threshold(judge).values)
 
 
 def parse_mode(text: str) -> Mode:
@@ -143,10 +147,6 @@ def parse_judge_mode(mode: str) -> tuple[str, float]:
     if not parsed.needs_judge:
         raise ValueError(f"not a judge mode: {mode!r}")
     return ("recall" if parsed.by_recall else "threshold"), parsed.values[0]
-
-
-def is_judge_mode(mode: str) -> bool:
-    return mode.startswith(("judge:", "judge@"))
 
 
 def mode_policy(mode: str, judge=None) -> AcceptancePolicy:
