@@ -34,10 +34,14 @@ def mining_row(name: str, records: list[dict]) -> str:
 
 
 def mined_runs() -> dict[str, dict[Path, list[dict]]]:
-    """Each task's mining runs and their records, read once for the whole page."""
-    return {task.name: {run: [json.loads(line) for line in (run / "problems.jsonl").read_text().splitlines()]
-                        for run in sorted(task.iterdir()) if (run / "problems.jsonl").exists()}
-            for task in sorted(p for p in MINED.iterdir() if p.is_dir())}
+    """Each task's mining runs (its shards, or the task's folder itself when it is one
+    run) and their records, read once for the whole page."""
+    runs = {}
+    for task in sorted(p for p in MINED.iterdir() if p.is_dir()):
+        dirs = [task] if (task / "problems.jsonl").exists() else sorted(task.iterdir())
+        runs[task.name] = {run: [json.loads(line) for line in (run / "problems.jsonl").read_text().splitlines()]
+                           for run in dirs if (run / "problems.jsonl").exists()}
+    return runs
 
 
 def mining_table(mined: dict[str, dict[Path, list[dict]]]) -> str:
@@ -52,12 +56,24 @@ def mining_table(mined: dict[str, dict[Path, list[dict]]]) -> str:
 
 
 def stale_note(mined_problems: int, report: Path) -> str:
-    """Say so when mining went on after the shipped judge was trained."""
+    """Say so when mining went on after this report was made."""
     trained = json.loads(report.read_text())["problems"] if report.exists() else mined_problems
     if trained == mined_problems:
         return ""
-    return (f"The shipped judge and this report come from the first {trained} mined problems; "
-            f"mining has gone on since ({mined_problems} now), and the next retraining uses them all.\n\n")
+    return (f"This report comes from the first {trained} mined problems; mining has gone on since "
+            f"({mined_problems} now).\n\n")
+
+
+def shipped_note(task: str) -> str:
+    """What the judge shipped for `task` was trained on, read from the judge file itself."""
+    from autojudge.judge.model import Judge
+    path = ROOT / "src" / "autojudge" / "judges" / f"{task}-llamacpp.safetensors"
+    if not path.exists():
+        return ""
+    meta = Judge.load(path).meta
+    return (f"Shipped judge `judges/{path.name}`: {meta['features']} features, trained on "
+            f"{meta['train']['problems']} problems ({meta['train']['mismatches']} labels), cross-validated "
+            f"ROC-AUC {meta['validation_auc']:.3f} on its own labels.\n\n")
 
 
 def section(title: str, path: Path, note: str = "") -> str:
@@ -77,7 +93,10 @@ def main() -> None:
         task = judge.stem.removesuffix("-auc")
         problems = sum(len(records) for records in mined.get(task, {}).values())
         parts.append(section(f"Judge: {task}", judge, "ROC-AUC per feature set, and against the number of "
-                             "training problems:\n\n" + stale_note(problems, judge.with_suffix(".json"))))
+                             "training problems:\n\n" + stale_note(problems, judge.with_suffix(".json"))
+                             + shipped_note(task)))
+    for experiment in sorted(JUDGES.glob("old-labels-*.md")):
+        parts.append(section(f"Do the old 256-token labels help? ({experiment.stem})", experiment))
     bench = ROOT / "docs" / "bench"
     for run in sorted(bench.glob("mining-*/summary.md")):  # resumable runs of the current version
         parts.append(section(f"Mining speed and labels: regeneration methods side by side ({run.parent.name})", run))

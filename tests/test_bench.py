@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 import autojudge.judge  # noqa: F401  (registers the judge's modes)
@@ -30,6 +32,9 @@ def test_a_method_is_spelled_once_and_names_its_baselines():
     assert mixed.baseline("target") == "torch/target"
     assert mixed.baseline("exact") == "torch+llamacpp/exact/w32"
     assert parse_method("judge:0.2").baseline("target") == "target"
+    adaptive = parse_method("llamacpp/judge@0.9/w32/p.30")
+    assert adaptive.name == "llamacpp/judge@0.9/w32/p0.3" and adaptive.draft_p_min == 0.3
+    assert adaptive.baseline("exact") == "llamacpp/exact/w32/p0.3"  # exact with the same drafts
     assert [m.lossless for m in parse_methods("target,llamacpp/exact/w4,topk:2,torch/assisted")] == \
         [True, True, False, False]
 
@@ -40,11 +45,14 @@ def test_a_method_is_spelled_once_and_names_its_baselines():
     ("vllm/exact/w8", "not one of"),
     ("llamacpp/exact/w65", "1 to 64"),
     ("llamacpp/target/w8", "takes no window"),
+    ("llamacpp/target/p0.5", "takes no window or p-min"),
+    ("torch/assisted/p0.5", "takes no /pP"),
+    ("llamacpp/exact/w8/p2", "write [runtime/]mode"),
     ("llamacpp/assisted", "torch/assisted"),
     ("a/b/c/d", "write [runtime/]mode"),
 ])
 def test_bad_methods_are_refused_with_the_reason(bad, message):
-    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("/", "/")):
+    with pytest.raises(ValueError, match=re.escape(message)):
         parse_method(bad)
 
 
@@ -55,7 +63,7 @@ def test_methods_named_twice_are_refused():
 
 def test_runtimes_and_windows_side_by_side_through_the_evaluation_harness(pair, tmp_path):
     methods = ["torch/target", "torch/exact/w2", "torch/exact/w4", "torch/judge:0.6/w2", "torch/judge:0.6/w4",
-               "torch/assisted"]
+               "torch/assisted", "torch/exact/w4/p0.99"]
     judge = constant_judge(pair, 0.5)  # P(important) 0.5 < 0.6: every draft token is kept
     rows = run_eval(None, ToyTask(), "all", methods, tmp_path, DecodingOptions(window=16, max_new_tokens=12),
                     limit=2, judge=judge,
@@ -63,9 +71,9 @@ def test_runtimes_and_windows_side_by_side_through_the_evaluation_harness(pair, 
     assert [r.mode for r in rows] == methods and all(r.problems == 2 for r in rows)
     by = {r.mode: r for r in rows}
     records = read_records(tmp_path / "records.jsonl")
-    assert len(records) == 12 and len({r["run"] for r in records}) == 1
+    assert len(records) == 14 and len({r["run"] for r in records}) == 1
     # Every lossless method gives the target's tokens on torch, bit-exact across pass shapes.
-    for name in ("torch/exact/w2", "torch/exact/w4", "torch/assisted"):
+    for name in ("torch/exact/w2", "torch/exact/w4", "torch/assisted", "torch/exact/w4/p0.99"):
         assert by[name].identical_to_target == 1.0 and by[name].accuracy == by["torch/target"].accuracy
     # Each method drafts its own window: accepting everything, a cycle emits W + 1 tokens
     # (12 tokens: 3+3+3+3 at w2, 5+5+2 at w4), unless a stop token comes first.
@@ -78,12 +86,15 @@ def test_runtimes_and_windows_side_by_side_through_the_evaluation_harness(pair, 
         judged, exact = by[f"torch/judge:0.6/w{window}"], by[f"torch/exact/w{window}"]
         assert judged.against_exact.accepted == pytest.approx(judged.mean_accepted / exact.mean_accepted)
         assert judged.against_target.speed_problems == 2 and judged.threshold == 0.6
+    # A draft p-min of 0.99 stops a random draft after about one token: fewer draft passes.
+    drafts = {m: sum(r["draft_forwards"] for r in records if r["mode"] == m) for m in methods}
+    assert drafts["torch/exact/w4/p0.99"] < drafts["torch/exact/w4"]
     # Resumed: nothing decoded again.
     run_eval(None, ToyTask(), "all", methods, tmp_path, DecodingOptions(window=16, max_new_tokens=12),
              limit=2, judge=judge,
              runtimes={"torch": pair})
-    assert len(read_records(tmp_path / "records.jsonl")) == 12
-    assert (tmp_path / "summary.md").read_text().count("| torch/") == 6
+    assert len(read_records(tmp_path / "records.jsonl")) == 14
+    assert (tmp_path / "summary.md").read_text().count("| torch/") == 7
 
 
 def test_a_method_on_a_runtime_without_a_pair_is_refused(pair, tmp_path):

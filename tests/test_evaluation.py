@@ -294,6 +294,8 @@ def test_bench_mining_runs_plain_and_fast_on_the_same_problems_and_resumes(pair,
     assert "| fast+rejoin:4 | 3 |" in (out / "summary.md").read_text()
     with pytest.raises(AutojudgeError, match="unknown regeneration method 'fast\\+rejoin:0'"):
         bench_mining(pair, RejoiningToyTask(), "all", 1, out, methods=("plain", "fast+rejoin:0"))
+    with pytest.raises(AutojudgeError, match="side by side: fast is not among the methods"):
+        bench_mining(pair, RejoiningToyTask(), "all", 1, out, parallel=2, methods=("plain",), side_by_side=("fast",))
 
 
 def run_cli(*args, env_home):

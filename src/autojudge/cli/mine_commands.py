@@ -51,8 +51,12 @@ def cmd_bench_mining(args) -> int:
     options = replace(BENCH_OPTIONS, max_new_tokens=args.max_new_tokens)
     for method in methods:  # a misspelt method is refused before the models load
         options.with_method(method)
+    side_by_side = [m.strip() for m in args.side_by_side.split(",") if m.strip()] if args.side_by_side else None
+    if set(side_by_side or ()) - set(methods):
+        raise AutojudgeError(f"--side-by-side {args.side_by_side}: name methods of --methods")
     pair = load_pair(args.draft, args.target, runtime_options(args))
-    rows = bench_mining(pair, task, args.split, args.n, args.out, options, parallel=args.parallel, methods=methods)
+    rows = bench_mining(pair, task, args.split, args.n, args.out, options, parallel=args.parallel, methods=methods,
+                        side_by_side=side_by_side)
     print(bench_markdown(rows, f"{task.name}, {args.split}, <= {args.max_new_tokens} new tokens"))
     print(f"\nrecords and summary.md: {args.out}")
     return 0

@@ -138,10 +138,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--n", type=_positive, default=10, help="the first N problems of the split")
     bench.add_argument("--methods", default="torch/target,torch/assisted,torch/exact/w4,torch/exact/w8,"
                                             "torch/exact/w16,torch/exact/w32",
-                       help="comma-separated runtime/mode[/wW]: runtime torch, llamacpp or torch+llamacpp "
+                       help="comma-separated runtime/mode[/wW][/pP]: runtime torch, llamacpp or torch+llamacpp "
                             "(a llama.cpp draft for a torch target); mode any --modes of eval, or assisted "
-                            "(transformers' assisted generation, torch only); wW: W draft tokens per cycle "
-                            "(default: %(default)s)")
+                            "(transformers' assisted generation, torch only); wW: W draft tokens per cycle; pP: "
+                            "the draft stops before a token it gives a probability below P (default: %(default)s)")
     bench.add_argument("--judge", metavar="PATH", help="judge file for judge modes (default: the one shipped "
                                                        "for the task)")
     bench.add_argument("--max-new-tokens", type=_positive, help=_BUDGET_HELP)
@@ -204,7 +204,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="comma-separated regeneration methods, the first the reference: plain, fast, "
                              "fast+rejoin:M, each optionally +confirm (default: %(default)s)")
     mbench.add_argument("--parallel", type=_positive, default=1, metavar="N",
-                        help="also mine the problems with the last method, N side by side (llama.cpp)")
+                        help="also mine the problems N side by side (llama.cpp), with each method of "
+                             "--side-by-side")
+    mbench.add_argument("--side-by-side", metavar="METHODS",
+                        help="comma-separated methods to mine side by side too (default: the last method)")
     mbench.add_argument("--out", required=True,
                         help="run directory: records.jsonl (resumed when it exists) and summary.md")
     _add_pair_options(mbench)

@@ -1,15 +1,16 @@
 """What an experiment decodes: a mode, on a runtime, with a window.
 
-A method is spelled `[runtime/]mode[/wW]`, the mode as autojudge.decoding.modes spells it:
+A method is spelled `[runtime/]mode[/wW][/pP]`, the mode as autojudge.decoding.modes spells it:
 
     exact                        the run's pair and window (what `autojudge eval` takes)
     llamacpp/exact/w8            the pair on llama.cpp, 8 draft tokens per cycle
+    llamacpp/exact/w32/p0.3      up to 32, the draft stopping before a token it gives p < 0.3
     torch+llamacpp/topk:4/w16    a torch target verifying a llama.cpp draft
     torch/assisted               transformers' assisted generation on the same models
 
 The runtime names the target's runtime, then "+" and the draft's when they differ (names
-from autojudge.models.runtime.RUNTIMES). Without a runtime or a window, the run's own
-apply, so every `eval` mode is a method of the same name and old records stay valid.
+from autojudge.models.runtime.RUNTIMES). Without a runtime, a window or a draft p-min, the run's
+own apply, so every `eval` mode is a method of the same name and old records stay valid.
 
 An adapter decodes by another library's loop instead of ours (`assisted`); it is a
 method with no policy of ours, compared like any other.
@@ -21,6 +22,7 @@ import re
 from dataclasses import dataclass
 
 from autojudge.decoding.modes import Mode, parse_mode
+from autojudge.decoding.policies import number
 from autojudge.models.backend import MAX_WINDOW
 from autojudge.models.runtime import RUNTIMES
 
@@ -28,6 +30,7 @@ from autojudge.models.runtime import RUNTIMES
 ADAPTERS = {"assisted": "torch"}
 
 _WINDOW = re.compile(r"w(\d+)")
+_P_MIN = re.compile(r"p(0?\.\d+|0|1(\.0*)?)")
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,7 @@ class Method:
     runtime: str | None = None  # "torch", "llamacpp", "torch+llamacpp"; None: the run's pair
     window: int | None = None  # None: the run's window
     adapter: str | None = None  # a key of ADAPTERS
+    draft_p_min: float | None = None  # adaptive draft length; None: the run's
 
     @property
     def name(self) -> str:
@@ -44,6 +48,8 @@ class Method:
         parts.append(self.adapter or self.mode.name)
         if self.window is not None:
             parts.append(f"w{self.window}")
+        if self.draft_p_min is not None:
+            parts.append(f"p{number(self.draft_p_min)}")
         return "/".join(parts)
 
     def __str__(self) -> str:
@@ -69,16 +75,18 @@ class Method:
     def baseline(self, kind: str) -> str:
         """The name of the lossless method this one is set against: "target" (the target
         alone on the runtime of this method's target) or "exact" (exact decoding, same
-        runtime and window)."""
+        runtime, window and draft p-min)."""
         if kind == "target":
             return Method(Mode("target"), self.backends[0] if self.backends else None).name
-        return Method(Mode("exact"), self.runtime, self.window).name
+        return Method(Mode("exact"), self.runtime, self.window, draft_p_min=self.draft_p_min).name
 
 
 def parse_method(text: str) -> Method:
     """A Method from its name (see the module's table); a clear ValueError otherwise."""
     parts = [part.strip() for part in text.strip().split("/")]
-    runtime = window = None
+    runtime = window = p_min = None
+    if len(parts) > 1 and _P_MIN.fullmatch(parts[-1]):
+        p_min = float(parts.pop()[1:])
     if len(parts) > 1 and _WINDOW.fullmatch(parts[-1]):
         window = int(parts.pop()[1:])
         if not 1 <= window <= MAX_WINDOW:
@@ -86,21 +94,23 @@ def parse_method(text: str) -> Method:
     if len(parts) == 2:
         runtime = _runtime(parts.pop(0), text)
     if len(parts) != 1 or not parts[0]:
-        raise ValueError(f"bad method {text!r}: write [runtime/]mode[/wW], e.g. llamacpp/exact/w8")
+        raise ValueError(f"bad method {text!r}: write [runtime/]mode[/wW][/pP], e.g. llamacpp/exact/w8")
     name = parts[0]
     if name in ADAPTERS:
         if runtime is None or runtime.partition("+")[0] != ADAPTERS[name]:
             raise ValueError(f"{name!r} is another library's loop on {ADAPTERS[name]}: write "
                              f"{ADAPTERS[name]}/{name}")
+        if p_min is not None:
+            raise ValueError(f"bad method {text!r}: {name} drafts by its own rule, it takes no /pP")
         return Method(None, runtime, window, adapter=name)
     try:
         mode = parse_mode(name)
     except ValueError as exc:
-        raise ValueError(f"{exc} (a method is [runtime/]mode[/wW], the window after a slash: "
+        raise ValueError(f"{exc} (a method is [runtime/]mode[/wW][/pP], the window after a slash: "
                          "llamacpp/exact/w8, torch/topk:4/w16)") from None
-    if mode.policy == "target" and window is not None:
-        raise ValueError(f"bad method {text!r}: the target alone drafts nothing, so it takes no window")
-    return Method(mode, runtime, window)
+    if mode.policy == "target" and (window is not None or p_min is not None):
+        raise ValueError(f"bad method {text!r}: the target alone drafts nothing, so it takes no window or p-min")
+    return Method(mode, runtime, window, draft_p_min=p_min)
 
 
 def parse_methods(spec: str | list[str]) -> list[Method]:

@@ -156,7 +156,8 @@ def _decode_record(pair: ModelPair, task: Task, problem, method: Method, options
     if method.adapter is not None:
         result = ADAPTERS[method.adapter](pair, prompt_ids, options.max_new_tokens)
     else:
-        own = options if method.window is None else replace(options, window=method.window)
+        own = replace(options, window=method.window or options.window,
+                      draft_p_min=options.draft_p_min if method.draft_p_min is None else method.draft_p_min)
         result = decode(pair, prompt_ids, method.mode, own, judge=judge)
     text = pair.tokenizer.decode(result.token_ids, skip_special_tokens=True)
     stats = result.stats

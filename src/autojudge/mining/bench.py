@@ -38,16 +38,20 @@ BENCH_OPTIONS = MiningOptions(window=0)
 
 def bench_mining(pair: ModelPair, task: Task, split: str, n: int, out: str | Path,
                  options: MiningOptions = BENCH_OPTIONS, *, parallel: int = 1,
-                 methods: Sequence[str] = ("plain", "fast")) -> list[dict]:
+                 methods: Sequence[str] = ("plain", "fast"), side_by_side: Sequence[str] | None = None) -> list[dict]:
     """Mine the first n problems of `split` with each method (what `out` lacks), then
     summarize: one row per method, agreement counted against the first. `options` give
     the budget and the first answer's window; each method, the regeneration (its name
     read by `MiningOptions.from_method`). With `parallel` > 1, the problems are also
-    mined with the last method, that many side by side, into out/parallel (a mining run,
-    resumable the same way)."""
+    mined `parallel` side by side with each method of `side_by_side` (default: the
+    last), each into out/parallel-METHOD (a mining run, resumable the same way)."""
     out = Path(out)
     options = options.resolved(task)
     settings = {method: options.with_method(method) for method in methods}
+    side_by_side = list(side_by_side or methods[-1:]) if parallel > 1 else []
+    if set(side_by_side) - set(methods):
+        raise AutojudgeError(f"side by side: {', '.join(sorted(set(side_by_side) - set(methods)))} "
+                             "is not among the methods")
     if any(chosen.rejoin for chosen in settings.values()) and not can_rejoin(task):
         raise AutojudgeError(f"rejoin needs a task that says which edits are interchangeable; {task.name} does not")
     with run_lock(out, "mining benchmark"):
@@ -73,11 +77,11 @@ def bench_mining(pair: ModelPair, task: Task, split: str, n: int, out: str | Pat
             records.append(record)
         ids = {p.id for p in problems}
         records = [r for r in records if r["problem"] in ids and r["method"] in settings]
-        if parallel > 1:
-            store = mine(pair, task, split, str(out / "parallel"), settings[methods[-1]], limit=n,
+        for method in side_by_side:
+            store = mine(pair, task, split, str(out / f"parallel-{method}"), settings[method], limit=n,
                          parallel=parallel)
-            side_by_side = f"{methods[-1]}, {parallel} side by side"
-            records += [{"problem": r["problem_id"], "method": side_by_side, "seconds": r["seconds"],
+            records += [{"problem": r["problem_id"], "method": f"{method}, {parallel} side by side",
+                         "seconds": r["seconds"],
                          "target_passes": r["target_passes"], "first_answer_stop": r.get("first_answer_stop"),
                          "labels": [[m["position"], m["target_token"], m["draft_token"], m["important"],
                                      m.get("regeneration_stop")] for m in r["mismatches"]]}
