@@ -100,6 +100,10 @@ def main() -> None:
     bench = ROOT / "docs" / "bench"
     for run in sorted(bench.glob("mining-*/summary.md")):  # resumable runs of the current version
         parts.append(section(f"Mining speed and labels: regeneration methods side by side ({run.parent.name})", run))
+    for speedup in sorted(bench.glob("mining-speedup-*.md")):
+        parts.append(section(f"Mining speed against the version the goal was set on ({speedup.stem})", speedup,
+                             "Measured today on one core while the other mined; the single-process plain, fast "
+                             "and fast+rejoin rows of this version come from an earlier session's run.\n\n"))
     for run in sorted(bench.glob("noise-floor-*/summary.md")):
         parts.append(section(f"Label noise floor: null swaps ({run.parent.name})", run))
     for run in sorted(bench.glob("checker-*/summary.md")):
@@ -110,7 +114,7 @@ def main() -> None:
         parts.append(section(f"Mining on Ray ({run.parent.name})", run))
     if (bench / "serve-load.md").exists():
         parts.append(section("Serving: load test against llama-cpp-python's server", bench / "serve-load.md"))
-    for old in sorted(bench.glob("mining*.md")):  # one file per runtime, budget 256
+    for old in sorted(p for p in bench.glob("mining*.md") if "speedup" not in p.name):  # budget 256
         parts.append(section(f"Mining speed, first version: plain vs fast regeneration ({old.name})", old))
     for summary in sorted(EVALS.glob("*/summary.md")):
         name = summary.parent.name
