@@ -100,6 +100,11 @@ def main() -> None:
     bench = ROOT / "docs" / "bench"
     for run in sorted(bench.glob("mining-*/summary.md")):  # resumable runs of the current version
         parts.append(section(f"Mining speed and labels: regeneration methods side by side ({run.parent.name})", run))
+    for run in sorted(bench.glob("windows-*/summary.md")):
+        parts.append(section(f"Decoding speed by window and adaptive draft length ({run.parent.name})", run,
+                             f"`autojudge bench`, single-stream on one core, every method against the target "
+                             f"alone in the same run (methods `runtime/mode/wW/pP`):\n\n"
+                             f"![accuracy vs accepted tokens per cycle](bench/{run.parent.name}/tradeoff.png)\n\n"))
     for speedup in sorted(bench.glob("mining-speedup-*.md")):
         parts.append(section(f"Mining speed against the version the goal was set on ({speedup.stem})", speedup,
                              "Measured today on one core while the other mined; the single-process plain, fast "
