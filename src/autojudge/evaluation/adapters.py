@@ -7,7 +7,8 @@ as a user would call it, on the torch models of a pair.
 from __future__ import annotations
 
 import time
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Callable, Sequence
 
 import torch
 
@@ -43,3 +44,13 @@ def assisted_generation(pair: ModelPair, prompt_ids: Sequence[int], max_new_toke
     stats = DecodeStats(new_tokens=len(tokens), cycles=max(calls["target"] - 1, 1),  # the first call is the prefill
                         target_forwards=calls["target"], draft_forwards=calls["draft"], seconds=seconds)
     return Generation(tokens, "eos" if ended else "length", stats)
+
+
+@dataclass(frozen=True)
+class Adapter:
+    runtime: str  # the target runtime its loop needs
+    run: Callable[[ModelPair, Sequence[int], int], Generation]  # (pair, prompt ids, budget) -> Generation
+
+
+# Other libraries' loops, by the name a method gives them (autojudge.evaluation.methods).
+ADAPTERS = {"assisted": Adapter("torch", assisted_generation)}

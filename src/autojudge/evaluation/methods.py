@@ -18,16 +18,15 @@ method with no policy of ours, compared like any other.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
 from autojudge.decoding.modes import Mode, parse_mode
 from autojudge.decoding.policies import number
+from autojudge.evaluation.adapters import ADAPTERS
 from autojudge.models.backend import MAX_WINDOW
 from autojudge.models.runtime import RUNTIMES
-
-# Other libraries' decoding loops, by name, and the target runtime each one needs.
-ADAPTERS = {"assisted": "torch"}
 
 _WINDOW = re.compile(r"w(\d+)")
 _P_MIN = re.compile(r"p(0?\.\d+|0|1(\.0*)?)")
@@ -81,8 +80,10 @@ class Method:
         return Method(Mode("exact"), self.runtime, self.window, draft_p_min=self.draft_p_min).name
 
 
+@functools.lru_cache(maxsize=1024)
 def parse_method(text: str) -> Method:
-    """A Method from its name (see the module's table); a clear ValueError otherwise."""
+    """A Method from its name (see the module's table); a clear ValueError otherwise.
+    Cached: reports and resumed runs read the same few names once per record."""
     parts = [part.strip() for part in text.strip().split("/")]
     runtime = window = p_min = None
     if len(parts) > 1 and _P_MIN.fullmatch(parts[-1]):
@@ -97,9 +98,9 @@ def parse_method(text: str) -> Method:
         raise ValueError(f"bad method {text!r}: write [runtime/]mode[/wW][/pP], e.g. llamacpp/exact/w8")
     name = parts[0]
     if name in ADAPTERS:
-        if runtime is None or runtime.partition("+")[0] != ADAPTERS[name]:
-            raise ValueError(f"{name!r} is another library's loop on {ADAPTERS[name]}: write "
-                             f"{ADAPTERS[name]}/{name}")
+        needed = ADAPTERS[name].runtime
+        if runtime is None or runtime.partition("+")[0] != needed:
+            raise ValueError(f"{name!r} is another library's loop on {needed}: write {needed}/{name}")
         if p_min is not None:
             raise ValueError(f"bad method {text!r}: {name} drafts by its own rule, it takes no /pP")
         return Method(None, runtime, window, adapter=name)

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 import autojudge.judge  # noqa: F401  (registers the judge's modes)
 from autojudge.decoding.modes import DecodingOptions, decode
 from autojudge.errors import AutojudgeError
-from autojudge.evaluation.adapters import assisted_generation
+from autojudge.evaluation.adapters import ADAPTERS
 from autojudge.evaluation.methods import Method, parse_method, parse_methods
 from autojudge.evaluation.report import write_report
 from autojudge.evaluation.rows import ModeSummary
@@ -139,9 +139,6 @@ def run_eval(pair: ModelPair | None, task: Task, split: str, modes: list[str | M
 # default (accepted runs are long on the default pair), at the task's budget.
 EVAL_OPTIONS = DecodingOptions(window=16)
 
-# The loops of other libraries, by the adapter names of autojudge.evaluation.methods.
-ADAPTERS = {"assisted": assisted_generation}
-
 
 def _decode_record(pair: ModelPair, task: Task, problem, method: Method, options: DecodingOptions, judge,
                    fingerprint: str | None, threshold: float | None, run: str, parallel: int) -> dict:
@@ -154,7 +151,7 @@ def _decode_record(pair: ModelPair, task: Task, problem, method: Method, options
                 model.reset()
     prompt_ids = chat_prompt_ids(pair.tokenizer, task.messages(problem))
     if method.adapter is not None:
-        result = ADAPTERS[method.adapter](pair, prompt_ids, options.max_new_tokens)
+        result = ADAPTERS[method.adapter].run(pair, prompt_ids, options.max_new_tokens)
     else:
         own = replace(options, window=method.window or options.window,
                       draft_p_min=options.draft_p_min if method.draft_p_min is None else method.draft_p_min)
