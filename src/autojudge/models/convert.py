@@ -19,8 +19,11 @@ from autojudge.artifacts import (
     cache_home,
     fetch,
     file_lock,
+    make_verified,
     remove_stale_scratch,
+    sha256_of,
 )
+from autojudge.errors import ModelLoadError
 from autojudge.models.registry import RegisteredModel
 
 log = logging.getLogger(__name__)
@@ -33,8 +36,33 @@ def converted_dir(model: RegisteredModel) -> Path:
 
 
 def gguf_path(model: RegisteredModel, progress: bool = True) -> Path:
-    """The verified GGUF file (kept: a GGUF runtime can use it directly)."""
-    return fetch(model.gguf, cache_home() / "gguf" / model.gguf.name, progress=progress)
+    """The verified GGUF file (kept: a GGUF runtime can use it directly); a requantized
+    variant is made here from its source's, once."""
+    dest = cache_home() / "gguf" / model.gguf.name
+    if model.requantized_from is None:
+        return fetch(model.gguf, dest, progress=progress)
+    source = gguf_path(model.requantized_from, progress)
+    return make_verified(model.gguf, dest, lambda partial: _requantize(source, partial, model.quantization),
+                         "llama.cpp's quantizer made another file than the pinned one "
+                         "(pinned for llama-cpp-python 0.3.36)")
+
+
+def _requantize(source: Path, out: Path, quantization: str) -> tuple[int, str]:
+    try:
+        import llama_cpp
+    except ImportError as exc:
+        raise ModelLoadError("making a requantized GGUF needs llama-cpp-python "
+                             "(pip install 'autojudge[llama]')") from exc
+    from autojudge.models.llamacpp import _silence_llama_log
+    _silence_llama_log(llama_cpp)
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{quantization.upper()}")
+    params.allow_requantize = True  # the source is itself quantized
+    params.nthread = 1  # the file the pin names; a few seconds either way
+    log.warning("making %s from %s (once; a few seconds)", out.name.removesuffix(".partial"), source.name)
+    if llama_cpp.llama_model_quantize(str(source).encode(), str(out).encode(), params) != 0:
+        raise ModelLoadError(f"llama.cpp could not requantize {source.name} to {quantization}")
+    return out.stat().st_size, sha256_of(out)
 
 
 def tokenizer_dir(model: RegisteredModel) -> Path:
