@@ -264,34 +264,6 @@ def test_an_evaluation_decodes_problems_side_by_side_and_keeps_them_out_of_token
     assert same >= len(records) // 2
 
 
-def test_a_pass_plan_pads_and_splits_passes_without_changing_what_tokens_compute(draft_llama):
-    """Padded and split passes leave the cache as one plain pass would, and give the same
-    predictions (up to the rounding of another pass size)."""
-    from autojudge.models.passplan import PassPlan
-    model = draft_llama
-    tokens = [9707, 11, 1246, 525, 498, 30, 358, 1079, 6915, 13, 576]
-    model.reset()
-    model.forward(tokens[:4], n_logits=1)
-    plain = model.forward(tokens[4:])  # 7 tokens in one pass
-    model.truncate(4)
-    model.pass_plan = PassPlan.from_costs({1: 0.05, 2: 0.15, 7: 0.5, 8: 0.2})
-    try:
-        assert model.pass_plan(7) == ((7, 8),) and model.pass_plan(2) == ((1, 1), (1, 1))
-        padded = model.forward(tokens[4:])
-        assert model.tokens == tokens and model.cached_length == 11  # the padding is gone
-        assert torch.equal(padded.logits.argmax(-1), plain.logits.argmax(-1))
-        assert padded.hidden.shape == plain.hidden.shape
-        model.truncate(9)
-        split = model.forward(tokens[9:])  # 2 tokens: two passes of one
-        assert split.logits.shape == (2, model.vocab_size) and model.tokens == tokens
-        assert torch.equal(split.logits.argmax(-1), plain.logits[5:].argmax(-1))
-        model.truncate(10)
-        prefill = model.forward(tokens[10:] * 2, n_logits=1)  # wants one row: not planned
-        assert prefill.logits.shape == (1, model.vocab_size)
-    finally:
-        model.pass_plan = None
-
-
 def _home_with_the_draft(tmp_path, monkeypatch):
     """A cache home holding only the verified default draft GGUF (linked, not copied)."""
     from autojudge.models.convert import gguf_path

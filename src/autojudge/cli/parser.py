@@ -77,9 +77,6 @@ def _add_pair_options(parser: argparse.ArgumentParser, backends: bool = True) ->
                                  "with --backend auto, a GPU means torch)")
         parser.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], default="auto",
                             help="torch weights (default: auto: float32 on CPU, bfloat16 on a GPU)")
-        parser.add_argument("--pass-costs", metavar="FILE",
-                            help="llama.cpp: read each pass in the sizes that cost least by these timings "
-                                 "(a file of `autojudge costs --out` for the same models and threads)")
         parser.add_argument("--no-cuda-graphs", dest="cuda_graphs", action="store_false",
                             help="on a GPU, run each torch step eagerly instead of replaying a CUDA graph")
     parser.add_argument("--linear", choices=["onednn", "default"], default="onednn",

@@ -30,7 +30,6 @@ from autojudge.models.backend import StepOutput, check_room
 
 if TYPE_CHECKING:
     from autojudge.models.batching import PassGate
-    from autojudge.models.passplan import PassPlan
 
 
 def default_threads() -> int:
@@ -158,8 +157,6 @@ class LlamaCppLM:
         self.n_threads = self._runtime.n_threads
         self.vocab_size, self.hidden_size = self._runtime.vocab_size, self._runtime.hidden_size
         self.tokens: list[int] = []  # what the KV cache holds for this sequence
-        # How to read n tokens at least cost (autojudge.models.passplan); None: as given.
-        self.pass_plan: PassPlan | None = None
 
     def parallel(self, n: int, gate: PassGate) -> list[LlamaCppLM]:
         """n fresh sequences of this model, each with this one's context length, in a
@@ -180,31 +177,6 @@ class LlamaCppLM:
 
     def forward(self, token_ids: Sequence[int], n_logits: int | None = None) -> StepOutput:
         check_room(self, len(token_ids))
-        chunks = self._planned(len(token_ids), n_logits)
-        if chunks is None:
-            return self._forward(token_ids, n_logits)
-        logits, hidden, begin = [], [], 0
-        for real, size in chunks:
-            part = list(token_ids[begin:begin + real])
-            out = self._forward(part + [part[-1]] * (size - real), None)  # any token pads
-            self.truncate(len(self.tokens) - (size - real))
-            logits.append(out.logits[:real])
-            hidden.append(out.hidden[:real])
-            begin += real
-        return StepOutput(logits=torch.cat(logits), hidden=torch.cat(hidden))
-
-    def _planned(self, n: int, n_logits: int | None) -> tuple[tuple[int, int], ...] | None:
-        """The passes the pass plan reads n tokens in, or None for one plain pass. Only
-        passes that want every output are planned (a prefill wants one), and only alone:
-        a gate merges passes of several sequences into sizes of its own."""
-        if self.pass_plan is None or n_logits is not None or self._gate is not None:
-            return None
-        chunks = self.pass_plan(n)
-        if chunks == ((n, n),) or self.cached_length + sum(size for _, size in chunks) > self.max_context:
-            return None
-        return chunks
-
-    def _forward(self, token_ids: Sequence[int], n_logits: int | None) -> StepOutput:
         n_out = len(token_ids) if n_logits is None else min(n_logits, len(token_ids))
         request = PassRequest(self._seq_id, len(self.tokens), list(token_ids),
                               [i >= len(token_ids) - n_out for i in range(len(token_ids))])
@@ -243,10 +215,8 @@ class LlamaCppLM:
         """Another sequence id in this model's KV cache (see backend.another_sequence).
         The cache's cells are shared: both sequences together must fit its context.
         Not gated: drive it from one thread at a time, outside any PassGate member."""
-        other = LlamaCppLM(self.gguf_file, self.name, self.max_context, _runtime=self._runtime,
-                           _seq_id=self._runtime.new_sequence_id())
-        other.pass_plan = self.pass_plan
-        return other
+        return LlamaCppLM(self.gguf_file, self.name, self.max_context, _runtime=self._runtime,
+                          _seq_id=self._runtime.new_sequence_id())
 
     def describe(self) -> dict:
         return {"backend": "llama.cpp", "gguf": Path(self.gguf_file).name, **self._runtime.describe()}

@@ -71,21 +71,15 @@ def load_model(name: str, runtime: RuntimeOptions = RuntimeOptions(backend="torc
 
 
 def load_llamacpp(name: str, runtime: RuntimeOptions | None = None) -> CausalLM:
-    """Of `runtime`, only `pass_costs` is read: llama.cpp runs on the CPU, in the GGUF's
-    own format."""
+    """`runtime` is not read: llama.cpp runs on the CPU, in the GGUF's own format."""
     from autojudge.models.llamacpp import LlamaCppLM
     if name in REGISTERED:
         from autojudge.models.convert import gguf_path
-        path = gguf_path(REGISTERED[name])
-    else:
-        path = Path(name).expanduser()
-        if path.suffix != ".gguf" or not path.is_file():
-            raise ModelLoadError(f"{name}: the llama.cpp backend needs a registered name or a .gguf file")
-    model = LlamaCppLM(path, name=name)
-    if runtime is not None and runtime.pass_costs:
-        from autojudge.models.passplan import load_pass_plan
-        model.pass_plan = load_pass_plan(runtime.pass_costs, name, model.describe())
-    return model
+        return LlamaCppLM(gguf_path(REGISTERED[name]), name=name)
+    path = Path(name).expanduser()
+    if path.suffix != ".gguf" or not path.is_file():
+        raise ModelLoadError(f"{name}: the llama.cpp backend needs a registered name or a .gguf file")
+    return LlamaCppLM(path, name=name)
 
 
 def load_torch(name: str, runtime: RuntimeOptions) -> CausalLM:

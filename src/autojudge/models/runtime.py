@@ -53,10 +53,6 @@ class RuntimeOptions:
     """On a GPU, replay each torch step from a CUDA graph (autojudge.models.static) where
     the model allows it; False: run each step eagerly."""
 
-    pass_costs: str | None = None
-    """An `autojudge costs --out` file: llama.cpp models read each pass in the sizes that
-    cost least by those timings (autojudge.models.passplan); None: every pass as given."""
-
     def resolved(self, *names: str | None) -> RuntimeOptions:
         """These options, with "auto" replaced by the runtime it picks for the named models."""
         if self.backend != AUTO:
