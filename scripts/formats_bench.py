@@ -20,6 +20,7 @@ from tqdm import tqdm
 from autojudge.decoding.engine import is_cut
 from autojudge.decoding.modes import DecodingOptions, decode
 from autojudge.evaluation.statistics import paired_accuracy_difference, wilson
+from autojudge.judge.shipped import load_judge
 from autojudge.models.loading import load_pair
 from autojudge.models.registry import DRAFT, DRAFT_Q4_0, TARGET, TARGET_Q4_0
 from autojudge.models.runtime import RuntimeOptions
@@ -37,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--task", default="gsm8k")
     parser.add_argument("--n", type=int, default=50, help="the first N problems of the eval split")
     parser.add_argument("--methods", default="q4_k_m:target,q4_0:target,q4_k_m:exact/w15,q4_0:exact/w3,"
-                                              "q4_0:exact/w7,q4_0:topk:4/w7",
+                                              "q4_0:exact/w7,q4_0:topk:4/w7,q4_0:judge@0.9/w7",
                         help="comma-separated FORMAT:MODE[/wW]")
     parser.add_argument("--out", required=True, help="run directory: records.jsonl and summary.md")
     args = parser.parse_args(argv)
@@ -59,17 +60,22 @@ def main(argv: list[str] | None = None) -> int:
     problems = task.load("eval")[: args.n]
     budget = task_budget(task)
     pairs = {name: load_pair(*PAIRS[name], RuntimeOptions(backend="llamacpp")) for name in {m[0] for m in methods}}
+    # The judge shipped for the task (trained on the Q4_K_M pair; it serves the Q4_0 copies).
+    judges = {name: load_judge(pair, task=task.name) for name, pair in pairs.items()
+              if any(m[0] == name and m[1].startswith("judge") for m in methods)}
     warm_up = chat_prompt_ids(pairs["q4_k_m"].tokenizer, task.messages(problems[0]))
     for pair_name, mode, window in methods:  # untimed: first passes pay for page faults
-        decode(pairs[pair_name], warm_up, mode, DecodingOptions(window=window, max_new_tokens=16))
+        decode(pairs[pair_name], warm_up, mode, DecodingOptions(window=window, max_new_tokens=16),
+               judge=judges.get(pair_name))
     with tqdm(total=len(problems) * len(methods), unit="run") as bar:
         for problem in problems:
             ids = chat_prompt_ids(pairs["q4_k_m"].tokenizer, task.messages(problem))
             for pair_name, mode, window in methods:
                 name = mode if mode == "target" else f"{mode}/w{window}"
                 if (pair_name, name, problem.id) not in done:
-                    generation = decode(pairs[pair_name], ids, mode, DecodingOptions(window=window,
-                                                                                     max_new_tokens=budget))
+                    generation = decode(pairs[pair_name], ids, mode,
+                                        DecodingOptions(window=window, max_new_tokens=budget),
+                                        judge=judges.get(pair_name))
                     text = pairs[pair_name].tokenizer.decode(generation.token_ids, skip_special_tokens=True)
                     append_record(records_path, {
                         "pair": pair_name, "method": name, "problem": problem.id,

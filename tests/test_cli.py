@@ -185,6 +185,15 @@ def test_fetching_an_unregistered_model_names_the_registered_ones(home):
     assert "unknown model 'qwen-nope' (registered: qwen2.5-coder-0.5b-instruct" in result.stderr
 
 
+def test_models_list_says_what_is_cached_and_how_the_q4_0_copies_are_made(home):
+    result = run_cli(home, "models", "list")  # an empty cache home
+    assert result.returncode == 0, result.stderr
+    lines = {line.split()[0]: line for line in result.stdout.splitlines()}
+    assert lines["qwen2.5-coder-1.5b-instruct"].endswith("not fetched")
+    assert lines["qwen2.5-coder-1.5b-instruct-q4_0"].endswith(
+        "made from qwen2.5-coder-1.5b-instruct when first used")
+
+
 @pytest.mark.parametrize("command, message", [
     (["mine", "--task", "humaneval"], "unknown HumanEval split 'mine'; choose one of: eval, all"),
     (["eval", "--task", "gsm8k", "--split", "test"], "choose one of: mine, eval, all"),

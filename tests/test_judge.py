@@ -114,6 +114,16 @@ def test_a_judge_refuses_another_pair_or_hidden_size():
         judge.check_compatible({**PAIR, "target_backend": {"backend": "llama.cpp"}}, 8, 12)
 
 
+def test_a_judge_of_a_registered_pair_serves_its_q4_0_copies_and_nothing_else():
+    from autojudge.models.registry import DRAFT, DRAFT_Q4_0, TARGET, TARGET_Q4_0
+    judge, _ = train_judge(synthetic())
+    judge.meta["pair"] = {**judge.meta["pair"], "draft": DRAFT.name, "target": TARGET.name}
+    described = {**PAIR, "draft": DRAFT_Q4_0.name, "target": TARGET_Q4_0.name}
+    judge.check_compatible(described, 8, 12)  # the same weights, rounded once more
+    with pytest.raises(JudgeError, match=f"draft {TARGET_Q4_0.name}"):
+        judge.check_compatible({**described, "draft": TARGET_Q4_0.name}, 8, 12)
+
+
 def _constant_judge(hidden_d, hidden_t, bias):
     n = hidden_d + hidden_t
     meta = {"features": "both", "hidden": {"draft": hidden_d, "target": hidden_t}, "thresholds": []}

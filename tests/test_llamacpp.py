@@ -106,6 +106,9 @@ def test_the_shipped_judge_fits_the_llamacpp_pair_and_decodes():
     # Features from another runtime are not what it was trained on.
     with pytest.raises(JudgeError, match="does not fit the loaded pair"):
         load_judge(load_pair(runtime=RuntimeOptions(backend="torch")))
+    # The pair's Q4_0 copies have the same weights, rounded once more: it serves them too.
+    copies = load_pair("qwen2.5-coder-0.5b-instruct-q4_0", "qwen2.5-coder-1.5b-instruct-q4_0", LLAMACPP)
+    assert load_judge(copies).meta["pair"]["target"] == "qwen2.5-coder-1.5b-instruct"
 
 
 def _side_by_side(jobs: list) -> list:

@@ -6,11 +6,18 @@ from autojudge.models.registry import DEFAULT_DRAFT, DEFAULT_TARGET, REGISTERED
 
 
 def cmd_models(args) -> int:
+    from autojudge.artifacts import cache_home
     from autojudge.models.convert import converted_dir, ensure_converted
     if args.models_command == "list":
         for name, model in REGISTERED.items():
-            state = "cached" if converted_dir(model).exists() else "not fetched"
-            print(f"{name:32s} {model.origin:40s} {state}")
+            if converted_dir(model).exists():
+                state = "cached, converted for torch"
+            elif (cache_home() / "gguf" / model.gguf.name).exists():
+                state = "cached (GGUF)"
+            else:
+                state = "not fetched" if model.requantized_from is None else \
+                    f"made from {model.requantized_from.name} when first used"
+            print(f"{name:36s} {model.origin:36s} {state}")
         return 0
     for name in args.names or [DEFAULT_DRAFT, DEFAULT_TARGET]:
         print(ensure_converted(REGISTERED[name]))

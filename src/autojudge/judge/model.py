@@ -20,6 +20,7 @@ from safetensors.torch import safe_open, save_file
 
 from autojudge.decoding.features import LOGIT_FEATURES
 from autojudge.errors import AutojudgeError
+from autojudge.models.registry import same_weights
 
 FORMAT = "autojudge-judge"
 VERSION = 1
@@ -124,7 +125,8 @@ class Judge:
         trained = self.meta["pair"]
         problems = []
         for key in ("draft", "target"):
-            if trained.get(key) != pair_description.get(key):
+            # A requantized copy of the model trained on (registry.same_weights) fits too.
+            if same_weights(str(trained.get(key))) != same_weights(str(pair_description.get(key))):
                 problems.append(f"{key} {pair_description.get(key)} (judge trained on {trained.get(key)})")
         sizes = {"draft": draft_hidden, "target": target_hidden}
         for key, size in sizes.items():

@@ -75,3 +75,12 @@ TARGET_Q4_0 = _requantized(TARGET, "q4_0", 1_066_227_264,
 REGISTERED = {model.name: model for model in (DRAFT, TARGET, DRAFT_Q4_0, TARGET_Q4_0)}
 DEFAULT_DRAFT = DRAFT.name
 DEFAULT_TARGET = TARGET.name
+
+
+def same_weights(name: str) -> str:
+    """The registered model whose weights `name` holds: a requantized copy's source, else
+    `name` itself. A judge trained on one serves the other: on 792 GSM8K labels, judges
+    trained on either format's features score the other's alike (ROC-AUC 0.640 and 0.641,
+    docs/bench/feature-transfer-gsm8k.md)."""
+    model = REGISTERED.get(name)
+    return model.requantized_from.name if model is not None and model.requantized_from else name
