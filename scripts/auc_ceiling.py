@@ -1,0 +1,90 @@
+"""Where the judge's ROC-AUC stops: which problems the target is unsure of, or which tokens?
+
+On a mining run, reports how the share of important labels spreads over problems, the
+ROC-AUC of scoring each label by its own problem's share (an upper bound: it sees the
+labels), and cross-validated ROC-AUC (5 folds by problem, logistic regression, best C)
+of features a decoder has at hand besides the judge's: the kinds of the two tokens
+(digit, operator, letter, blank, punctuation) and the position, and running statistics
+of the earlier mismatches in the same response.
+
+    python scripts/auc_ceiling.py --data data/mined/gsm8k/shard-1-of-2 --out docs/bench/auc-ceiling-gsm8k.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+from autojudge.judge.train import C_GRID, fit, load_mined, problem_folds
+from autojudge.models.loading import load_tokenizer
+from autojudge.runfiles import read_records
+
+KINDS = (str.isdigit, lambda c: c in "+-*/=$%", str.isspace, str.isalpha, lambda c: c in ".,:;!?()[]{}\\")
+
+
+def token_kinds(text: str) -> list[bool]:
+    return [text.strip() == "" if kind is str.isspace else any(kind(c) for c in text) for kind in KINDS]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", required=True, help="a mining run with logit features")
+    parser.add_argument("--out", help="write the report here too (markdown)")
+    args = parser.parse_args(argv)
+    data = load_mined(args.data)
+    records = [r for r in read_records(Path(args.data) / "problems.jsonl", repair=False) if r["mismatches"]]
+    tokenizer = load_tokenizer(data.meta["target"])
+    logits = data.features("logits")
+    kinds, running, shares, own_share = [], [], [], []
+    row = 0
+    for record in records:
+        mismatches = record["mismatches"]
+        share = float(np.mean([m["important"] for m in mismatches]))
+        shares.append(share)
+        for k, m in enumerate(mismatches):
+            draft_text, target_text = (tokenizer.decode([m[key]]) for key in ("draft_token", "target_token"))
+            kinds.append(token_kinds(draft_text) + token_kinds(target_text)
+                         + [m["position"] / 1000, np.log1p(m["position"])])
+            earlier = logits[row - k:row]  # the same response's earlier mismatches (entropy: column 3)
+            running.append([k, k / (m["position"] + 1), earlier[:, 3].mean() if k else 0.0,
+                            earlier[:, 0].mean() if k else 0.0, earlier[:, 3].max() if k else 0.0])
+            own_share.append(share)
+            row += 1
+    y = data.important
+    assert row == len(y), "records and features disagree"
+    folds = problem_folds(data)
+
+    def cross_validated(x: np.ndarray) -> float:
+        best = 0.0
+        for c in C_GRID:
+            scores = np.empty(len(y))
+            for train, val in folds:
+                scores[val] = fit(x[train], y[train], c).predict_proba(x[val])[:, 1]
+            best = max(best, roc_auc_score(y, scores))
+        return best
+
+    kinds, running = np.array(kinds, dtype=float), np.array(running, dtype=float)
+    histogram, edges = np.histogram(shares, bins=[0, 0.01, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 1.01])
+    lines = [f"{len(records)} problems with labels, {len(y)} labels, {y.mean():.1%} important", "",
+             "| important share of a problem's labels | problems |", "|---|---|"]
+    lines += [f"| {lo:.2f} to {min(hi, 1):.2f} | {count} |" for lo, hi, count in zip(edges, edges[1:], histogram)]
+    lines += ["", "| scored by | ROC-AUC |", "|---|---|",
+              f"| its problem's important share (sees the labels: a bound) | {roc_auc_score(y, own_share):.3f} |",
+              f"| token kinds and position (cross-validated) | {cross_validated(kinds):.3f} |",
+              f"| earlier mismatches of the response (cross-validated) | {cross_validated(running):.3f} |",
+              f"| the judge's features, all (cross-validated) | {cross_validated(data.features('all')):.3f} |",
+              f"| all, token kinds, position, earlier mismatches (cross-validated) | "
+              f"{cross_validated(np.hstack([data.features('all'), kinds, running])):.3f} |"]
+    report = "\n".join(lines)
+    print(report)
+    if args.out:
+        Path(args.out).write_text(report + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
