@@ -8,7 +8,7 @@ Measured runs are checked against these predictions in the benchmark report.
 
 Every pass size a window can produce is measured, not interpolated: llama.cpp's CPU
 kernels work on tiles of rows, so a pass of 16 tokens can cost less than one of 15
-(the default target on one core: 298 ms against 429 ms), and a window whose
+(the default target on one core: 302 ms against 440 ms, docs/bench/pass-shapes), and a window whose
 verification pass falls just past a tile costs far more than its neighbours suggest.
 """
 

@@ -6,13 +6,12 @@ from autojudge.models.registry import DEFAULT_DRAFT, DEFAULT_TARGET, REGISTERED
 
 
 def cmd_models(args) -> int:
-    from autojudge.artifacts import cache_home
-    from autojudge.models.convert import converted_dir, ensure_converted
+    from autojudge.models.convert import converted_dir, ensure_converted, gguf_file
     if args.models_command == "list":
         for name, model in REGISTERED.items():
             if converted_dir(model).exists():
                 state = "cached, converted for torch"
-            elif (cache_home() / "gguf" / model.gguf.name).exists():
+            elif gguf_file(model).exists():
                 state = "cached (GGUF)"
             else:
                 state = "not fetched" if model.requantized_from is None else \

@@ -35,10 +35,15 @@ def converted_dir(model: RegisteredModel) -> Path:
     return cache_home() / "models" / model.name
 
 
+def gguf_file(model: RegisteredModel) -> Path:
+    """Where the model's GGUF is cached (it may not be there yet)."""
+    return cache_home() / "gguf" / model.gguf.name
+
+
 def gguf_path(model: RegisteredModel, progress: bool = True) -> Path:
     """The verified GGUF file (kept: a GGUF runtime can use it directly); a requantized
     variant is made here from its source's, once."""
-    dest = cache_home() / "gguf" / model.gguf.name
+    dest = gguf_file(model)
     if model.requantized_from is None:
         return fetch(model.gguf, dest, progress=progress)
     source = gguf_path(model.requantized_from, progress)
