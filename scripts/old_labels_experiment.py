@@ -3,8 +3,9 @@
 Cross-validated by problem over the new run: each fold's judge is scored on the new
 labels of problems it never saw, trained on (a) the new labels of the other problems,
 (b) the old labels of every old problem outside the fold, (c) both, (d) the old labels
-outside the fold whose regeneration and final response both ended before the old
-budget (the labels a larger budget would most likely have left alone). Hidden-state
+outside the fold that a larger budget provably leaves alone (their regeneration and
+the response it was compared with both ended before the old budget: the rule of
+`autojudge train --reuse`), (e) the new labels and those. Hidden-state
 features only: the old runs have no logit features.
 
     python scripts/old_labels_experiment.py --new data/mined/gsm8k/shard-* \
@@ -21,28 +22,9 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from autojudge.judge.train import fit, load_mined, problem_folds
-from autojudge.models.loading import load_tokenizer
-from autojudge.runfiles import read_records
+from autojudge.judge.train import fit, load_mined, load_reused, problem_folds
 
-C_GRID = (0.001, 0.01)
-ENDED = 250  # tokens: a text shorter than this ended by itself under a 256-token budget
-
-
-def ended_mask(run_dirs: list[str], tokenizer) -> np.ndarray:
-    """Per old label, in load_mined's order: its regeneration and its problem's final
-    response both ended before the old budget."""
-    mask = []
-    for run_dir in run_dirs:
-        for record in read_records(Path(run_dir) / "problems.jsonl", repair=False):
-            if not record["mismatches"]:
-                continue
-            response_ended = len(tokenizer(record["response"])["input_ids"]) < ENDED
-            for m in record["mismatches"]:
-                mask.append(response_ended and len(tokenizer(m["alt_response"])["input_ids"]) < ENDED)
-    return np.array(mask, dtype=bool)
-
-
+C_GRID = (0.0003, 0.001, 0.01)
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--new", nargs="+", required=True)
@@ -50,25 +32,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="Markdown file to write")
     args = parser.parse_args(argv)
     new, old = load_mined(args.new), load_mined(args.old)
-    tokenizer = load_tokenizer(new.meta["target"])
-    old_ended = ended_mask(args.old, tokenizer)
-    x_new, x_old = new.features("hidden"), old.features("hidden")
+    ended = load_reused(args.old, new)  # the rule `autojudge train --reuse` applies
+    x_new, x_old, x_ended = new.features("hidden"), old.features("hidden"), ended.features("hidden")
 
-    def new_labels(held_new, held_old):
+    def new_labels(held_new, held_old, held_ended):
         return x_new[~held_new], new.important[~held_new]
 
-    def old_labels(held_new, held_old, keep=True):
-        mask = ~held_old & keep
-        return x_old[mask], old.important[mask]
+    def old_labels(held_new, held_old, held_ended):
+        return x_old[~held_old], old.important[~held_old]
 
-    def both(held_new, held_old):
-        (a, ya), (b, yb) = new_labels(held_new, held_old), old_labels(held_new, held_old)
-        return np.concatenate([a, b]), np.concatenate([ya, yb])
+    def ended_labels(held_new, held_old, held_ended):
+        return x_ended[~held_ended], ended.important[~held_ended]
+
+    def joined(*sources):
+        def source(*held):
+            parts = [s(*held) for s in sources]
+            return np.concatenate([x for x, _ in parts]), np.concatenate([y for _, y in parts])
+        return source
 
     sources = {"new labels of the other problems": new_labels,
                "old labels (256 tokens) of the other problems": old_labels,
-               "both": both,
-               "old labels that ended before 256 tokens": lambda hn, ho: old_labels(hn, ho, old_ended)}
+               "both": joined(new_labels, old_labels),
+               "old labels that ended before 256 tokens": ended_labels,
+               # What `autojudge train --reuse` adds to the new labels.
+               "new labels and the old ones that ended before 256 tokens": joined(new_labels, ended_labels)}
     folds = problem_folds(new)
     rows = []
     for name, source in sources.items():
@@ -77,20 +64,20 @@ def main(argv: list[str] | None = None) -> int:
             scores = np.empty(len(new.important))
             for _, val in folds:  # the fold's problems, held out of every training source
                 problems = np.unique(new.problem[val])
-                held_new, held_old = np.isin(new.problem, problems), np.isin(old.problem, problems)
-                x, y = source(held_new, held_old)
-                scores[held_new] = fit(x, y, c).predict_proba(x_new[held_new])[:, 1]
+                held = [np.isin(data.problem, problems) for data in (new, old, ended)]
+                x, y = source(*held)
+                scores[held[0]] = fit(x, y, c).predict_proba(x_new[held[0]])[:, 1]
             auc = float(roc_auc_score(new.important, scores))
             best = max(best or (auc, c), (auc, c))
-        everything = np.zeros(len(new.important), dtype=bool), np.zeros(len(old.important), dtype=bool)
-        rows.append((name, len(source(*everything)[1]), best[0], best[1]))
+        nothing_held = [np.zeros(len(data.important), dtype=bool) for data in (new, old, ended)]
+        rows.append((name, len(source(*nothing_held)[1]), best[0], best[1]))
         print(rows[-1], flush=True)
     n_new = len(np.unique(new.problem))
     lines = [f"Judges scored on the new labels ({', '.join(args.new)}: {n_new} problems, {len(new.important)} "
              f"labels, {new.important.mean():.1%} important), {len(folds)}-fold by problem: each fold's judge never "
              f"saw the problems it is scored on. Old labels: {', '.join(args.old)} ({len(old.important)} labels, "
-             f"{old_ended.sum()} of them ended before 256 tokens). Hidden-state features; C the better of "
-             f"{', '.join(map(str, C_GRID))}.", "",
+             f"{len(ended.important)} of them ended before 256 tokens, as `train --reuse` decides). "
+             f"Hidden-state features; C the best of {', '.join(map(str, C_GRID))}.", "",
              "| trained on | training labels (all folds) | ROC-AUC on new labels | C |", "|---|---|---|---|"]
     lines += [f"| {name} | {n} | {auc:.3f} | {c} |" for name, n, auc, c in rows]
     Path(args.out).write_text("\n".join(lines) + "\n")

@@ -71,8 +71,12 @@ def shipped_note(task: str) -> str:
     if not path.exists():
         return ""
     meta = Judge.load(path).meta
+    scored = meta["validation"]
+    reused = meta.get("reused")
+    also = (f", and {reused['mismatches']} reused labels of {reused['problems']} problems mined at a budget of "
+            f"{reused['max_new_tokens']} (trained on, never scored)" if reused else "")
     return (f"Shipped judge `judges/{path.name}`: {meta['features']} features, trained on "
-            f"{meta['train']['problems']} problems ({meta['train']['mismatches']} labels), cross-validated "
+            f"{scored['problems']} problems ({scored['mismatches']} labels){also}, cross-validated "
             f"ROC-AUC {meta['validation_auc']:.3f} on its own labels.\n\n")
 
 
@@ -97,6 +101,9 @@ def main() -> None:
                              + shipped_note(task)))
     for experiment in sorted(JUDGES.glob("old-labels-*.md")):
         parts.append(section(f"Do the old 256-token labels help? ({experiment.stem})", experiment))
+    for comparison in sorted(JUDGES.glob("unseen-*.md")):
+        parts.append(section(f"The shipped judge against the previous one, on labels neither saw ({comparison.stem})",
+                             comparison, "`python scripts/compare_judges_on_unseen.py` (README):\n\n"))
     bench = ROOT / "docs" / "bench"
     for run in sorted(bench.glob("mining-*/summary.md")):  # resumable runs of the current version
         parts.append(section(f"Mining speed and labels: regeneration methods side by side ({run.parent.name})", run))

@@ -353,6 +353,37 @@ def test_shards_split_the_problems_and_train_reads_them_together(pair, tmp_path)
         load_mined([tmp_path / "s2"])
 
 
+def test_labels_of_a_smaller_budget_are_reused_only_where_both_texts_ended(pair, tmp_path):
+    from dataclasses import replace
+
+    from autojudge.judge.train import load_reused
+    # Random models seldom end a text: stopping at a few frequent characters too, some
+    # texts end within the short budget and some are cut.
+    stops = {pair.tokenizer.convert_tokens_to_ids(c) for c in "aeiostnrl"}
+    pair = replace(pair, stop_ids=pair.stop_ids | stops)
+    short = mine(pair, ToyTask(), "all", str(tmp_path / "short"), MiningOptions(max_new_tokens=6))
+    mine(pair, ToyTask(), "all", str(tmp_path / "full"), MiningOptions(max_new_tokens=24))
+    data = load_mined([tmp_path / "full"])
+    reused = load_reused([tmp_path / "short"], data)
+    expected = []
+    for record in short.records:  # the rule, spelled out on the recorded stops
+        compared_with = record["first_answer_stop"]  # how the text a label compares with ended
+        for m in record["mismatches"]:
+            if compared_with != "length" and m["regeneration_stop"] != "length":
+                expected.append((record["problem_id"], m["important"]))
+            if not m["important"]:  # a kept swap: later labels compare with its regeneration
+                compared_with = m["regeneration_stop"]
+    assert sorted(zip(reused.problem.tolist(), reused.important.tolist())) == sorted(expected)
+    labels = sum(len(r["mismatches"]) for r in short.records)
+    assert 0 < len(expected) < labels  # some labels kept, some left out
+    with pytest.raises(AutojudgeError, match="smaller budget"):
+        load_reused([tmp_path / "full"], load_mined([tmp_path / "short"]))
+    _, meta = train_judge(data, features="hidden", reused=reused)
+    assert meta["reused"] == {**meta["reused"], "mismatches": len(expected), "max_new_tokens": 6}
+    assert meta["validation"]["mismatches"] == len(data.important)
+    assert meta["train"]["mismatches"] == len(data.important) + len(expected)
+
+
 def test_eval_command_end_to_end(pair, tmp_path, tiny_target_dir, tiny_draft_dir):
     constant_judge(pair, 0.5).save(tmp_path / "judge.safetensors")
     out = tmp_path / "eval-cli"

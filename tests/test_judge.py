@@ -224,3 +224,57 @@ def test_a_logit_judge_reads_the_drafts_logits_without_its_hidden_states():
     # No extra draft pass for hidden states: one draft pass per drafted token, as exact.
     assert lenient.stats.draft_forwards == lenient.stats.drafted_tokens
     assert exact.stats.draft_forwards == exact.stats.drafted_tokens
+
+
+def test_reused_labels_only_train_and_never_the_fold_that_scores_their_problem():
+    from autojudge.judge.train import auc_report, with_reused
+    data, more = synthetic(n_problems=12, seed=4), synthetic(n_problems=60, seed=5)
+    more.problem = more.problem + 6  # half of the few problems were also mined before
+    folds = problem_folds(data)
+    both, reused_folds = with_reused(data, more, folds)
+    for (train, val), (train_r, val_r) in zip(folds, reused_folds):
+        assert np.array_equal(val, val_r)  # scored: the data's labels only
+        assert not set(both.problem[train_r]) & set(data.problem[val])
+        assert len(train_r) > len(train)
+    alone = train_judge(data, features="target")[1]
+    judge, meta = train_judge(data, features="target", reused=more)
+    assert meta["validation"]["mismatches"] == len(data.important)
+    assert meta["train"]["mismatches"] == len(data.important) + len(more.important)
+    assert meta["reused"]["mismatches"] == len(more.important)
+    assert meta["validation_auc"] > alone["validation_auc"]  # five times the training labels
+    with pytest.raises(AutojudgeError, match="no logit features"):
+        train_judge(synthetic(logits=True), features="all", reused=more)
+    report = auc_report(data, fractions=(1.0,), reused=more)
+    assert report["by_features"]["target"]["auc"] == pytest.approx(alone["validation_auc"])
+    assert report["with_reused"]["by_features"]["target"]["auc"] == pytest.approx(meta["validation_auc"])
+
+
+def test_a_label_is_reused_only_when_both_of_its_texts_ended_before_the_budget():
+    from autojudge.judge.train import RETOKENIZE_SLACK, _ended_labels
+
+    def words(text):  # a tokenizer for the rule's length test: a token per word
+        return {"input_ids": text.split()}
+
+    def mismatch(important, stop, text="short"):
+        return {"important": important, "alt_response": text, "regeneration_stop": stop}
+
+    # Recorded stops: a cut regeneration is left out, and so is every label compared with it.
+    record = {"response": "r", "first_answer_stop": "eos",
+              "mismatches": [mismatch(True, "eos"), mismatch(True, "length"), mismatch(False, "length"),
+                             mismatch(True, "eos")]}
+    assert _ended_labels(record, 10, words) == [True, False, False, False]  # the kept swap's text was cut
+    record["mismatches"][2]["regeneration_stop"] = "eos"
+    assert _ended_labels(record, 10, words) == [True, False, True, True]
+    assert _ended_labels({**record, "first_answer_stop": "length"}, 10, words) == [False, False, False, True]
+    # Unrecorded stops (older runs): judged by the texts' lengths.
+    budget = 20
+    long_text = " ".join(["w"] * (budget - RETOKENIZE_SLACK + 1))
+    old = {"response": "r", "mismatches": [mismatch(True, None), mismatch(True, None, long_text)]}
+    assert _ended_labels(old, budget, words) == [True, False]
+    assert _ended_labels({**old, "response": long_text}, budget, words) == [False, False]
+    # After a kept swap, the labels compare with its regeneration; before it, with a first
+    # answer whose length such runs did not keep.
+    kept = {"response": "r", "mismatches": [mismatch(False, None), mismatch(True, None), mismatch(False, None,
+                                                                                                   long_text),
+                                            mismatch(True, None)]}
+    assert _ended_labels(kept, budget, words) == [False, True, False, False]

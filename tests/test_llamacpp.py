@@ -265,6 +265,11 @@ def test_an_evaluation_decodes_problems_side_by_side_and_keeps_them_out_of_token
     # Merged passes round differently (near-ties may flip); a bug in the merging would garble them all.
     same = sum(r["token_ids"] == alone[r["problem"], r["mode"]] for r in records)
     assert same >= len(records) // 2
+    # One more mode, batched: nothing is timed, so only that mode is decoded (no baselines again).
+    run_eval(pair, ToyTask(), "all", [*modes, "topk:2"], tmp_path / "side",
+             DecodingOptions(window=4, max_new_tokens=12), limit=3, parallel=3)
+    added = read_records(tmp_path / "side" / "records.jsonl")[len(records):]
+    assert sorted((r["problem"], r["mode"]) for r in added) == [(p, "topk:2") for p in range(3)]
 
 
 def _home_with_the_draft(tmp_path, monkeypatch):

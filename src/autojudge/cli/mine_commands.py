@@ -116,25 +116,29 @@ def cmd_calibrate_checker(args) -> int:
 
 def cmd_train(args) -> int:
 
-    from autojudge.judge.train import auc_markdown, auc_report, load_mined, train_judge
+    from autojudge.judge.train import auc_markdown, auc_report, load_mined, load_reused, train_judge
     for written in [args.out] + ([args.report] if args.report else []):
         if not Path(written).parent.is_dir():  # found out now, not after the cross-validation
             raise AutojudgeError(f"{written}: the folder {Path(written).parent} does not exist")
     data = load_mined(args.data)
-    judge, meta = train_judge(data, features=args.features, seed=args.seed)
+    reused = load_reused(args.reuse, data) if args.reuse else None
+    judge, meta = train_judge(data, features=args.features, seed=args.seed, reused=reused)
     judge.save(args.out)
     if args.report:
         # train_judge has already cross-validated the shipped feature set on the same folds.
-        report = auc_report(data, seed=args.seed, curve_features=args.features,
-                            known={args.features: {"auc": meta["validation_auc"], "C": meta["C"]}})
+        shipped = {args.features: {"auc": meta["validation_auc"], "C": meta["C"]}}
+        report = auc_report(data, seed=args.seed, curve_features=args.features, reused=reused,
+                            known=None if reused else shipped, known_reused=shipped if reused else None)
         with open(args.report + ".json", "w") as handle:
             json.dump(report, handle, indent=2)
         with open(args.report + ".md", "w") as handle:
             handle.write(auc_markdown(report) + "\n")
         print(auc_markdown(report), end="\n\n")
+    reuse_note = (f" (and {meta['reused']['mismatches']} reused labels of {meta['reused']['problems']} problems, "
+                  "trained on, never scored)" if reused else "")
     print(f"ROC-AUC {meta['validation_auc']:.3f} ({meta['validation']['method']}) at C={meta['C']:g}; "
-          f"{meta['train']['mismatches']} mismatches from {meta['train']['problems']} problems, "
-          f"{meta['important_fraction']:.1%} important -> {args.out}")
+          f"{meta['validation']['mismatches']} mismatches from {meta['validation']['problems']} problems, "
+          f"{meta['important_fraction']:.1%} important{reuse_note} -> {args.out}")
     print("| recall of important | threshold | mismatches accepted |")
     print("|---|---|---|")
     for recall in (0.99, 0.95, 0.9, 0.8, 0.7, 0.5):

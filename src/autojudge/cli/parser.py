@@ -232,6 +232,10 @@ def build_parser() -> argparse.ArgumentParser:
                        default="hidden",
                        help="hidden: both models' hidden states (also called both); logits: six logit features "
                             "(log-probabilities, rank, entropies); all: both (default: %(default)s)")
+    train.add_argument("--reuse", nargs="+", metavar="DIR", default=[],
+                       help="mining runs at a smaller budget (same task and pair) whose labels a larger "
+                            "budget provably leaves alone (both texts ended before it): added to the "
+                            "training labels, never scored; hidden-state features only")
     train.add_argument("--out", required=True, help="judge file to write (.safetensors)")
     train.add_argument("--seed", type=int, default=0, help="seed of the by-problem split")
     train.add_argument("--report", metavar="PREFIX",

@@ -8,8 +8,9 @@ with the same settings skips what is there (more modes or problems may be added)
 Accuracy and tokens per cycle do not depend on the machine, tokens/s does. Every
 record therefore names the run (one call of run_eval) that measured it, and the
 report sets a mode's speed only against baselines measured in the same run. So
-that such baselines exist, a problem that gets any mode decoded in a run gets its
-baselines (target, exact) decoded again in that run too.
+that such baselines exist, a problem that gets any mode decoded in a timed run gets
+its baselines (target, exact) decoded again in that run too (a batched run is not
+timed: it decodes only what is missing).
 """
 
 from __future__ import annotations
@@ -94,8 +95,9 @@ def run_eval(pair: ModelPair | None, task: Task, split: str, modes: list[str | M
         problems = task.load(split)[:limit]
         missing = set() if report_only else {(m, p.id) for p in problems for m in modes} - done
         # Any mode missing, a baseline included (a kill between target and exact), brings
-        # both baselines back, so that the run holds every pair its ratios need.
-        remeasure = {problem for _, problem in missing}
+        # both baselines back, so that the run holds every pair its ratios need. A batched
+        # run times nothing, so it has no ratio to pair and decodes only what is missing.
+        remeasure = {problem for _, problem in missing} if parallel == 1 else set()
         todo = [(p, m) for p in problems for m in modes
                 if (m, p.id) in missing or (p.id in remeasure and by_name[m].lossless)]
         run = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)

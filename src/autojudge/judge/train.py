@@ -80,7 +80,8 @@ def load_mined(run_dirs: str | Path | list) -> MinedData:
     return first
 
 
-def _load_one(run_dir: str | Path) -> MinedData:
+def _load_one(run_dir: str | Path, keep=None) -> MinedData:
+    """`keep(record)`, when given, says which of a problem's mismatches to load (a list of bools)."""
     root = Path(run_dir)
     for name in ("meta.json", "problems.jsonl"):
         if not (root / name).is_file():
@@ -89,7 +90,8 @@ def _load_one(run_dir: str | Path) -> MinedData:
     draft, target, logits, important, problem = [], [], [], [], []
     # Read-only: the run may still be mining, its last line half written.
     for record in read_records(root / "problems.jsonl", repair=False):
-        if not record["mismatches"]:
+        chosen = np.array(keep(record) if keep else [True] * len(record["mismatches"]), dtype=bool)
+        if not chosen.any():
             continue
         features = root / "features" / f"{record['problem_id']}.safetensors"
         try:
@@ -97,18 +99,80 @@ def _load_one(run_dir: str | Path) -> MinedData:
         except (OSError, SafetensorError) as exc:
             raise AutojudgeError(f"{features}: the features of problem {record['problem_id']} "
                                  f"are unreadable ({exc})") from None
-        draft.append(tensors["draft"].float().numpy())
-        target.append(tensors["target"].float().numpy())
+        draft.append(tensors["draft"].float().numpy()[chosen])
+        target.append(tensors["target"].float().numpy()[chosen])
         if "logits" in tensors:
-            logits.append(tensors["logits"].float().numpy())
-        important += [m["important"] for m in record["mismatches"]]
-        problem += [record["problem_id"]] * len(record["mismatches"])
+            logits.append(tensors["logits"].float().numpy()[chosen])
+        important += [m["important"] for m, kept in zip(record["mismatches"], chosen) if kept]
+        problem += [record["problem_id"]] * int(chosen.sum())
     if not important:
         raise AutojudgeError(f"{run_dir}: no labelled mismatches yet")
     if logits and len(logits) != len(draft):
         raise AutojudgeError(f"{run_dir}: some problems have logit features and some do not")
     return MinedData(np.concatenate(draft), np.concatenate(target), np.array(important, dtype=bool),
                      np.array(problem), meta, np.concatenate(logits) if logits else None)
+
+
+# Tokens a response's text may count above its generated ids when tokenized again.
+RETOKENIZE_SLACK = 6
+
+
+def load_reused(run_dirs: list, like: MinedData) -> MinedData:
+    """The labels of runs mined at a smaller budget that a larger budget provably leaves
+    alone: the regeneration and the response it was compared with both ended before
+    that budget, so decoding them again with more room gives the same texts.
+
+    A label's reference is the first answer until the first swap Algorithm 1 keeps, then
+    that swap's regeneration. Runs that did not record how a text ended (older ones) are
+    judged by its length: tokenized again, at least RETOKENIZE_SLACK tokens short of
+    the budget. Such runs store the first answer only as the final response of a
+    problem that kept no swap; labels compared with a first answer of unknown length
+    are left out.
+    """
+    parts = []
+    same = ("task", "draft", "target", "draft_backend", "target_backend")
+    for run_dir in run_dirs:
+        if not (Path(run_dir) / "meta.json").is_file():
+            _load_one(run_dir)  # says what is missing
+        meta = json.loads((Path(run_dir) / "meta.json").read_text())
+        layout = {k: v for k, v in meta.get("features", {}).items() if k != "logits"}
+        if ([meta.get(k) for k in same] != [like.meta.get(k) for k in same]
+                or layout != {k: v for k, v in like.meta.get("features", {}).items() if k != "logits"}):
+            raise AutojudgeError(f"{run_dir} was mined on another task, pair or feature layout than the data it "
+                                 "would be added to")
+        budget = meta["max_new_tokens"]
+        if budget >= like.meta["max_new_tokens"]:
+            raise AutojudgeError(f"{run_dir}: reused labels come from a smaller budget than the data's "
+                                 f"({budget} >= {like.meta['max_new_tokens']}); train on it with --data")
+        tokenizer = _tokenizer(meta["target"])
+        parts.append(_load_one(run_dir, keep=lambda record: _ended_labels(record, budget, tokenizer)))
+    if not parts:
+        raise AutojudgeError("no run to reuse labels from")
+    return MinedData(*(np.concatenate([getattr(part, f) for part in parts])
+                       for f in ("draft", "target", "important", "problem")), parts[0].meta)
+
+
+def _tokenizer(name: str):
+    from autojudge.models.loading import load_tokenizer
+    return load_tokenizer(name)
+
+
+def _ended_labels(record: dict, budget: int, tokenizer) -> list[bool]:
+    def ended(text: str, stop: str | None) -> bool:
+        if stop is not None:
+            return stop not in ("length", "rejoined")  # a re-joined text ended as another did
+        return text is not None and len(tokenizer(text)["input_ids"]) <= budget - RETOKENIZE_SLACK
+
+    kept_swaps = [m for m in record["mismatches"] if not m["important"] and not m.get("settled")]
+    # With no swap kept, the final response is the first answer; else its text is lost.
+    reference = (None if kept_swaps else record["response"], record.get("first_answer_stop"))
+    keep = []
+    for m in record["mismatches"]:
+        regenerated = ended(m["alt_response"], m.get("regeneration_stop")) if not m.get("settled") else True
+        keep.append(ended(*reference) and regenerated)
+        if not m["important"] and not m.get("settled"):
+            reference = (m["alt_response"], m.get("regeneration_stop"))
+    return keep
 
 
 def problem_folds(data: MinedData, folds: int = FOLDS, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -121,8 +185,9 @@ def problem_folds(data: MinedData, folds: int = FOLDS, seed: int = 0) -> list[tu
 
 
 def out_of_fold_scores(x: np.ndarray, y: np.ndarray, folds, c: float) -> np.ndarray:
-    """P(important) for every mismatch from the model of the fold that held it out."""
-    scores = np.empty(len(y))
+    """P(important) for every mismatch from the model of the fold that held it out (NaN
+    for rows that only ever train: reused labels)."""
+    scores = np.full(len(y), np.nan)
     for train, val in folds:
         if len(set(y[train])) < 2:
             raise AutojudgeError("a training fold holds only one label; mine more problems")
@@ -136,8 +201,19 @@ def cross_validate(data: MinedData, features: str, folds, c_grid=C_GRID) -> dict
     results = {}
     for c in c_grid:
         scores = out_of_fold_scores(x, y, folds, c)
-        results[c] = (float(roc_auc_score(y, scores)), scores)
+        scored = ~np.isnan(scores)
+        results[c] = (float(roc_auc_score(y[scored], scores[scored])), scores)
     return results
+
+
+def with_reused(data: MinedData, reused: MinedData, folds) -> tuple[MinedData, list]:
+    """`data` followed by `reused`, and `folds` that train on the reused labels of every
+    problem outside the fold and score only `data`'s labels."""
+    both = MinedData(*(np.concatenate([getattr(data, f), getattr(reused, f)])
+                       for f in ("draft", "target", "important", "problem")), data.meta)
+    offset = len(data.important)
+    return both, [(np.concatenate([train, offset + np.flatnonzero(~np.isin(reused.problem, data.problem[val]))]), val)
+                  for train, val in folds]
 
 
 def best_c(results: dict[float, tuple[float, np.ndarray]]) -> float:
@@ -166,14 +242,22 @@ def fit(x: np.ndarray, y: np.ndarray, c: float):
 
 
 def train_judge(data: MinedData, features: str = "hidden", c_grid=C_GRID, seed: int = 0,
-                folds: int = FOLDS) -> tuple[Judge, dict]:
-    x, y = data.features(features), data.important
-    if len(set(y)) < 2:
+                folds: int = FOLDS, reused: MinedData | None = None) -> tuple[Judge, dict]:
+    """The judge, cross-validated by problem on `data`. `reused` labels (load_reused) only
+    ever train: every fold also learns from those of the problems it does not score,
+    and the AUC, the choice of C and the threshold table come from `data` alone."""
+    if len(set(data.important)) < 2:
         raise AutojudgeError("both labels must occur in the mined data; mine more problems")
+    if reused is not None and "logits" in FEATURE_SETS.get(features, ()):
+        raise AutojudgeError(f"reused labels have no logit features; train {features!r} without --reuse, "
+                             "or choose draft, target or hidden")
     splits = problem_folds(data, folds, seed)
-    results = cross_validate(data, features, splits, c_grid)
+    scored = len(data.important)
+    training, splits = with_reused(data, reused, splits) if reused is not None else (data, splits)
+    x, y = training.features(features), training.important
+    results = cross_validate(training, features, splits, c_grid)
     c = best_c(results)
-    table = threshold_table(results[c][1], y)
+    table = threshold_table(results[c][1][:scored], y[:scored])
     model = fit(x, y, c)
     scaler, logistic = model[0], model[1]
     n_problems = int(len(np.unique(data.problem)))
@@ -185,25 +269,33 @@ def train_judge(data: MinedData, features: str = "hidden", c_grid=C_GRID, seed: 
                   + "; hidden states: final norm, after reading the draft token",
         "logit_features": list(LOGIT_FEATURES),
         "C": c, "validation_auc": results[c][0], "auc_by_C": {str(k): auc for k, (auc, _) in results.items()},
-        "train": {"mismatches": int(len(y)), "problems": n_problems},
+        "train": {"mismatches": int(len(y)), "problems": int(len(np.unique(training.problem)))},
         "validation": {"method": f"{len(splits)}-fold cross-validation by problem",
-                       "mismatches": int(len(y)), "problems": n_problems},
-        "important_fraction": float(y.mean()), "sklearn": sklearn.__version__, "thresholds": table,
+                       "mismatches": scored, "problems": n_problems},
+        "important_fraction": float(data.important.mean()), "sklearn": sklearn.__version__, "thresholds": table,
     }
+    if reused is not None:
+        meta["reused"] = {"mismatches": int(len(reused.important)), "problems": int(len(np.unique(reused.problem))),
+                          "max_new_tokens": reused.meta.get("max_new_tokens"),
+                          "rule": "regeneration and compared response both ended before that budget; "
+                                  "trained on, never scored"}
     judge = Judge(torch.tensor(scaler.mean_, dtype=torch.float32), torch.tensor(scaler.scale_, dtype=torch.float32),
                   torch.tensor(logistic.coef_[0], dtype=torch.float32), float(logistic.intercept_[0]), meta)
     return judge, meta
 
 
 def auc_report(data: MinedData, seed: int = 0, fractions=(0.25, 0.5, 0.75, 1.0), folds: int = FOLDS,
-               known: dict | None = None, curve_features: str = "hidden") -> dict:
+               known: dict | None = None, curve_features: str = "hidden", reused: MinedData | None = None,
+               known_reused: dict | None = None) -> dict:
     """Cross-validated AUC per feature set, and how it grows with the number of problems.
 
     `known` maps a feature set already cross-validated on the same folds (same data and
     seed, e.g. by `train_judge`) to its {"auc", "C"}, which is then not computed again.
     The learning curve keeps the folds' validation problems and trains each fold on the
     first fraction of its training problems (in a seeded random order), on
-    `curve_features` (the shipped judge's).
+    `curve_features` (the shipped judge's). With `reused` labels, each feature set they
+    have is cross-validated again with them added to every fold's training labels
+    (scored on `data` alone; `known_reused` as `known`); the curve stays on `data`.
     """
     splits = problem_folds(data, folds, seed)
     known = {("hidden" if name == "both" else name): row for name, row in (known or {}).items()}
@@ -215,6 +307,15 @@ def auc_report(data: MinedData, seed: int = 0, fractions=(0.25, 0.5, 0.75, 1.0),
             results = cross_validate(data, features, splits)
             c = best_c(results)
             by_features[features] = {"auc": results[c][0], "C": c}
+    reused_rows = {}
+    if reused is not None:
+        training, reused_splits = with_reused(data, reused, splits)
+        known_reused = {("hidden" if name == "both" else name): row for name, row in (known_reused or {}).items()}
+        for features in training.feature_sets():
+            if features not in known_reused:
+                results = cross_validate(training, features, reused_splits)
+                known_reused[features] = {"auc": results[best_c(results)][0], "C": best_c(results)}
+            reused_rows[features] = known_reused[features]
     order = np.unique(data.problem)
     np.random.default_rng(seed).shuffle(order)
     rank = {problem: i for i, problem in enumerate(order)}
@@ -238,7 +339,11 @@ def auc_report(data: MinedData, seed: int = 0, fractions=(0.25, 0.5, 0.75, 1.0),
             "important_fraction": float(data.important.mean()),
             "validation": {"method": f"{len(splits)}-fold cross-validation by problem",
                            "problems": int(len(np.unique(data.problem))), "mismatches": int(len(data.important))},
-            "by_features": by_features, "curve_features": curve_features, "learning_curve": curve}
+            "by_features": by_features, "curve_features": curve_features, "learning_curve": curve,
+            **({"with_reused": {"mismatches": int(len(reused.important)),
+                                "problems": int(len(np.unique(reused.problem))),
+                                "max_new_tokens": reused.meta.get("max_new_tokens"), "by_features": reused_rows}}
+               if reused is not None else {})}
 
 
 def auc_markdown(report: dict) -> str:
@@ -247,6 +352,12 @@ def auc_markdown(report: dict) -> str:
              "(each problem scored once, by a model that never saw it).", "",
              "| features | ROC-AUC | C |", "|---|---|---|"]
     lines += [f"| {name} | {row['auc']:.3f} | {row['C']:g} |" for name, row in report["by_features"].items()]
+    if reused := report.get("with_reused"):
+        lines += ["", f"With {reused['mismatches']} reused labels of {reused['problems']} problems mined at a "
+                      f"budget of {reused['max_new_tokens']} (both texts of each ended before it) added to every "
+                      "fold's training labels, scored on the same labels as above:", "",
+                  "| features | ROC-AUC | C |", "|---|---|---|"]
+        lines += [f"| {name} | {row['auc']:.3f} | {row['C']:g} |" for name, row in reused["by_features"].items()]
     curve = report.get("curve_features", "hidden")
     lines += ["", f"| training problems per fold | training mismatches per fold | ROC-AUC ({curve}) |",
               "|---|---|---|"]
