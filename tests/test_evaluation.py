@@ -214,6 +214,12 @@ def test_the_report_draws_modes_without_a_parameter(tmp_path):
     assert "Operating point (at most 1 point below exact): none" in (tmp_path / "summary.md").read_text()
 
 
+def test_the_plot_draws_a_judge_with_lookahead_as_its_own_family():
+    from autojudge.evaluation.plot import _family
+    assert [_family(m) for m in ("judge@0.9", "judge:0.3", "judge@0.7:4", "llamacpp/judge:0.3:4/w8", "fly:0.2:3")] \
+        == ["judge", "judge", "judge+lookahead", "judge+lookahead", "fly"]
+
+
 def test_torn_last_line_is_dropped_and_appends_stay_whole(tmp_path):
     path = tmp_path / "r.jsonl"
     append_record(path, {"a": 1})

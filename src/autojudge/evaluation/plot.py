@@ -8,8 +8,8 @@ from autojudge.evaluation.methods import parse_method
 from autojudge.evaluation.rows import ModeSummary
 
 # The sweeps drawn as lines, by the policy their modes run.
-FAMILIES = {"judge": "judge (threshold sweep)", "topk": "Top-K (K sweep)", "fly": "FLy",
-            "typical": "typical acceptance"}
+FAMILIES = {"judge": "judge (threshold sweep)", "judge+lookahead": "judge with lookahead",
+            "topk": "Top-K (K sweep)", "fly": "FLy", "typical": "typical acceptance"}
 
 
 def plot(rows: list[ModeSummary], path: Path, title: str) -> None:
@@ -53,9 +53,13 @@ def _error_bars(rows: list[ModeSummary]) -> list[list[float]]:
 
 
 def _family(name: str) -> str:
-    """"judge" for judge@0.9 or llamacpp/judge:0.3:4/w8: the policy a method runs."""
+    """"judge" for judge@0.9 or llamacpp/judge:0.3/w8: the policy a method runs; a judge
+    with a lookahead (judge:0.3:4) is a policy of its own, drawn as its own line."""
     method = parse_method(name)
-    return method.adapter or method.mode.policy
+    if method.adapter:
+        return method.adapter
+    mode = method.mode
+    return "judge+lookahead" if mode.policy == "judge" and mode.values[1:2] not in ((), (0,)) else mode.policy
 
 
 def _point_label(name: str) -> str:
