@@ -215,9 +215,9 @@ def test_the_report_draws_modes_without_a_parameter(tmp_path):
 
 
 def test_the_plot_draws_a_judge_with_lookahead_as_its_own_family():
-    from autojudge.evaluation.plot import _family
-    assert [_family(m) for m in ("judge@0.9", "judge:0.3", "judge@0.7:4", "llamacpp/judge:0.3:4/w8", "fly:0.2:3")] \
-        == ["judge", "judge", "judge+lookahead", "judge+lookahead", "fly"]
+    from autojudge.evaluation.plot import method_family
+    names = ("judge@0.9", "judge:0.3", "judge@0.7:4", "llamacpp/judge:0.3:4/w8", "fly:0.2:3")
+    assert [method_family(m) for m in names] == ["judge", "judge", "judge+lookahead", "judge+lookahead", "fly"]
 
 
 def test_torn_last_line_is_dropped_and_appends_stay_whole(tmp_path):

@@ -19,7 +19,7 @@ def plot(rows: list[ModeSummary], path: Path, title: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
-    series = {label: [r for r in rows if _family(r.mode) == family] for family, label in FAMILIES.items()}
+    series = {label: [r for r in rows if method_family(r.mode) == family] for family, label in FAMILIES.items()}
     for label, points in series.items():
         points = sorted((r for r in points if r.mean_accepted is not None), key=lambda r: r.mean_accepted)
         if points:
@@ -31,7 +31,7 @@ def plot(rows: list[ModeSummary], path: Path, title: str) -> None:
                             textcoords="offset points", xytext=(4, 4), fontsize=7)
     for row in rows:
         if row.lossless and row.mean_accepted is not None and row.accuracy is not None:
-            exact = _family(row.mode) == "exact"
+            exact = method_family(row.mode) == "exact"
             label = "exact speculative decoding" if exact else "target alone"
             ax.errorbar([row.mean_accepted], [100 * row.accuracy], yerr=_error_bars([row]),
                         marker="*" if exact else "s", markersize=10, capsize=3, linestyle="none",
@@ -52,7 +52,7 @@ def _error_bars(rows: list[ModeSummary]) -> list[list[float]]:
             [max(0.0, 100 * (r.ci_high - r.accuracy)) for r in rows]]
 
 
-def _family(name: str) -> str:
+def method_family(name: str) -> str:
     """"judge" for judge@0.9 or llamacpp/judge:0.3/w8: the policy a method runs; a judge
     with a lookahead (judge:0.3:4) is a policy of its own, drawn as its own line."""
     method = parse_method(name)
