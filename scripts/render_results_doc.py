@@ -96,9 +96,11 @@ def main() -> None:
     for judge in sorted(JUDGES.glob("*-auc.md")):
         task = judge.stem.removesuffix("-auc")
         problems = sum(len(records) for records in mined.get(task, {}).values())
+        curve = judge.with_suffix(".png")
+        picture = f"![ROC-AUC against training problems](../data/judges/{curve.name})\n\n" if curve.exists() else ""
         parts.append(section(f"Judge: {task}", judge, "ROC-AUC per feature set, and against the number of "
                              "training problems:\n\n" + stale_note(problems, judge.with_suffix(".json"))
-                             + shipped_note(task)))
+                             + shipped_note(task) + picture))
     for experiment in sorted(JUDGES.glob("old-labels-*.md")):
         parts.append(section(f"Do the old 256-token labels help? ({experiment.stem})", experiment))
     for comparison in sorted(JUDGES.glob("unseen-*.md")):

@@ -145,8 +145,8 @@ def test_judge_policy_thresholds_span_exact_to_accept_everything():
     assert lenient.stats.accepted_mismatches > 0
 
 
-def test_auc_report_compares_feature_sets_and_grows_with_data():
-    from autojudge.judge.train import auc_markdown, auc_report
+def test_auc_report_compares_feature_sets_and_grows_with_data(tmp_path):
+    from autojudge.judge.report import auc_markdown, auc_report, plot_learning_curve
     report = auc_report(synthetic(n_problems=80), fractions=(0.1, 1.0))
     aucs = {name: row["auc"] for name, row in report["by_features"].items()}
     # The signal lives mostly in the target's features, partly in the draft's.
@@ -155,12 +155,14 @@ def test_auc_report_compares_feature_sets_and_grows_with_data():
     small, full = report["learning_curve"]
     assert small["problems"] < full["problems"] and full["auc"] > 0.8
     assert "| hidden |" in auc_markdown(report)
+    plot_learning_curve(report, tmp_path / "curve.png")
+    assert (tmp_path / "curve.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_auc_report_reuses_the_trained_judges_cross_validation():
     # train_judge and auc_report must split the same problems into the same folds, so
     # the CLI can hand the shipped feature set's AUC over instead of computing it twice.
-    from autojudge.judge.train import auc_report
+    from autojudge.judge.report import auc_report
     data = synthetic(n_problems=30)
     _, meta = train_judge(data, features="both", seed=3)
     fresh = auc_report(data, seed=3, fractions=(1.0,))
@@ -227,7 +229,8 @@ def test_a_logit_judge_reads_the_drafts_logits_without_its_hidden_states():
 
 
 def test_reused_labels_only_train_and_never_the_fold_that_scores_their_problem():
-    from autojudge.judge.train import auc_report, with_reused
+    from autojudge.judge.report import auc_report
+    from autojudge.judge.train import with_reused
     data, more = synthetic(n_problems=12, seed=4), synthetic(n_problems=60, seed=5)
     more.problem = more.problem + 6  # half of the few problems were also mined before
     folds = problem_folds(data)

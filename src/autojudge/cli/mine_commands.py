@@ -116,7 +116,8 @@ def cmd_calibrate_checker(args) -> int:
 
 def cmd_train(args) -> int:
 
-    from autojudge.judge.train import auc_markdown, auc_report, load_mined, load_reused, train_judge
+    from autojudge.judge.report import auc_markdown, auc_report, plot_learning_curve
+    from autojudge.judge.train import load_mined, load_reused, train_judge
     for written in [args.out] + ([args.report] if args.report else []):
         if not Path(written).parent.is_dir():  # found out now, not after the cross-validation
             raise AutojudgeError(f"{written}: the folder {Path(written).parent} does not exist")
@@ -133,6 +134,7 @@ def cmd_train(args) -> int:
             json.dump(report, handle, indent=2)
         with open(args.report + ".md", "w") as handle:
             handle.write(auc_markdown(report) + "\n")
+        plot_learning_curve(report, args.report + ".png")
         print(auc_markdown(report), end="\n\n")
     reuse_note = (f" (and {meta['reused']['mismatches']} reused labels of {meta['reused']['problems']} problems, "
                   "trained on, never scored)" if reused else "")

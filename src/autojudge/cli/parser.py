@@ -239,8 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", required=True, help="judge file to write (.safetensors)")
     train.add_argument("--seed", type=int, default=0, help="seed of the by-problem split")
     train.add_argument("--report", metavar="PREFIX",
-                       help="also write PREFIX.md/.json: validation AUC for draft, target and both "
-                            "features, and against the number of training problems")
+                       help="also write PREFIX.md/.json/.png: cross-validated AUC per feature set (with "
+                            "and without --reuse labels), and against the number of training problems")
 
     costs = commands.add_parser("costs", help="per-pass costs and the speed-up ceiling (cost model)")
     _add_pair_options(costs)

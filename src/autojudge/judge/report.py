@@ -1,0 +1,125 @@
+"""A judge's AUC report: cross-validated ROC-AUC per feature set, with reused labels or
+without, and the learning curve; as JSON, a Markdown table and a plot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from autojudge.errors import AutojudgeError
+from autojudge.judge.train import FOLDS, MinedData, best_c, cross_validate, problem_folds, with_reused
+
+
+def auc_report(data: MinedData, seed: int = 0, fractions=(0.25, 0.5, 0.75, 1.0), folds: int = FOLDS,
+               known: dict | None = None, curve_features: str = "hidden", reused: MinedData | None = None,
+               known_reused: dict | None = None) -> dict:
+    """Cross-validated AUC per feature set, and how it grows with the number of problems.
+
+    `known` maps a feature set already cross-validated on the same folds (same data and
+    seed, e.g. by `train_judge`) to its {"auc", "C"}, which is then not computed again.
+    The learning curve keeps the folds' validation problems and trains each fold on the
+    first fraction of its training problems (in a seeded random order), on
+    `curve_features` (the shipped judge's). With `reused` labels, each feature set they
+    have is cross-validated again with them added to every fold's training labels
+    (scored on `data` alone; `known_reused` as `known`); the curve stays on `data`.
+    """
+    splits = problem_folds(data, folds, seed)
+    known = {("hidden" if name == "both" else name): row for name, row in (known or {}).items()}
+    by_features = {}
+    for features in data.feature_sets():
+        if features in known:
+            by_features[features] = known[features]
+        else:
+            results = cross_validate(data, features, splits)
+            c = best_c(results)
+            by_features[features] = {"auc": results[c][0], "C": c}
+    reused_rows = {}
+    if reused is not None:
+        training, reused_splits = with_reused(data, reused, splits)
+        known_reused = {("hidden" if name == "both" else name): row for name, row in (known_reused or {}).items()}
+        for features in training.feature_sets():
+            if features not in known_reused:
+                results = cross_validate(training, features, reused_splits)
+                known_reused[features] = {"auc": results[best_c(results)][0], "C": best_c(results)}
+            reused_rows[features] = known_reused[features]
+    order = np.unique(data.problem)
+    np.random.default_rng(seed).shuffle(order)
+    rank = {problem: i for i, problem in enumerate(order)}
+    curve = []
+    for fraction in fractions:
+        smaller = []
+        for train, val in splits:
+            problems = sorted(set(data.problem[train].tolist()), key=rank.get)
+            chosen = problems[: max(2, int(round(fraction * len(problems))))]
+            smaller.append((train[np.isin(data.problem[train], chosen)], val))
+        try:
+            results = cross_validate(data, curve_features, smaller)
+        except AutojudgeError:  # a fold this small lacks one of the labels
+            continue
+        c = best_c(results)
+        problems = [len(np.unique(data.problem[train])) for train, _ in smaller]
+        curve.append({"problems": int(round(np.mean(problems))),
+                      "mismatches": int(round(np.mean([len(train) for train, _ in smaller]))),
+                      "auc": results[c][0], "C": c})
+    return {"labels": int(len(data.important)), "problems": int(len(np.unique(data.problem))),
+            "important_fraction": float(data.important.mean()),
+            "validation": {"method": f"{len(splits)}-fold cross-validation by problem",
+                           "problems": int(len(np.unique(data.problem))), "mismatches": int(len(data.important))},
+            "by_features": by_features, "curve_features": curve_features, "learning_curve": curve,
+            **({"with_reused": {"mismatches": int(len(reused.important)),
+                                "problems": int(len(np.unique(reused.problem))),
+                                "max_new_tokens": reused.meta.get("max_new_tokens"), "by_features": reused_rows}}
+               if reused is not None else {})}
+
+
+def auc_markdown(report: dict) -> str:
+    lines = [f"{report['problems']} problems, {report['labels']} labelled mismatches, "
+             f"{report['important_fraction']:.1%} important; ROC-AUC by {report['validation']['method']} "
+             "(each problem scored once, by a model that never saw it).", "",
+             "| features | ROC-AUC | C |", "|---|---|---|"]
+    lines += [f"| {name} | {row['auc']:.3f} | {row['C']:g} |" for name, row in report["by_features"].items()]
+    if reused := report.get("with_reused"):
+        lines += ["", f"With {reused['mismatches']} reused labels of {reused['problems']} problems mined at a "
+                      f"budget of {reused['max_new_tokens']} (both texts of each ended before it) added to every "
+                      "fold's training labels, scored on the same labels as above:", "",
+                  "| features | ROC-AUC | C |", "|---|---|---|"]
+        lines += [f"| {name} | {row['auc']:.3f} | {row['C']:g} |" for name, row in reused["by_features"].items()]
+    curve = report.get("curve_features", "hidden")
+    lines += ["", f"| training problems per fold | training mismatches per fold | ROC-AUC ({curve}) |",
+              "|---|---|---|"]
+    lines += [f"| {row['problems']} | {row['mismatches']} | {row['auc']:.3f} |" for row in report["learning_curve"]]
+    return "\n".join(lines)
+
+
+def plot_learning_curve(report: dict, path: str | Path) -> None:
+    """Two panels: ROC-AUC against training problems per fold (the curve's feature set),
+    and every feature set's ROC-AUC on all problems, with reused labels and without."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (curve_ax, bars_ax) = plt.subplots(1, 2, figsize=(9.6, 4.0), dpi=120, gridspec_kw={"width_ratios": [3, 2]})
+    curve = report["learning_curve"]
+    curve_ax.plot([row["problems"] for row in curve], [row["auc"] for row in curve], marker="o")
+    curve_ax.set_xlabel("training problems per fold")
+    curve_ax.set_ylabel("cross-validated ROC-AUC")
+    curve_ax.set_title(f"{report.get('curve_features', 'hidden')} features, by training problems", fontsize=9)
+    curve_ax.set_xlim(left=0)
+    curve_ax.grid(alpha=0.3)
+    bars = [(name, row["auc"]) for name, row in report["by_features"].items()]
+    bars += [(f"{name} + reused labels", row["auc"])
+             for name, row in report.get("with_reused", {}).get("by_features", {}).items()]
+    bars_ax.barh([name for name, _ in bars], [auc for _, auc in bars], color="tab:gray")
+    for i, (_, auc) in enumerate(bars):
+        bars_ax.annotate(f"{auc:.3f}", (auc, i), textcoords="offset points", xytext=(3, -3), fontsize=7)
+    low = min(auc for _, auc in bars)
+    bars_ax.set_xlim(max(0.5, low - 0.05), max(auc for _, auc in bars) + 0.04)
+    bars_ax.invert_yaxis()
+    bars_ax.tick_params(axis="y", labelsize=7)
+    bars_ax.set_title("all problems, by feature set", fontsize=9)
+    fig.suptitle(f"{report['problems']} problems, {report['labels']} labels, "
+                 f"{report['important_fraction']:.0%} important", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
