@@ -359,7 +359,7 @@ def test_shards_split_the_problems_and_train_reads_them_together(pair, tmp_path)
         load_mined([tmp_path / "s2"])
 
 
-def test_labels_of_a_smaller_budget_are_reused_only_where_both_texts_ended(pair, tmp_path):
+def test_labels_of_a_smaller_budget_are_reused_only_where_both_texts_ended(pair, tmp_path, capsys):
     from dataclasses import replace
 
     from autojudge.judge.train import load_reused
@@ -388,6 +388,18 @@ def test_labels_of_a_smaller_budget_are_reused_only_where_both_texts_ended(pair,
     assert meta["reused"] == {**meta["reused"], "mismatches": len(expected), "max_new_tokens": 6}
     assert meta["validation"]["mismatches"] == len(data.important)
     assert meta["train"]["mismatches"] == len(data.important) + len(expected)
+    # The command line: the report says what was reused; logit features cannot be.
+    from autojudge.cli import main
+    out = tmp_path / "judge.safetensors"
+    assert main(["train", "--data", str(tmp_path / "full"), "--reuse", str(tmp_path / "short"),
+                 "--out", str(out), "--report", str(tmp_path / "auc")]) == 0
+    assert Judge.load(out).meta["reused"]["mismatches"] == len(expected)
+    assert f"With {len(expected)} reused labels" in (tmp_path / "auc.md").read_text()
+    assert (tmp_path / "auc.png").stat().st_size > 0
+    capsys.readouterr()
+    assert main(["train", "--data", str(tmp_path / "full"), "--reuse", str(tmp_path / "short"),
+                 "--features", "all", "--out", str(out)]) == 1
+    assert "reused labels have no logit features" in capsys.readouterr().err
 
 
 def test_eval_command_end_to_end(pair, tmp_path, tiny_target_dir, tiny_draft_dir):
