@@ -25,6 +25,8 @@ from sklearn.metrics import roc_auc_score
 from autojudge.judge.train import fit, load_mined, load_reused, problem_folds
 
 C_GRID = (0.0003, 0.001, 0.01)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--new", nargs="+", required=True)

@@ -25,24 +25,9 @@ def auc_report(data: MinedData, seed: int = 0, fractions=(0.25, 0.5, 0.75, 1.0),
     (scored on `data` alone; `known_reused` as `known`); the curve stays on `data`.
     """
     splits = problem_folds(data, folds, seed)
-    known = {("hidden" if name == "both" else name): row for name, row in (known or {}).items()}
-    by_features = {}
-    for features in data.feature_sets():
-        if features in known:
-            by_features[features] = known[features]
-        else:
-            results = cross_validate(data, features, splits)
-            c = best_c(results)
-            by_features[features] = {"auc": results[c][0], "C": c}
-    reused_rows = {}
+    by_features = _auc_by_features(data, splits, known)
     if reused is not None:
-        training, reused_splits = with_reused(data, reused, splits)
-        known_reused = {("hidden" if name == "both" else name): row for name, row in (known_reused or {}).items()}
-        for features in training.feature_sets():
-            if features not in known_reused:
-                results = cross_validate(training, features, reused_splits)
-                known_reused[features] = {"auc": results[best_c(results)][0], "C": best_c(results)}
-            reused_rows[features] = known_reused[features]
+        reused_rows = _auc_by_features(*with_reused(data, reused, splits), known_reused)
     order = np.unique(data.problem)
     np.random.default_rng(seed).shuffle(order)
     rank = {problem: i for i, problem in enumerate(order)}
@@ -71,6 +56,19 @@ def auc_report(data: MinedData, seed: int = 0, fractions=(0.25, 0.5, 0.75, 1.0),
                                 "problems": int(len(np.unique(reused.problem))),
                                 "max_new_tokens": reused.meta.get("max_new_tokens"), "by_features": reused_rows}}
                if reused is not None else {})}
+
+
+def _auc_by_features(data: MinedData, splits, known: dict | None) -> dict:
+    """{feature set: {"auc", "C"}} for every set `data` has; those in `known` not again."""
+    known = {("hidden" if name == "both" else name): row for name, row in (known or {}).items()}
+    rows = {}
+    for features in data.feature_sets():
+        if features not in known:
+            results = cross_validate(data, features, splits)
+            c = best_c(results)
+            known[features] = {"auc": results[c][0], "C": c}
+        rows[features] = known[features]
+    return rows
 
 
 def auc_markdown(report: dict) -> str:

@@ -66,18 +66,23 @@ def load_mined(run_dirs: str | Path | list) -> MinedData:
     if isinstance(run_dirs, (str, Path)):
         return _load_one(run_dirs)
     parts = [_load_one(d) for d in run_dirs]
-    first = parts[0]
+    seen = set(parts[0].problem.tolist())
     for run_dir, part in zip(run_dirs[1:], parts[1:]):
-        if part.meta != first.meta:
+        if part.meta != parts[0].meta:
             raise AutojudgeError(f"{run_dir} was mined with other settings than {run_dirs[0]}")
-        if overlap := set(part.problem.tolist()) & set(first.problem.tolist()):
+        if overlap := set(part.problem.tolist()) & seen:
             raise AutojudgeError(f"{run_dir} repeats problems of another run directory "
                                  f"(e.g. {sorted(overlap)[:3]}); give each shard its own problems")
-        first = MinedData(np.concatenate([first.draft, part.draft]), np.concatenate([first.target, part.target]),
-                          np.concatenate([first.important, part.important]),
-                          np.concatenate([first.problem, part.problem]), first.meta,
-                          None if first.logits is None else np.concatenate([first.logits, part.logits]))
-    return first
+        seen |= set(part.problem.tolist())
+    return _joined(parts, parts[0].meta)
+
+
+def _joined(parts: list[MinedData], meta: dict) -> MinedData:
+    """The parts' labels one after another; logit features only if every part has them."""
+    logits = [part.logits for part in parts]
+    return MinedData(*(np.concatenate([getattr(part, f) for part in parts])
+                       for f in ("draft", "target", "important", "problem")), meta,
+                     None if any(x is None for x in logits) else np.concatenate(logits))
 
 
 def _load_one(run_dir: str | Path, keep=None) -> MinedData:
@@ -148,8 +153,7 @@ def load_reused(run_dirs: list, like: MinedData) -> MinedData:
         parts.append(_load_one(run_dir, keep=lambda record: _ended_labels(record, budget, tokenizer)))
     if not parts:
         raise AutojudgeError("no run to reuse labels from")
-    return MinedData(*(np.concatenate([getattr(part, f) for part in parts])
-                       for f in ("draft", "target", "important", "problem")), parts[0].meta)
+    return _joined(parts, parts[0].meta)
 
 
 def _tokenizer(name: str):
@@ -163,14 +167,17 @@ def _ended_labels(record: dict, budget: int, tokenizer) -> list[bool]:
             return stop not in ("length", "rejoined")  # a re-joined text ended as another did
         return text is not None and len(tokenizer(text)["input_ids"]) <= budget - RETOKENIZE_SLACK
 
-    kept_swaps = [m for m in record["mismatches"] if not m["important"] and not m.get("settled")]
+    def swap_kept(m: dict) -> bool:  # its regeneration became the response later labels compare with
+        return not m["important"] and not m.get("settled")
+
     # With no swap kept, the final response is the first answer; else its text is lost.
-    reference = (None if kept_swaps else record["response"], record.get("first_answer_stop"))
+    kept_any = any(swap_kept(m) for m in record["mismatches"])
+    reference = (None if kept_any else record["response"], record.get("first_answer_stop"))
     keep = []
     for m in record["mismatches"]:
-        regenerated = ended(m["alt_response"], m.get("regeneration_stop")) if not m.get("settled") else True
-        keep.append(ended(*reference) and regenerated)
-        if not m["important"] and not m.get("settled"):
+        regenerated = m.get("settled") or ended(m["alt_response"], m.get("regeneration_stop"))
+        keep.append(ended(*reference) and bool(regenerated))
+        if swap_kept(m):
             reference = (m["alt_response"], m.get("regeneration_stop"))
     return keep
 
@@ -209,8 +216,7 @@ def cross_validate(data: MinedData, features: str, folds, c_grid=C_GRID) -> dict
 def with_reused(data: MinedData, reused: MinedData, folds) -> tuple[MinedData, list]:
     """`data` followed by `reused`, and `folds` that train on the reused labels of every
     problem outside the fold and score only `data`'s labels."""
-    both = MinedData(*(np.concatenate([getattr(data, f), getattr(reused, f)])
-                       for f in ("draft", "target", "important", "problem")), data.meta)
+    both = _joined([data, reused], data.meta)
     offset = len(data.important)
     return both, [(np.concatenate([train, offset + np.flatnonzero(~np.isin(reused.problem, data.problem[val]))]), val)
                   for train, val in folds]
