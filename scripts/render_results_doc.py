@@ -109,7 +109,7 @@ def main() -> None:
     bench = ROOT / "docs" / "bench"
     for run in sorted(bench.glob("mining-*/summary.md")):  # resumable runs of the current version
         parts.append(section(f"Mining speed and labels: regeneration methods side by side ({run.parent.name})", run))
-    for run in sorted(bench.glob("windows-*/summary.md")):
+    for run in sorted([*bench.glob("windows-*/summary.md"), *bench.glob("adaptive-*/summary.md")]):
         parts.append(section(f"Decoding speed by window and adaptive draft length ({run.parent.name})", run,
                              f"`autojudge bench`, single-stream on one core, every method against the target "
                              f"alone in the same run (methods `runtime/mode/wW/pP`):\n\n"
