@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -33,14 +34,23 @@ def pair(tiny_target_dir, tiny_draft_dir):
     return tiny_pair(tiny_target_dir, tiny_draft_dir)
 
 
-def constant_judge(pair, p_important: float) -> Judge:
+def constant_judge(pair, p_important: float, kind: type[Judge] = Judge) -> Judge:
     """A judge that fits `pair` and says P(important) = p_important everywhere."""
     d, t = pair.draft.hidden_size, pair.target.hidden_size
     bias = float(torch.logit(torch.tensor(p_important)))
     meta = {"pair": pair.describe(), "features": "both", "hidden": {"draft": d, "target": t},
             "validation_auc": 0.5, "thresholds": [{"threshold": 0.3, "recall": 1.0, "accept_rate": 0.0},
                                                   {"threshold": 0.7, "recall": 0.0, "accept_rate": 1.0}]}
-    return Judge(torch.zeros(d + t), torch.ones(d + t), torch.zeros(d + t), bias, meta)
+    return kind(torch.zeros(d + t), torch.ones(d + t), torch.zeros(d + t), bias, meta)
+
+
+class StallingJudge(Judge):
+    """Waits at every call without using the CPU, as a decode paused mid-way (SIGSTOP) or
+    sharing its core with another job waits: its wall clock runs on, its CPU time does not."""
+
+    def prob_important(self, parts):
+        time.sleep(0.1)
+        return super().prob_important(parts)
 
 
 def test_judge_mode_names_parse_and_bad_ones_are_refused(pair):
@@ -197,6 +207,38 @@ def test_speed_ratios_pair_records_measured_in_the_same_run():
     legacy_rows = summarize(legacy, ["target", "topk:2"])
     assert legacy_rows[1].against_target.speed == pytest.approx(1.0) and legacy_rows[1].runs == "unnamed"
     assert "more than one run" not in markdown_table(legacy_rows)
+
+
+def test_a_stalled_decode_is_left_out_of_the_speeds(pair, tmp_path):
+    modes = ["target", "exact", "judge:0.6"]
+    rows = run_eval(pair, ToyTask(), "all", modes, tmp_path, DecodingOptions(window=6, max_new_tokens=24), limit=2,
+                    judge=constant_judge(pair, 0.5, kind=StallingJudge))
+    records = {(r["mode"], r["problem"]): r for r in read_records(tmp_path / "records.jsonl")}
+    assert all(0 < r["cpu_seconds"] for r in records.values())
+    judged = [records["judge:0.6", p] for p in range(2)]
+    assert all(r["seconds"] > 1.5 * r["cpu_seconds"] for r in judged)  # the judge ran at least once a decode
+    judge_row = {r.mode: r for r in rows}["judge:0.6"]
+    assert judge_row.tokens_per_second is None
+    assert judge_row.against_target.speed is None and judge_row.against_target.speed_problems == 0
+    assert judge_row.problems == 2 and judge_row.mean_accepted > 1  # still counted for everything else
+
+
+def test_speed_ratios_leave_out_records_whose_clock_ran_without_them():
+    def record(mode, problem, seconds, cpu_seconds):
+        return {"mode": mode, "problem": problem, "run": "r", "correct": True, "new_tokens": 10, "cycles": 5,
+                "seconds": seconds, "cpu_seconds": cpu_seconds, "accepted_mismatches": 0}
+
+    records = [record("target", p, 1.0, 0.98) for p in range(3)]
+    # Problem 0's exact decode was paused for 600 s; problem 1's ran at 1.5x its CPU time, the limit.
+    records += [record("exact", 0, 600.5, 0.5), record("exact", 1, 0.75, 0.5), record("exact", 2, 0.5, 0.5)]
+    row = {r.mode: r for r in summarize(records, ["target", "exact"])}["exact"]
+    assert row.tokens_per_second == pytest.approx(20 / 1.25)
+    assert row.against_target.speed == pytest.approx(2 * 16 / 20) and row.against_target.speed_problems == 2
+    # A stalled baseline takes its problem out of the ratio too.
+    records[0] = record("target", 0, 5.0, 1.0)
+    records[3] = record("exact", 0, 0.5, 0.5)
+    row = {r.mode: r for r in summarize(records, ["target", "exact"])}["exact"]
+    assert row.against_target.speed_problems == 2 and row.tokens_per_second == pytest.approx(30 / 1.75)
 
 
 def test_the_report_draws_modes_without_a_parameter(tmp_path):

@@ -43,8 +43,12 @@ def markdown_table(rows: list[ModeSummary]) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     if len({run for r in rows for run in r.runs.split(", ")}) > 1:
         lines.append("\nThe records come from more than one run, so tok/s may mix machines. Each speed ratio "
-                     "compares records measured in the same run; (k/n): over the k of n problems whose "
-                     "baseline was measured in the same run as the mode.")
+                     "compares records measured in the same run.")
+    if any(ratios.speed is not None and ratios.speed_problems < r.problems
+           for r in rows for ratios in (r.against_target, r.against_exact)):
+        lines.append("\n(k/n): over the k of n problems where the mode and its baseline were both timed in the "
+                     "same run, alone and uninterrupted (a record whose clock ran well past its CPU time, "
+                     "paused or sharing its core, times nothing).")
     return "\n".join(lines)
 
 

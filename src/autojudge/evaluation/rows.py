@@ -18,6 +18,7 @@ from autojudge.evaluation.statistics import (
     paired_accuracy_difference,
     per,
     ratio,
+    single_stream,
     speed_ratio,
     tokens_per_second,
     wilson,
@@ -50,7 +51,7 @@ class ModeSummary:
     ci_low: float  # Wilson 95% interval of the accuracy
     ci_high: float
     mean_accepted: float | None  # tokens per cycle, that is per target pass
-    tokens_per_second: float | None  # single-stream: records decoded side by side are left out
+    tokens_per_second: float | None  # single-stream: records batched or stalled are left out
     accepted_mismatches_per_100_tokens: float | None
     mean_length: float | None
     # Stopped at the budget: such an "answer" is whatever stood last at the cut.
@@ -164,8 +165,8 @@ def _against(mode: str, runs: list[dict], base: str, measured: dict,
              mean_accepted: dict[str, float | None]) -> BaselineRatios:
     # Speed: each record against the baseline of its own problem and run (absent when
     # the baseline was not measured there), single-stream records only.
-    pairs = [(r, measured.get((base, r["problem"], r.get("run")))) for r in runs if not r.get("batched")]
-    pairs = [(r, b) for r, b in pairs if b is not None and not b.get("batched")]
+    pairs = [(r, measured.get((base, r["problem"], r.get("run")))) for r in runs if single_stream(r)]
+    pairs = [(r, b) for r, b in pairs if b is not None and single_stream(b)]
     return BaselineRatios(speed=speed_ratio([r for r, _ in pairs], [b for _, b in pairs]),
                           speed_problems=len(pairs),
                           accepted=ratio(mean_accepted[mode], mean_accepted.get(base)))

@@ -152,17 +152,21 @@ def _decode_record(pair: ModelPair, task: Task, problem, method: Method, options
             if model is not None:
                 model.reset()
     prompt_ids = chat_prompt_ids(pair.tokenizer, task.messages(problem))
+    # The process's CPU time beside the decode's wall-clock time tells a record that was
+    # paused or shared its core (statistics.single_stream) from one that ran alone.
+    cpu_start = time.process_time()
     if method.adapter is not None:
         result = ADAPTERS[method.adapter].run(pair, prompt_ids, options.max_new_tokens)
     else:
         own = replace(options, window=method.window or options.window,
                       draft_p_min=options.draft_p_min if method.draft_p_min is None else method.draft_p_min)
         result = decode(pair, prompt_ids, method.mode, own, judge=judge)
+    cpu_seconds = time.process_time() - cpu_start
     text = pair.tokenizer.decode(result.token_ids, skip_special_tokens=True)
     stats = result.stats
     record = {"mode": method.name, "problem": problem.id, "run": run, "correct": task.is_correct(text, problem),
               "answer": task.extract_answer(text, problem), "new_tokens": stats.new_tokens,
-              "cycles": stats.cycles, "seconds": stats.seconds,
+              "cycles": stats.cycles, "seconds": stats.seconds, "cpu_seconds": cpu_seconds,
               "accepted_mismatches": stats.accepted_mismatches, "stop_reason": result.stop_reason,
               "judge": fingerprint if judge is not None else None, "threshold": threshold,
               # What the cost model's check (autojudge costs --check) charges a run for.

@@ -62,9 +62,22 @@ def ratio(value: float | None, baseline: float | None) -> float | None:
     return value / baseline if value and baseline else None
 
 
+# A record whose wall-clock seconds exceed its process's CPU seconds this many times over
+# was not running all along: paused (SIGSTOP), or sharing its core with another job.
+STALLED = 1.5
+
+
+def single_stream(record: dict) -> bool:
+    """Whether a record's seconds time one sequence decoding alone and uninterrupted: not
+    decoded side by side with others (they share their seconds), not stalled (records from
+    before CPU time was kept count as uninterrupted)."""
+    cpu_seconds = record.get("cpu_seconds")
+    return not record.get("batched") and (cpu_seconds is None or record["seconds"] <= STALLED * cpu_seconds)
+
+
 def tokens_per_second(runs: list[dict]) -> float | None:
-    """Single-stream speed: records decoded side by side with others share their seconds."""
-    runs = [r for r in runs if not r.get("batched")]
+    """Single-stream speed, from the records whose seconds time a sequence alone."""
+    runs = [r for r in runs if single_stream(r)]
     seconds = sum(r["seconds"] for r in runs)
     return sum(r["new_tokens"] for r in runs) / seconds if seconds else None
 
