@@ -62,17 +62,25 @@ def ratio(value: float | None, baseline: float | None) -> float | None:
     return value / baseline if value and baseline else None
 
 
-# A record whose wall-clock seconds exceed its process's CPU seconds this many times over
-# was not running all along: paused (SIGSTOP), or sharing its core with another job.
+# A record whose wall-clock seconds exceed its process's CPU seconds this many times over,
+# and by more than STALLED_SECONDS, was not running all along: paused (SIGSTOP), or sharing
+# its core with another job. The floor keeps a scheduler's hiccup in a tiny decode from
+# counting as one.
 STALLED = 1.5
+STALLED_SECONDS = 1.0
+
+
+def stalled(record: dict) -> bool:
+    """Whether a record's clock ran on without it (records from before CPU time was kept: no)."""
+    cpu_seconds = record.get("cpu_seconds")
+    return (cpu_seconds is not None and record["seconds"] > STALLED * cpu_seconds
+            and record["seconds"] - cpu_seconds > STALLED_SECONDS)
 
 
 def single_stream(record: dict) -> bool:
     """Whether a record's seconds time one sequence decoding alone and uninterrupted: not
-    decoded side by side with others (they share their seconds), not stalled (records from
-    before CPU time was kept count as uninterrupted)."""
-    cpu_seconds = record.get("cpu_seconds")
-    return not record.get("batched") and (cpu_seconds is None or record["seconds"] <= STALLED * cpu_seconds)
+    decoded side by side with others (they share their seconds), not stalled."""
+    return not record.get("batched") and not stalled(record)
 
 
 def tokens_per_second(runs: list[dict]) -> float | None:
