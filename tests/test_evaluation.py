@@ -263,6 +263,29 @@ def test_the_plot_draws_a_judge_with_lookahead_as_its_own_family():
     assert [method_family(m) for m in names] == ["judge", "judge", "judge+lookahead", "judge+lookahead", "fly"]
 
 
+def test_plot_labels_of_points_side_by_side_do_not_overlap(tmp_path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from autojudge.evaluation.plot import _label_points
+    # Three modes of different families at nearly the same place, as judge@0.6, FLy and
+    # typical acceptance sit on GSM8K.
+    records = [{"mode": m, "problem": p, "run": "r", "correct": p < k, "new_tokens": t, "cycles": 10,
+                "seconds": 1.0, "accepted_mismatches": 0}
+               for p in range(10) for m, t, k in (("exact", 100, 5), ("judge:0.3", 195, 5), ("fly", 200, 5),
+                                                  ("typical", 205, 5))]
+    rows = [r for r in summarize(records, ["exact", "judge:0.3", "fly", "typical"]) if r.mode != "exact"]
+    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
+    ax.plot([r.mean_accepted for r in rows] + [1, 40], [100 * r.accuracy for r in rows] + [0, 100], "o")
+    _label_points(ax, rows)
+    fig.canvas.draw()
+    boxes = [text.get_window_extent() for text in ax.texts]
+    assert len(boxes) == 3
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+    plt.close(fig)
+
+
 def test_torn_last_line_is_dropped_and_appends_stay_whole(tmp_path):
     path = tmp_path / "r.jsonl"
     append_record(path, {"a": 1})

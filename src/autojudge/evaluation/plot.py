@@ -20,15 +20,14 @@ def plot(rows: list[ModeSummary], path: Path, title: str) -> None:
 
     fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
     series = {label: [r for r in rows if method_family(r.mode) == family] for family, label in FAMILIES.items()}
+    labelled = []
     for label, points in series.items():
         points = sorted((r for r in points if r.mean_accepted is not None), key=lambda r: r.mean_accepted)
         if points:
             ax.errorbar([r.mean_accepted for r in points], [100 * r.accuracy for r in points],
                         yerr=_error_bars(points),
                         marker="o", capsize=3, label=label)
-            for r in points:
-                ax.annotate(_point_label(r.mode), (r.mean_accepted, 100 * r.accuracy),
-                            textcoords="offset points", xytext=(4, 4), fontsize=7)
+            labelled += points
     for row in rows:
         if row.lossless and row.mean_accepted is not None and row.accuracy is not None:
             exact = method_family(row.mode) == "exact"
@@ -42,8 +41,40 @@ def plot(rows: list[ModeSummary], path: Path, title: str) -> None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
+    _label_points(ax, labelled)  # once the layout is final: it places the labels in points
     fig.savefig(path)
     plt.close(fig)
+
+
+# Where a point's label may go, in points from the point: right above, right below, left
+# above, left below (x for the left ones is set from the label's width).
+LABEL_PLACES = ((4, 4), (4, -11), (None, 4), (None, -11))
+
+
+def _label_points(ax, points: list[ModeSummary], fontsize: float = 7) -> None:
+    """Label each point at the first place where its text overlaps no marker and no label
+    placed before (points of different families often sit close together); the first
+    place if none is free."""
+    ax.autoscale_view()
+    to_points = 72 / ax.figure.dpi
+
+    def position(r: ModeSummary) -> tuple[float, float]:  # in points on the figure
+        return tuple(v * to_points for v in ax.transData.transform((r.mean_accepted, 100 * r.accuracy)))
+
+    # (left, bottom, right, top) of what a label must not cover: the markers, then the labels placed.
+    taken = [(x - 3, y - 3, x + 3, y + 3) for x, y in map(position, points)]
+    for r in sorted(points, key=lambda r: r.mean_accepted):
+        text = _point_label(r.mode)
+        x, y = position(r)
+        width, height = 0.6 * fontsize * len(text), fontsize
+        boxes = [((-4 - width) if dx is None else dx, dy) for dx, dy in LABEL_PLACES]
+        boxes = [(x + dx, y + dy, x + dx + width, y + dy + height) for dx, dy in boxes]
+        free = [b for b in boxes if not any(b[0] < t[2] and t[0] < b[2] and b[1] < t[3] and t[1] < b[3]
+                                            for t in taken)]
+        box = (free or boxes)[0]
+        taken.append(box)
+        ax.annotate(text, (r.mean_accepted, 100 * r.accuracy), textcoords="offset points",
+                    xytext=(box[0] - x, box[1] - y), fontsize=fontsize)
 
 
 def _error_bars(rows: list[ModeSummary]) -> list[list[float]]:

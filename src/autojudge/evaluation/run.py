@@ -153,7 +153,7 @@ def _decode_record(pair: ModelPair, task: Task, problem, method: Method, options
                 model.reset()
     prompt_ids = chat_prompt_ids(pair.tokenizer, task.messages(problem))
     # The process's CPU time beside the decode's wall-clock time tells a record that was
-    # paused or shared its core (statistics.single_stream) from one that ran alone.
+    # paused or shared its core (statistics.stalled) from one that ran alone.
     cpu_start = time.process_time()
     if method.adapter is not None:
         result = ADAPTERS[method.adapter].run(pair, prompt_ids, options.max_new_tokens)
