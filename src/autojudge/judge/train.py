@@ -172,13 +172,15 @@ def _ended_labels(record: dict, budget: int, tokenizer) -> list[bool]:
 
     # With no swap kept, the final response is the first answer; else its text is lost.
     kept_any = any(swap_kept(m) for m in record["mismatches"])
-    reference = (None if kept_any else record["response"], record.get("first_answer_stop"))
+    # Whether the response later labels compare with ended: judged once per response, as
+    # an old run's check tokenizes the whole text.
+    reference_ended = ended(None if kept_any else record["response"], record.get("first_answer_stop"))
     keep = []
     for m in record["mismatches"]:
-        regenerated = m.get("settled") or ended(m["alt_response"], m.get("regeneration_stop"))
-        keep.append(ended(*reference) and bool(regenerated))
+        regenerated = bool(m.get("settled")) or ended(m["alt_response"], m.get("regeneration_stop"))
+        keep.append(reference_ended and regenerated)
         if swap_kept(m):
-            reference = (m["alt_response"], m.get("regeneration_stop"))
+            reference_ended = regenerated
     return keep
 
 
