@@ -198,6 +198,7 @@ def test_models_list_says_what_is_cached_and_how_the_q4_0_copies_are_made(home):
     (["mine", "--task", "humaneval"], "unknown HumanEval split 'mine'; choose one of: eval, all"),
     (["eval", "--task", "gsm8k", "--split", "test"], "choose one of: mine, eval, all"),
     (["eval", "--task", "gsm8k", "--modes", ","], "--modes names no mode"),
+    (["eval", "--task", "gsm8k", "--retime", "--parallel", "2"], "--retime decodes single-stream"),
 ])
 def test_a_wrong_split_or_no_mode_is_refused_before_anything_is_written(home, tmp_path, tiny_target_dir,
                                                                          tiny_draft_dir, command, message):

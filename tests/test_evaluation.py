@@ -222,6 +222,26 @@ def test_a_stalled_decode_is_left_out_of_the_speeds(pair, tmp_path):
     assert judge_row.against_target.speed is None and judge_row.against_target.speed_problems == 0
     assert judge_row.problems == 2 and judge_row.mean_accepted > 1  # still counted for everything else
 
+    # A plain rerun leaves the stalled records alone; --retime decodes them again, with
+    # their baselines, in a run of its own (same judge parameters, so the same fingerprint).
+    calm_judge = constant_judge(pair, 0.5)
+    run_eval(pair, ToyTask(), "all", modes, tmp_path, DecodingOptions(window=6, max_new_tokens=24), limit=2,
+             judge=calm_judge)
+    assert len(read_records(tmp_path / "records.jsonl")) == 6
+    rows = run_eval(pair, ToyTask(), "all", modes, tmp_path, DecodingOptions(window=6, max_new_tokens=24), limit=2,
+                    judge=calm_judge, retime=True)
+    retimed = read_records(tmp_path / "records.jsonl")[6:]
+    assert sorted((r["mode"], r["problem"]) for r in retimed) == sorted((m, p) for m in modes for p in range(2))
+    assert len({r["run"] for r in retimed}) == 1 and retimed[0]["run"] != records["target", 0]["run"]
+    judge_row = {r.mode: r for r in rows}["judge:0.6"]
+    assert judge_row.tokens_per_second is not None and judge_row.against_target.speed_problems == 2
+    # Nothing stalled is left, so a second retime decodes nothing.
+    run_eval(pair, ToyTask(), "all", modes, tmp_path, DecodingOptions(window=6, max_new_tokens=24), limit=2,
+             judge=calm_judge, retime=True)
+    assert len(read_records(tmp_path / "records.jsonl")) == 12
+    with pytest.raises(ValueError, match="single-stream"):
+        run_eval(pair, ToyTask(), "all", modes, tmp_path, limit=2, judge=calm_judge, retime=True, parallel=2)
+
 
 def test_speed_ratios_leave_out_records_whose_clock_ran_without_them():
     def record(mode, problem, seconds, cpu_seconds):

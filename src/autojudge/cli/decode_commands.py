@@ -95,6 +95,8 @@ def cmd_eval(args) -> int:
         raise AutojudgeError(str(exc)) from None
     if not modes:
         raise AutojudgeError("--modes names no mode")
+    if args.retime and (args.parallel > 1 or args.report_only):
+        raise AutojudgeError("--retime decodes single-stream: drop --parallel and --report-only")
     task = load_task(args.task, args.split)
     options = decoding_options(args)
     # The draft is loaded even for target-only runs: the run's meta names it, so that
@@ -105,7 +107,8 @@ def cmd_eval(args) -> int:
         from autojudge.judge.shipped import load_judge
         judge = load_judge(pair, args.judge, task=task.name)
     rows = run_eval(pair, task, args.split, [m.name for m in modes], args.out, options, limit=args.limit,
-                    judge=judge, report_only=args.report_only, parallel=args.parallel, rescore=args.rescore)
+                    judge=judge, report_only=args.report_only, parallel=args.parallel, rescore=args.rescore,
+                    retime=args.retime)
     print(markdown_table(rows))
     best = operating_point(rows)
     if best is not None:

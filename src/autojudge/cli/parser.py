@@ -275,6 +275,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--rescore", action="store_true",
                     help="score every record's text again with the task's current rules before reporting "
                          "(after a change to answer extraction or scoring; code tasks rerun their tests)")
+    ev.add_argument("--retime", action="store_true",
+                    help="decode again, with their baselines, the records whose clock ran without them (paused, "
+                         "or their core shared), which the report leaves out of tokens/s; run it on a quiet core")
     _add_pair_options(ev)
 
     serve = commands.add_parser("serve", help="an OpenAI-compatible HTTP server (chat, completions, streaming)")

@@ -31,6 +31,7 @@ from autojudge.evaluation.adapters import ADAPTERS
 from autojudge.evaluation.methods import Method, parse_method, parse_methods
 from autojudge.evaluation.report import write_report
 from autojudge.evaluation.rows import ModeSummary
+from autojudge.evaluation.statistics import stalled
 from autojudge.mining.run import run_side_by_side
 from autojudge.models.backend import ModelPair
 from autojudge.prompting import chat_prompt_ids
@@ -40,7 +41,7 @@ from autojudge.tasks.base import Task, task_budget
 
 def run_eval(pair: ModelPair | None, task: Task, split: str, modes: list[str | Method], out: str | Path,
              options: DecodingOptions | None = None, *, limit: int | None = None, judge=None,
-             report_only: bool = False, parallel: int = 1, rescore: bool = False,
+             report_only: bool = False, parallel: int = 1, rescore: bool = False, retime: bool = False,
              runtimes: Mapping[str, ModelPair] | None = None) -> list[ModeSummary]:
     """Decode what is missing (unless `report_only`), then write the report (with
     `rescore`, scoring every record's text again with the task's current rules; the
@@ -61,6 +62,10 @@ def run_eval(pair: ModelPair | None, task: Task, split: str, modes: list[str | M
     rerun decodes the judge modes again, with the baselines on the same problems, and
     keeps every other mode's records; records of another judge stay in the file but
     are left out of the report.
+
+    `retime` decodes again, with its baselines, every (mode, problem) whose latest
+    record stalled (statistics.stalled: paused, or its core shared), so that it times
+    something. Only on request: on a core that is shared now, it would stall again.
     """
     methods = parse_methods([str(m) for m in modes])
     modes = [m.name for m in methods]
@@ -68,6 +73,8 @@ def run_eval(pair: ModelPair | None, task: Task, split: str, modes: list[str | M
     missing_runtimes = sorted({m.runtime for m in methods if m.runtime is not None} - set(runtimes))
     if missing_runtimes or (pair is None and any(m.runtime is None for m in methods)):
         raise ValueError(f"no pair loaded for {', '.join(missing_runtimes) or 'the modes without a runtime'}")
+    if retime and (parallel > 1 or report_only):
+        raise ValueError("retime decodes single-stream: it needs parallel 1 and cannot be report-only")
     if parallel > 1 and runtimes:
         raise ValueError("methods on named runtimes are timed single-stream: parallel must be 1")
     out = Path(out)
@@ -89,6 +96,9 @@ def run_eval(pair: ModelPair | None, task: Task, split: str, modes: list[str | M
         for r in read_records(records_path):
             (records if not _needs_judge(r["mode"]) or r.get("judge") == fingerprint else others).append(r)
         done = {(r["mode"], r["problem"]) for r in records}
+        if retime:  # the latest record of a (mode, problem) stands for it in the report
+            latest = {(r["mode"], r["problem"]): r for r in records}
+            done -= {key for key, record in latest.items() if stalled(record)}
         _check_judge(others, done, modes, fingerprint, records_path, report_only)
 
         by_name = {m.name: m for m in methods}
