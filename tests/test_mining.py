@@ -318,5 +318,9 @@ def test_confirmation_undoes_a_label_that_one_regeneration_flipped(pair):
         assert flaky.mismatches[0].important  # the misread answer reads as a change
         assert [key(m) for m in confirmed.mismatches] == [key(m) for m in reference.mismatches]
         assert confirmed.mismatches[0].confirmed is reference.mismatches[0].important
+        # An overturned label keeps the answer its first regeneration gave, for reading.
+        assert confirmed.mismatches[0].overturned_answer == (None if reference.mismatches[0].important
+                                                              else "misread")
+        assert all(m.overturned_answer is None for m in confirmed.mismatches[1:])
         # On torch both pass layouts compute the same numbers: every other important label is confirmed.
         assert all(m.confirmed for m in confirmed.mismatches[1:] if m.important)

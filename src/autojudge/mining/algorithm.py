@@ -64,6 +64,9 @@ class LabelledMismatch:
     # With confirmation: whether a second regeneration, through the other pass layout,
     # changed the answer too (None: not asked, or not important the first time).
     confirmed: bool | None = None
+    # When the second regeneration overturned the first: the answer the first gave (the
+    # label's own alt_answer is then the second's), to read what the runtime's noise did.
+    overturned_answer: str | None = None
     # For a task whose answers a model compares: its probability that the two responses
     # give the same answer (None: no model was asked, e.g. identical answer lines).
     same_probability: float | None = None
@@ -194,7 +197,7 @@ class Miner:
             alt, regen_stop = self.regeneration(t, swapped)
             alt_answer, verdict = self.judge_answer(alt, answer)
             important = not verdict.same
-            confirmed = None
+            confirmed = overturned = None
             if important and self.confirm:
                 # Regenerated again through the other pass layout: a change that does not
                 # survive it came from the runtime's rounding, not from the swap.
@@ -202,11 +205,13 @@ class Miner:
                 second_answer, second_verdict = self.judge_answer(second, answer)
                 confirmed = not second_verdict.same
                 if not confirmed:
+                    overturned = alt_answer
                     important, alt, regen_stop, alt_answer, verdict = (False, second, second_stop, second_answer,
                                                                        second_verdict)
             result.mismatches.append(LabelledMismatch(t, self.y[t], swapped, important, alt_answer,
                                                       self.decode(alt), regeneration_stop=regen_stop,
-                                                      confirmed=confirmed, same_probability=verdict.p_same))
+                                                      confirmed=confirmed, overturned_answer=overturned,
+                                                      same_probability=verdict.p_same))
             if not important:
                 if regen_stop != "rejoined":  # a re-joined response ends as the old one did
                     unfinished, result.response_stop = regen_stop == "settled", regen_stop
