@@ -120,6 +120,9 @@ def main() -> None:
                              "and fast+rejoin rows of this version come from an earlier session's run.\n\n"))
     for run in sorted(bench.glob("noise-floor-*/summary.md")):
         parts.append(section(f"Label noise floor: null swaps ({run.parent.name})", run))
+    for report in sorted(bench.glob("confirm-*.md")):
+        parts.append(section(f"Confirmed labels against single-regeneration ones ({report.stem})", report,
+                             "`python scripts/confirmed_labels.py` (README):\n\n"))
     for run in sorted(bench.glob("checker-*/summary.md")):
         parts.append(section(f"The model answer checker against an exact one ({run.parent.name})", run))
     for cost in sorted(bench.glob("checker-cost-*.md")):

@@ -324,3 +324,14 @@ def test_confirmation_undoes_a_label_that_one_regeneration_flipped(pair):
         assert all(m.overturned_answer is None for m in confirmed.mismatches[1:])
         # On torch both pass layouts compute the same numbers: every other important label is confirmed.
         assert all(m.confirmed for m in confirmed.mismatches[1:] if m.important)
+
+
+def test_a_confirmed_run_counts_what_confirmation_overturned(tmp_path, pair):
+    from tests.toy_task import FlakyToyTask
+    run = mine(pair, FlakyToyTask(), "all", str(tmp_path / "run"), MiningOptions(max_new_tokens=MAX_NEW, confirm=True),
+               limit=3)
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    asked = [m["confirmed"] for r in run.records for m in r["mismatches"] if m["confirmed"] is not None]
+    assert asked and summary["confirmation"] == {"asked": len(asked), "overturned": asked.count(False)}
+    plain = mine(pair, ToyTask(), "all", str(tmp_path / "plain"), MiningOptions(max_new_tokens=MAX_NEW), limit=1)
+    assert "confirmation" not in plain.summary()

@@ -75,7 +75,8 @@ class MiningStore:
 
 
 def mining_summary(records: list[dict]) -> dict:
-    """Labels, the important share, and how many answers the budget cut short.
+    """Labels, the important share, how many answers the budget cut short, and (with
+    confirmation) how many important labels a second regeneration overturned.
 
     Cut means stopped at the budget (or the context) rather than by itself: such an
     "answer" is whatever stands last at the cut, so its labels mean little. Runs mined
@@ -85,13 +86,19 @@ def mining_summary(records: list[dict]) -> dict:
     regenerated = [m for m in labelled if m.get("regeneration_stop") is not None]
     first = [r["first_answer_stop"] for r in records if r.get("first_answer_stop") and not r.get("skipped")]
     hours = sum(r["seconds"] for r in records) / 3600
-    return {
+    summary = {
         "problems": len(records), "labels": len(labelled),
         "important_fraction": sum(m["important"] for m in labelled) / len(labelled) if labelled else None,
         "first_answers_cut": _share(first), "regenerations_cut": _share([m["regeneration_stop"] for m in regenerated]),
         "hours": hours, "labels_per_hour": len(labelled) / hours if hours else None,
         "target_passes_per_label": sum(r["target_passes"] for r in records) / len(labelled) if labelled else None,
     }
+    # With --confirm: how many important labels a second regeneration was asked about,
+    # and how many it overturned (the first regeneration's change was the runtime's noise).
+    confirmations = [m["confirmed"] for m in labelled if m.get("confirmed") is not None]
+    if confirmations:
+        summary["confirmation"] = {"asked": len(confirmations), "overturned": confirmations.count(False)}
+    return summary
 
 
 def _share(stops: list[str]) -> dict:
