@@ -46,9 +46,10 @@ def plot(rows: list[ModeSummary], path: Path, title: str) -> None:
     plt.close(fig)
 
 
-# Where a point's label may go, in points from the point: right above, right below, left
-# above, left below (x for the left ones is set from the label's width).
-LABEL_PLACES = ((4, 4), (4, -11), (None, 4), (None, -11))
+# Where a point's label may go, in order: its side of the point, and its bottom's height
+# above the point in points (right above, right below, left above, left below).
+LABEL_PLACES = (("right", 4), ("right", -11), ("left", 4), ("left", -11))
+LABEL_GAP = 4  # points between a point and its label's near edge
 
 
 def _label_points(ax, points: list[ModeSummary], fontsize: float = 7) -> None:
@@ -67,7 +68,7 @@ def _label_points(ax, points: list[ModeSummary], fontsize: float = 7) -> None:
         text = _point_label(r.mode)
         x, y = position(r)
         width, height = 0.6 * fontsize * len(text), fontsize
-        boxes = [((-4 - width) if dx is None else dx, dy) for dx, dy in LABEL_PLACES]
+        boxes = [(LABEL_GAP if side == "right" else -LABEL_GAP - width, dy) for side, dy in LABEL_PLACES]
         boxes = [(x + dx, y + dy, x + dx + width, y + dy + height) for dx, dy in boxes]
         free = [b for b in boxes if not any(b[0] < t[2] and t[0] < b[2] and b[1] < t[3] and t[1] < b[3]
                                             for t in taken)]
