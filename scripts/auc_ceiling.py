@@ -5,9 +5,12 @@ ROC-AUC of scoring each label by its own problem's share (an upper bound: it see
 labels), and cross-validated ROC-AUC (5 folds by problem, logistic regression, best C)
 of features a decoder has at hand besides the judge's: the kinds of the two tokens
 (digit, operator, letter, blank, punctuation) and the position, and running statistics
-of the earlier mismatches in the same response.
+of the earlier mismatches in the same response; with --prompt-state, also the target's
+final-norm hidden state at the prompt's end (one problem-level feature a decoder has
+from its prefill), alone and beside the judge's target features.
 
-    python scripts/auc_ceiling.py --data data/mined/gsm8k/shard-1-of-2 --out docs/bench/auc-ceiling-gsm8k.md
+    python scripts/auc_ceiling.py --data data/mined/gsm8k/shard-1-of-2 --prompt-state \
+        --out docs/bench/auc-ceiling-gsm8k.md
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ def token_kinds(text: str) -> list[bool]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", required=True, help="a mining run with logit features")
+    parser.add_argument("--prompt-state", action="store_true",
+                        help="load the run's target and score its hidden state at each prompt's end too")
     parser.add_argument("--out", help="write the report here too (markdown)")
     args = parser.parse_args(argv)
     data = load_mined(args.data)
@@ -79,11 +84,35 @@ def main(argv: list[str] | None = None) -> int:
               f"| the judge's features, all (cross-validated) | {cross_validated(data.features('all')):.3f} |",
               f"| all, token kinds, position, earlier mismatches (cross-validated) | "
               f"{cross_validated(np.hstack([data.features('all'), kinds, running])):.3f} |"]
+    if args.prompt_state:
+        states = prompt_states(data)
+        lines += [f"| the target's state at the prompt's end (cross-validated) | {cross_validated(states):.3f} |",
+                  f"| the judge's target features (cross-validated) | {cross_validated(data.features('target')):.3f} |",
+                  "| the judge's target features and the prompt's state (cross-validated) | "
+                  f"{cross_validated(np.hstack([data.features('target'), states])):.3f} |"]
     report = "\n".join(lines)
     print(report)
     if args.out:
         Path(args.out).write_text(report + "\n")
     return 0
+
+
+def prompt_states(data) -> np.ndarray:
+    """[labels, target hidden]: for each label, the target's final-norm hidden state after
+    reading its problem's prompt (the same state for every label of a problem)."""
+    from autojudge.mining.algorithm import features_at
+    from autojudge.models.loading import load_pair
+    from autojudge.prompting import chat_prompt_ids
+    from autojudge.tasks import get_task
+
+    pair = load_pair(None, data.meta["target"])
+    task = get_task(data.meta["task"])
+    problems = {p.id: p for p in task.load(data.meta["split"])}
+    states = {}
+    for problem_id in np.unique(data.problem).tolist():
+        ids = chat_prompt_ids(pair.tokenizer, task.messages(problems[problem_id]))
+        states[problem_id] = features_at(pair.target, ids)[1].float().numpy()
+    return np.stack([states[p] for p in data.problem.tolist()])
 
 
 if __name__ == "__main__":
