@@ -87,7 +87,7 @@ def cmd_eval(args) -> int:
     from autojudge.decoding.modes import parse_mode
     from autojudge.evaluation.render import markdown_table
     from autojudge.evaluation.rows import operating_point
-    from autojudge.evaluation.run import run_eval
+    from autojudge.evaluation.run import check_retime, run_eval
     from autojudge.models.loading import load_pair
     try:  # parsed once: records and reports are keyed by each mode's canonical name
         modes = [parse_mode(m) for m in args.modes.split(",") if m.strip()]
@@ -95,8 +95,10 @@ def cmd_eval(args) -> int:
         raise AutojudgeError(str(exc)) from None
     if not modes:
         raise AutojudgeError("--modes names no mode")
-    if args.retime and (args.parallel > 1 or args.report_only):
-        raise AutojudgeError("--retime decodes single-stream: drop --parallel and --report-only")
+    try:  # before any model is loaded
+        check_retime(args.retime, args.parallel, args.report_only)
+    except ValueError as exc:
+        raise AutojudgeError(str(exc)) from None
     task = load_task(args.task, args.split)
     options = decoding_options(args)
     # The draft is loaded even for target-only runs: the run's meta names it, so that

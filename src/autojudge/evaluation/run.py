@@ -73,8 +73,7 @@ def run_eval(pair: ModelPair | None, task: Task, split: str, modes: list[str | M
     missing_runtimes = sorted({m.runtime for m in methods if m.runtime is not None} - set(runtimes))
     if missing_runtimes or (pair is None and any(m.runtime is None for m in methods)):
         raise ValueError(f"no pair loaded for {', '.join(missing_runtimes) or 'the modes without a runtime'}")
-    if retime and (parallel > 1 or report_only):
-        raise ValueError("retime decodes single-stream: it needs parallel 1 and cannot be report-only")
+    check_retime(retime, parallel, report_only)
     if parallel > 1 and runtimes:
         raise ValueError("methods on named runtimes are timed single-stream: parallel must be 1")
     out = Path(out)
@@ -145,6 +144,12 @@ def run_eval(pair: ModelPair | None, task: Task, split: str, modes: list[str | M
         title = f"{task.name} {split}" + ("" if all(m.window for m in methods) else f", window {options.window}")
         return write_report(records, modes, out, title=title,
                             meta={**meta, "judge": fingerprint})
+
+
+def check_retime(retime: bool, parallel: int, report_only: bool) -> None:
+    """Retiming decodes single-stream: refused with side-by-side decoding or a report alone."""
+    if retime and (parallel > 1 or report_only):
+        raise ValueError("--retime decodes single-stream: drop --parallel and --report-only")
 
 
 # What an evaluation decodes with unless told: a wider window than a single call's
