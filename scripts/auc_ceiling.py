@@ -9,7 +9,7 @@ of the earlier mismatches in the same response; with --prompt-state, also the ta
 final-norm hidden state at the prompt's end (one problem-level feature a decoder has
 from its prefill), alone and beside the judge's target features.
 
-    python scripts/auc_ceiling.py --data data/mined/gsm8k/shard-1-of-2 --prompt-state \
+    python scripts/auc_ceiling.py --data data/mined/gsm8k/shard-1-of-2 --prompt-state --nonlinear \
         --out docs/bench/auc-ceiling-gsm8k.md
 """
 
@@ -20,9 +20,15 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.decomposition import PCA
+from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import roc_auc_score
+from sklearn.neural_network import MLPClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
-from autojudge.judge.train import C_GRID, fit, load_mined, problem_folds
+from autojudge.judge.train import C_GRID, judge_model, load_mined, problem_folds
 from autojudge.models.loading import load_tokenizer
 from autojudge.runfiles import read_records
 
@@ -38,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", required=True, help="a mining run with logit features")
     parser.add_argument("--prompt-state", action="store_true",
                         help="load the run's target and score its hidden state at each prompt's end too")
+    parser.add_argument("--nonlinear", action="store_true",
+                        help="score gradient-boosted trees and a small neural network on the judge's features too")
     parser.add_argument("--out", help="write the report here too (markdown)")
     args = parser.parse_args(argv)
     data = load_mined(args.data)
@@ -63,12 +71,13 @@ def main(argv: list[str] | None = None) -> int:
     assert row == len(y), "records and features disagree"
     folds = problem_folds(data)
 
-    def cross_validated(x: np.ndarray) -> float:
+    def cross_validated(x: np.ndarray, models=None) -> float:
+        """Best ROC-AUC over the models (default: logistic regression at each C of the grid)."""
         best = 0.0
-        for c in C_GRID:
+        for make in models or [lambda c=c: judge_model(c) for c in C_GRID]:
             scores = np.empty(len(y))
             for train, val in folds:
-                scores[val] = fit(x[train], y[train], c).predict_proba(x[val])[:, 1]
+                scores[val] = make().fit(x[train], y[train]).predict_proba(x[val])[:, 1]
             best = max(best, roc_auc_score(y, scores))
         return best
 
@@ -90,11 +99,38 @@ def main(argv: list[str] | None = None) -> int:
                   f"| the judge's target features (cross-validated) | {cross_validated(data.features('target')):.3f} |",
                   "| the judge's target features and the prompt's state (cross-validated) | "
                   f"{cross_validated(np.hstack([data.features('target'), states])):.3f} |"]
+    if args.nonlinear:
+        target_and_logits = data.features("target+logits")
+        trees = [lambda: make_pipeline(PrincipalComponents(64, logits.shape[1]), HistGradientBoostingClassifier(
+            max_iter=200, learning_rate=0.05, max_leaf_nodes=15, random_state=0))]
+        networks = [lambda alpha=alpha: make_pipeline(StandardScaler(), PCA(128, random_state=0), MLPClassifier(
+            (64,), alpha=alpha, max_iter=300, early_stopping=True, random_state=0)) for alpha in (0.1, 1.0, 10.0)]
+        lines += ["| gradient-boosted trees: logit features, target state's 64 principal components "
+                  f"(cross-validated) | {cross_validated(target_and_logits, trees):.3f} |",
+                  "| neural network, 64 units: target and logit features' 128 principal components, best of 3 "
+                  f"weight decays (cross-validated) | {cross_validated(target_and_logits, networks):.3f} |"]
     report = "\n".join(lines)
     print(report)
     if args.out:
         Path(args.out).write_text(report + "\n")
     return 0
+
+
+class PrincipalComponents(BaseEstimator, TransformerMixin):
+    """The hidden state's first k principal components (scaled), the last `keep` columns as they are:
+    trees split on a few summaries of the state and on each logit feature."""
+
+    def __init__(self, k: int, keep: int):
+        self.k, self.keep = k, keep
+
+    def fit(self, x, y=None):
+        hidden = x[:, :-self.keep]
+        self.scaler = StandardScaler().fit(hidden)
+        self.pca = PCA(self.k, random_state=0).fit(self.scaler.transform(hidden))
+        return self
+
+    def transform(self, x):
+        return np.hstack([self.pca.transform(self.scaler.transform(x[:, :-self.keep])), x[:, -self.keep:]])
 
 
 def prompt_states(data) -> np.ndarray:

@@ -244,9 +244,13 @@ def threshold_table(p_important: np.ndarray, important: np.ndarray) -> list[dict
     return rows
 
 
+def judge_model(c: float):
+    """The judge's classifier, unfitted: standardised features, logistic regression at C."""
+    return make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000))
+
+
 def fit(x: np.ndarray, y: np.ndarray, c: float):
-    model = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000))
-    return model.fit(x, y)
+    return judge_model(c).fit(x, y)
 
 
 def train_judge(data: MinedData, features: str = "hidden", c_grid=C_GRID, seed: int = 0,
