@@ -120,6 +120,9 @@ def main() -> None:
                              "and fast+rejoin rows of this version come from an earlier session's run.\n\n"))
     for run in sorted(bench.glob("noise-floor-*/summary.md")):
         parts.append(section(f"Label noise floor: null swaps ({run.parent.name})", run))
+    if (bench / "pass-shape-logits.md").exists():
+        parts.append(section("llama.cpp's logits by pass size, and uniform passes", bench / "pass-shape-logits.md",
+                             "`python scripts/pass_shape_logits.py` (README):\n\n"))
     for report in sorted(bench.glob("confirm-*.md")):
         parts.append(section(f"Confirmed labels against single-regeneration ones ({report.stem})", report,
                              "`python scripts/confirmed_labels.py` (README):\n\n"))
@@ -137,6 +140,8 @@ def main() -> None:
         name = summary.parent.name
         plot = f"![accuracy vs accepted tokens per cycle](eval/{name}/tradeoff.png)\n\n"
         parts.append(section(f"Evaluation: {name}", summary, plot))
+        for comparison in sorted(summary.parent.glob("vs-*.md")):  # the run set against another
+            parts.append(section(f"Evaluation: {name}, {comparison.stem.replace('-', ' ')}", comparison))
     (ROOT / "docs" / "results.md").write_text("\n".join(parts) + "\n")
     print(ROOT / "docs" / "results.md")
 

@@ -270,3 +270,15 @@ def test_every_command_generates_the_tasks_budget_unless_told(argv, budget):
     args = build_parser().parse_args(argv)
     _default_budget(args)
     assert args.max_new_tokens == budget
+
+
+@pytest.mark.parametrize("command", [["mine", "--out", "x"], ["eval", "--out", "x"], ["generate", "--prompt", "hi"],
+                                     ["noise-floor", "--out", "x"], ["serve"]])
+def test_uniform_passes_reach_the_runtime_options_of_every_command_that_loads_the_pair(command):
+    from autojudge.cli import build_parser
+    from autojudge.cli.common import runtime_options
+    parser = build_parser()
+    assert runtime_options(parser.parse_args(command + ["--uniform-passes"])).uniform_passes is True
+    options = runtime_options(parser.parse_args(command))
+    assert options.uniform_passes is False and options.for_draft().uniform_passes is False
+    assert runtime_options(parser.parse_args(command + ["--uniform-passes"])).for_draft().uniform_passes is False

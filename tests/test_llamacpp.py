@@ -84,6 +84,52 @@ def test_exact_speculative_equals_llamacpp_greedy_up_to_near_ties():
             assert float(top2.values[0] - top2.values[1]) < 0.25  # seen: 0.008 and 0.086
 
 
+def test_uniform_passes_read_a_lone_token_as_a_many_token_pass_does():
+    """llama.cpp rounds a one-token pass differently from a many-token one; with uniform
+    passes a lone token is read together with the cached one before it, and its logits
+    are those of the many-token pass (Q4_0 weights)."""
+    uniform = load_model(DRAFT + "-q4_0", RuntimeOptions(backend="llamacpp", uniform_passes=True))
+    plain = load_model(DRAFT + "-q4_0", LLAMACPP)
+    assert uniform.describe()["uniform_passes"] is True and "uniform_passes" not in plain.describe()
+    prompt, tokens = [9707, 11, 1246, 525, 498, 30, 358, 1079], [6915, 13, 3555, 374, 220, 16, 22, 353, 220, 17]
+
+    def one_at_a_time(model):
+        model.reset()
+        model.forward(prompt)
+        return torch.cat([model.forward([t]).logits for t in tokens])
+
+    whole = uniform.forward(prompt + tokens).logits[len(prompt) - 1:]  # whole[j + 1]: after tokens[j]
+    uniform.reset()
+    uniform.forward(prompt + tokens[:1])
+    apart = torch.cat([uniform.forward([t]).logits for t in tokens[1:]])
+    assert torch.allclose(apart, whole[2:], atol=1e-3)
+    assert uniform.cached_length == len(prompt + tokens) and uniform.tokens == prompt + tokens
+    gap_uniform = (one_at_a_time(uniform) - whole[1:]).abs().max()
+    gap_plain = (one_at_a_time(plain) - whole[1:]).abs().max()
+    assert gap_uniform < 1e-3 < gap_plain  # seen: 0 against about 0.2
+    # The cache rolls back and goes on as before.
+    uniform.truncate(len(prompt) + 3)
+    again = uniform.forward([tokens[3]]).logits
+    assert torch.allclose(again, whole[4:5], atol=1e-3)
+
+
+def test_with_uniform_passes_exact_speculative_decoding_is_the_target_alone():
+    """The Q4_0 pair: with uniform passes the target alone decodes the very tokens that
+    exact speculative decoding does, whatever the window."""
+    pair = load_pair("qwen2.5-coder-0.5b-instruct-q4_0", "qwen2.5-coder-1.5b-instruct-q4_0",
+                     RuntimeOptions(backend="llamacpp", uniform_passes=True))
+    assert pair.target.uniform_passes and not pair.draft.uniform_passes  # the draft only proposes
+    task = GSM8K()
+    for problem in task.load("eval")[:2]:
+        ids = chat_prompt_ids(pair.tokenizer, task.messages(problem))
+        alone = generate(pair.target, ids, max_new_tokens=96, stop_ids=pair.stop_ids).token_ids
+        for window in (3, 16):
+            spec = generate(pair.target, ids, draft=pair.draft, window=window,
+                            max_new_tokens=96, stop_ids=pair.stop_ids)
+            assert spec.stats.mean_accepted > 1.5
+            assert spec.token_ids == alone
+
+
 def test_the_shipped_judge_fits_the_llamacpp_pair_and_decodes():
     from autojudge.decoding.modes import DecodingOptions, decode
     from autojudge.judge.model import JudgeError
@@ -208,10 +254,12 @@ def test_an_evaluation_resumes_with_another_thread_count(tmp_path):
     from autojudge.runfiles import read_records
 
     pair = load_pair(None, runtime=LLAMACPP)
-    one_thread = replace(pair, target=LlamaCppLM(pair.target.gguf_file, name=pair.target.name, n_threads=1))
-    assert pair.describe() != one_thread.describe()
+    # One more thread than this machine (or taskset) gives: another machine.
+    other = replace(pair, target=LlamaCppLM(pair.target.gguf_file, name=pair.target.name,
+                                            n_threads=pair.target.n_threads + 1))
+    assert pair.describe() != other.describe()
     run_eval(pair, GSM8K(), "eval", ["target"], tmp_path, DecodingOptions(window=16, max_new_tokens=4), limit=1)
-    rows = run_eval(one_thread, GSM8K(), "eval", ["target"], tmp_path, DecodingOptions(window=16, max_new_tokens=4),
+    rows = run_eval(other, GSM8K(), "eval", ["target"], tmp_path, DecodingOptions(window=16, max_new_tokens=4),
                     limit=2)
     records = read_records(tmp_path / "records.jsonl")
     assert [r["problem"] for r in records] == [p.id for p in GSM8K().load("eval")[:2]]

@@ -73,8 +73,9 @@ def cmd_noise_floor(args) -> int:
     _attach_checker(task, pair, args, runtime)
     swaps = null_swaps(pair, task, args.split, args.n, args.per_problem, args.out, options, seed=args.seed)
     described = pair.target.describe()
-    table = null_swap_markdown(swaps, f"{task.name}, first {args.n} problems of {args.split}, "
-                                      f"<= {args.max_new_tokens} new tokens, target on {described['backend']}; "
+    runtime_name = described["backend"] + (", uniform passes" if described.get("uniform_passes") else "")
+    table = null_swap_markdown(swaps, f"{task.name}, first {args.n} problems of {args.split}, <= "
+                                      f"{args.max_new_tokens} new tokens, target {pair.target.name} on {runtime_name}; "
                                       "the fast regeneration path, the target's own token swapped in")
     print(table)
     (Path(args.out) / "summary.md").write_text(table + "\n")

@@ -72,6 +72,10 @@ def _add_pair_options(parser: argparse.ArgumentParser, backends: bool = True) ->
                                  "GGUF-backed models, else torch)")
         parser.add_argument("--draft-backend", choices=list(RUNTIMES),
                             help="another runtime for the draft only (a mixed pair)")
+        parser.add_argument("--uniform-passes", action="store_true",
+                            help="llama.cpp: read a lone new token together with the one before it, so that every "
+                                 "logit comes from the same many-token kernels (Q4_0 weights: exact speculative "
+                                 "decoding then reproduces the target alone; slower target-only decoding)")
         parser.add_argument("--device", default="cpu",
                             help="torch device for the models, e.g. cuda or cuda:1 (default: %(default)s; "
                                  "with --backend auto, a GPU means torch)")

@@ -147,9 +147,10 @@ class LlamaCppLM:
     """One sequence's state for a GGUF model run by llama.cpp (see backend.CausalLM)."""
 
     def __init__(self, gguf_file: str | Path, name: str, n_ctx: int = 4096,
-                 n_threads: int | None = None, n_batch: int = 512, *,
+                 n_threads: int | None = None, n_batch: int = 512, *, uniform_passes: bool = False,
                  _runtime: _Runtime | None = None, _seq_id: int = 0, _gate: PassGate | None = None):
         self.name = name
+        self.uniform_passes = uniform_passes  # see RuntimeOptions.uniform_passes
         self.gguf_file = str(gguf_file)
         self.max_context = n_ctx  # this sequence's; the runtime's cache may hold several
         self._runtime = _runtime or _Runtime(self.gguf_file, n_ctx, n_threads or default_threads(), n_batch)
@@ -165,8 +166,8 @@ class LlamaCppLM:
         if n > runtime.max_sequences:
             raise ModelLoadError(f"{self.name}: llama.cpp allows {runtime.max_sequences} sequences, not {n}")
         runtime.sequences = n
-        sequences = [LlamaCppLM(self.gguf_file, self.name, self.max_context, _runtime=runtime, _seq_id=i,
-                                _gate=gate) for i in range(n)]
+        sequences = [LlamaCppLM(self.gguf_file, self.name, self.max_context, uniform_passes=self.uniform_passes,
+                                _runtime=runtime, _seq_id=i, _gate=gate) for i in range(n)]
         for sequence in sequences:  # the width this one was cut to, if any (loading.share_logits)
             sequence.vocab_size = self.vocab_size
         return sequences
@@ -178,15 +179,22 @@ class LlamaCppLM:
     def forward(self, token_ids: Sequence[int], n_logits: int | None = None) -> StepOutput:
         check_room(self, len(token_ids))
         n_out = len(token_ids) if n_logits is None else min(n_logits, len(token_ids))
-        request = PassRequest(self._seq_id, len(self.tokens), list(token_ids),
-                              [i >= len(token_ids) - n_out for i in range(len(token_ids))])
+        # One-token kernels round differently from many-token ones: with uniform passes a
+        # lone token is read with the cached one before it, whose cell is computed again.
+        reread = self.uniform_passes and len(token_ids) == 1 and len(self.tokens) > 0
+        start = len(self.tokens) - reread
+        tokens = self.tokens[start:] + list(token_ids)
+        if reread and not self._remove(start):
+            raise RuntimeError(f"{self.name}: llama.cpp could not drop cached tokens")
+        request = PassRequest(self._seq_id, start, tokens, [i >= len(tokens) - n_out for i in range(len(tokens))])
         try:
             if self._gate is None:
                 logits, hidden = self._runtime.decode([request])[0]
             else:
                 logits, hidden = self._gate.run(self._runtime, request)
         except RuntimeError as exc:
-            self._remove(len(self.tokens))  # a failed pass may have cached a part
+            self._remove(start)  # a failed pass may have cached a part
+            del self.tokens[start:]
             raise RuntimeError(f"{self.name}: {exc}") from exc
         self.tokens.extend(token_ids)
         if logits.shape[-1] > self.vocab_size:  # cut to the pair's shared vocabulary
@@ -215,8 +223,9 @@ class LlamaCppLM:
         """Another sequence id in this model's KV cache (see backend.another_sequence).
         The cache's cells are shared: both sequences together must fit its context.
         Not gated: drive it from one thread at a time, outside any PassGate member."""
-        return LlamaCppLM(self.gguf_file, self.name, self.max_context, _runtime=self._runtime,
-                          _seq_id=self._runtime.new_sequence_id())
+        return LlamaCppLM(self.gguf_file, self.name, self.max_context, uniform_passes=self.uniform_passes,
+                          _runtime=self._runtime, _seq_id=self._runtime.new_sequence_id())
 
     def describe(self) -> dict:
-        return {"backend": "llama.cpp", "gguf": Path(self.gguf_file).name, **self._runtime.describe()}
+        uniform = {"uniform_passes": True} if self.uniform_passes else {}  # absent when off: older runs match
+        return {"backend": "llama.cpp", "gguf": Path(self.gguf_file).name, **self._runtime.describe(), **uniform}

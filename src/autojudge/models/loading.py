@@ -71,15 +71,16 @@ def load_model(name: str, runtime: RuntimeOptions = RuntimeOptions(backend="torc
 
 
 def load_llamacpp(name: str, runtime: RuntimeOptions | None = None) -> CausalLM:
-    """`runtime` is not read: llama.cpp runs on the CPU, in the GGUF's own format."""
+    """Of `runtime`, only `uniform_passes` is read: llama.cpp runs on the CPU, in the GGUF's own format."""
     from autojudge.models.llamacpp import LlamaCppLM
+    uniform = runtime is not None and runtime.uniform_passes
     if name in REGISTERED:
         from autojudge.models.convert import gguf_path
-        return LlamaCppLM(gguf_path(REGISTERED[name]), name=name)
+        return LlamaCppLM(gguf_path(REGISTERED[name]), name=name, uniform_passes=uniform)
     path = Path(name).expanduser()
     if path.suffix != ".gguf" or not path.is_file():
         raise ModelLoadError(f"{name}: the llama.cpp backend needs a registered name or a .gguf file")
-    return LlamaCppLM(path, name=name)
+    return LlamaCppLM(path, name=name, uniform_passes=uniform)
 
 
 def load_torch(name: str, runtime: RuntimeOptions) -> CausalLM:

@@ -53,6 +53,15 @@ class RuntimeOptions:
     """On a GPU, replay each torch step from a CUDA graph (autojudge.models.static) where
     the model allows it; False: run each step eagerly."""
 
+    uniform_passes: bool = False
+    """llama.cpp, the target only: read a lone new token in a two-token pass, the cached token before it
+    read again, so that every logit comes from llama.cpp's many-token kernels. Its
+    one-token kernels round differently (the default target's logits land about 0.3
+    apart), so the target alone and exact speculative decoding, whose verification
+    passes hold many tokens, part ways at near-ties. With Q4_0 weights this makes them
+    agree (logits within about 1e-5); K-quant weights (Q4_K_M) differ between many-token
+    pass sizes too, which this cannot mend. Torch needs none of it: it is exact already."""
+
     def resolved(self, *names: str | None) -> RuntimeOptions:
         """These options, with "auto" replaced by the runtime it picks for the named models."""
         if self.backend != AUTO:
@@ -60,8 +69,9 @@ class RuntimeOptions:
         return replace(self, backend=auto_backend(*names, device=self.device))
 
     def for_draft(self) -> RuntimeOptions:
-        """The options the draft loads with: on `draft_backend` where one is named."""
-        return replace(self, backend=self.draft_backend) if self.draft_backend else self
+        """The options the draft loads with: on `draft_backend` where one is named, and
+        without uniform passes, since the draft's rounding decides only what it proposes."""
+        return replace(self, backend=self.draft_backend or self.backend, uniform_passes=False)
 
 
 @dataclass(frozen=True)
