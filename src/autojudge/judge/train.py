@@ -55,6 +55,11 @@ class MinedData:
         parts = {"draft": self.draft, "target": self.target, "logits": self.logits}
         return np.concatenate([parts[group] for group in groups], axis=1)
 
+    def select(self, keep: np.ndarray) -> MinedData:
+        """The labels where `keep` (a bool per label) is true."""
+        return MinedData(self.draft[keep], self.target[keep], self.important[keep], self.problem[keep], self.meta,
+                         None if self.logits is None else self.logits[keep])
+
     def feature_sets(self) -> list[str]:
         """The feature sets this data can train (one name each: "both" is "hidden")."""
         return [name for name, groups in FEATURE_SETS.items()

@@ -1,0 +1,100 @@
+"""Two mining runs of the same problems on other runtimes: do their labels read alike?
+
+For instance the default pair (Q4_K_M, whose passes of every size round differently)
+against the Q4_0 pair with `--uniform-passes` (whose regenerations reproduce the
+response exactly when nothing changed). On the problems both runs finished: labels and
+important share per run, with the paired difference of the per-problem important share
+(95% bootstrap by problem); how often the two first answers agree; and the ROC-AUC of a
+judge trained on `--train` (problems neither run holds here) on each run's labels, each
+scored with its own run's features, with the difference's bootstrap interval.
+
+    python scripts/compare_label_runs.py --a data/mined/gsm8k/shard-1-of-2 \\
+        --b data/mined/gsm8k-q4_0-uniform/shard-1-of-2 --train data/mined/gsm8k/shard-1-of-2 \\
+        --out docs/bench/uniform-labels-gsm8k.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+from autojudge.judge.train import MinedData, best_c, cross_validate, fit, load_mined, problem_folds
+from autojudge.runfiles import read_records
+
+BOOTSTRAP = 2000
+
+
+def rows_of(data: MinedData, problems: set[int]) -> MinedData:
+    return data.select(np.isin(data.problem, sorted(problems)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--a", required=True, help="a mining run")
+    parser.add_argument("--b", required=True, help="another mining run of some of the same problems")
+    parser.add_argument("--train", required=True, nargs="+",
+                        help="mining runs to train the scoring judge on; the problems of --a and --b compared here "
+                             "are left out of it")
+    parser.add_argument("--features", default="target", help="the judge's feature set (default: %(default)s)")
+    parser.add_argument("--out", help="write the report here too (markdown)")
+    args = parser.parse_args(argv)
+
+    records = {name: {r["problem_id"]: r for r in read_records(Path(d) / "problems.jsonl", repair=False)
+                      if not r.get("skipped")} for name, d in (("a", args.a), ("b", args.b))}
+    common = set(records["a"]) & set(records["b"])
+    if not common:
+        raise SystemExit("the two runs share no finished problem")
+    data = {name: rows_of(load_mined(d), common) for name, d in (("a", args.a), ("b", args.b))}
+    ids = sorted(common)
+    share = {name: np.array([np.mean([m["important"] for m in records[name][p]["mismatches"]])
+                             if records[name][p]["mismatches"] else np.nan for p in ids]) for name in data}
+    both = ~np.isnan(share["a"]) & ~np.isnan(share["b"])
+    rng = np.random.default_rng(0)
+    paired = share["b"][both] - share["a"][both]
+    draws = [paired[rng.integers(0, len(paired), len(paired))].mean() for _ in range(BOOTSTRAP)]
+    same_first = sum(records["a"][p]["response"] == records["b"][p]["response"] for p in ids)
+    lines = [f"{len(ids)} problems both runs finished: a = `{args.a}` (target {data['a'].meta['target']}), "
+             f"b = `{args.b}` (target {data['b'].meta['target']}"
+             f"{', uniform passes' if data['b'].meta.get('target_backend', {}).get('uniform_passes') else ''})", "",
+             "| run | labels | important | mean important share per problem | problems with no important label |",
+             "|---|---|---|---|---|"]
+    for name in ("a", "b"):
+        lines.append(f"| {name} | {len(data[name].important)} | {data[name].important.mean():.1%} | "
+                     f"{np.nanmean(share[name]):.1%} | {int(np.nansum(share[name] == 0))} |")
+    low, high = np.quantile(draws, [0.025, 0.975])
+    lines += ["", f"Per-problem important share, b minus a: {paired.mean():+.1%} (95% bootstrap by problem "
+              f"{low:+.1%} to {high:+.1%}), over {int(both.sum())} problems with labels in both. "
+              f"The first answers are the same text on {same_first} of {len(ids)} problems.", ""]
+
+    train = load_mined(args.train)
+    train = rows_of(train, set(train.problem.tolist()) - common)
+    c = best_c(cross_validate(train, args.features, problem_folds(train)))
+    judge = fit(train.features(args.features), train.important, c)
+    scores = {name: judge.predict_proba(data[name].features(args.features))[:, 1] for name in data}
+    auc = {name: roc_auc_score(data[name].important, scores[name]) for name in data}
+    rows = {name: {p: np.flatnonzero(data[name].problem == p) for p in ids} for name in data}
+    differences = []
+    for _ in range(BOOTSTRAP):
+        take = rng.choice(ids, len(ids))
+        picked = {name: np.concatenate([rows[name][p] for p in take]) for name in data}
+        if all(len(set(data[name].important[picked[name]])) == 2 for name in data):
+            differences.append(roc_auc_score(data["b"].important[picked["b"]], scores["b"][picked["b"]])
+                               - roc_auc_score(data["a"].important[picked["a"]], scores["a"][picked["a"]]))
+    low, high = np.quantile(differences, [0.025, 0.975])
+    lines += [f"| judge ({args.features} features) | ROC-AUC on a | ROC-AUC on b | b minus a (95% bootstrap by "
+              "problem) |", "|---|---|---|---|",
+              f"| trained on {len(np.unique(train.problem))} other problems of --train (C={c:g}) | {auc['a']:.3f} | "
+              f"{auc['b']:.3f} | {auc['b'] - auc['a']:+.3f} ({low:+.3f} to {high:+.3f}) |"]
+    report = "\n".join(lines)
+    print(report)
+    if args.out:
+        Path(args.out).write_text(report + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
