@@ -131,6 +131,42 @@ def test_with_uniform_passes_exact_speculative_decoding_is_the_target_alone():
             assert spec.token_ids == alone
 
 
+def test_with_uniform_passes_a_sequence_decodes_alike_alone_and_merged_with_others():
+    """Each sequence has a KV stream of its own: merged into passes with other sequences
+    (of other lengths), its logits are those it gets alone, to the bit (Q4_0)."""
+    import threading
+
+    from autojudge.models.batching import PassGate
+
+    alone = load_model(DRAFT + "-q4_0", RuntimeOptions(backend="llamacpp", uniform_passes=True))
+    prompts = [[9707, 11, 1246, 525, 498, 30, 358, 1079][: 5 + i] for i in range(3)]
+    follow = [[6915, 13, 3555, 374, 220, 16, 22, 353][i:] for i in range(3)]
+
+    def decode(model, i):
+        model.reset()
+        model.forward(prompts[i])
+        return torch.cat([model.forward([t]).logits for t in follow[i]])
+
+    reference = [decode(alone, i) for i in range(3)]
+    gate = PassGate()
+    sequences = alone.parallel(3, gate)
+    merged: list = [None] * 3
+
+    def run(i):
+        with gate.member():
+            merged[i] = decode(sequences[i], i)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for i in range(3):
+        assert torch.equal(merged[i], reference[i])
+    # A spare stream per sequence, for a model checker's sequence.
+    assert sequences[0].another_sequence().cached_length == 0
+
+
 def test_the_shipped_judge_fits_the_llamacpp_pair_and_decodes():
     from autojudge.decoding.modes import DecodingOptions, decode
     from autojudge.judge.model import JudgeError

@@ -11,6 +11,8 @@ A loaded model (`_Runtime`) can hold several sequences in one KV cache. Each
 drive them through a shared `PassGate` (autojudge.models.batching) have their
 passes merged into one `llama_decode`: on a CPU, four tokens in one pass cost about
 twice one token, so independent work done side by side costs about half as much.
+With uniform passes each sequence has a KV stream of its own, so that merging its
+passes with others' does not change its logits (`separate_streams`).
 """
 
 from __future__ import annotations
@@ -58,10 +60,23 @@ class PassRequest:
     wanted: list[bool]
 
 
+def separate_streams(sequences: int, uniform_passes: bool) -> int:
+    """KV streams for a runtime that holds `sequences` (0: one cache they share).
+
+    In a shared cache a sequence's cells lie among the others', and its logits change
+    with what else is cached and merged into its passes (about 0.25 on the Q4_0 target).
+    With a stream of its own, a sequence decodes the same logits alone or merged with
+    others, so uniform passes get them: one stream per sequence, and a spare each for
+    `another_sequence` (a model checker's)."""
+    return 2 * sequences if uniform_passes else 0
+
+
 class _Runtime:
     """One loaded GGUF model and its context; its KV cache holds every sequence's tokens."""
 
-    def __init__(self, gguf_file: str, n_ctx: int, n_threads: int, n_batch: int):
+    def __init__(self, gguf_file: str, n_ctx: int, n_threads: int, n_batch: int, streams: int = 0):
+        """`streams`: 0 for one KV cache of n_ctx cells that every sequence shares; k for k
+        streams of n_ctx cells, one per sequence (see `separate_streams`)."""
         try:
             import llama_cpp
         except ImportError as exc:
@@ -71,10 +86,11 @@ class _Runtime:
         _silence_llama_log(llama_cpp)
         self.n_threads, self.n_batch = n_threads, n_batch
         # With embeddings on, llama-cpp-python makes the KV cache unified and allows
-        # many sequences: n_ctx cells shared by all of them.
+        # many sequences: n_ctx cells shared by all of them. With streams, the context it
+        # makes is not used (so it gets the fewest cells) and one with streams replaces it.
         try:
             self._llm = llama_cpp.Llama(
-                model_path=gguf_file, n_ctx=n_ctx, n_batch=n_batch, n_ubatch=n_batch,
+                model_path=gguf_file, n_ctx=n_batch if streams else n_ctx, n_batch=n_batch, n_ubatch=n_batch,
                 n_threads=n_threads, n_threads_batch=n_threads,
                 # Outputs are asked per token through the batch (PassRequest.wanted); logits_all
                 # would only make the high-level API keep an n_ctx x vocabulary array: 37 GiB
@@ -84,8 +100,15 @@ class _Runtime:
             )
         except ValueError as exc:  # llama-cpp-python's word for an unreadable file or a failed context
             raise ModelLoadError(f"llama.cpp cannot load {gguf_file}: {exc}") from None
-        self._ctx = self._llm._ctx.ctx
         model = self._llm._model.model
+        self._own_ctx = None
+        if streams:
+            params = type(self._llm.context_params).from_buffer_copy(self._llm.context_params)
+            params.n_ctx, params.n_seq_max, params.kv_unified = n_ctx * streams, streams, False
+            self._own_ctx = llama_cpp.llama_init_from_model(model, params)
+            if not self._own_ctx:
+                raise ModelLoadError(f"llama.cpp cannot make {streams} KV streams of {n_ctx} cells for {gguf_file}")
+        self._ctx = self._own_ctx or self._llm._ctx.ctx
         self.vocab_size = llama_cpp.llama_vocab_n_tokens(llama_cpp.llama_model_get_vocab(model))
         self.hidden_size = llama_cpp.llama_model_n_embd(model)
         self.max_sequences = llama_cpp.llama_n_seq_max(self._ctx)
@@ -103,6 +126,9 @@ class _Runtime:
         if batch is not None:
             self._c.llama_batch_free(batch)
             self._batch = None
+        if getattr(self, "_own_ctx", None):
+            self._c.llama_free(self._own_ctx)
+            self._own_ctx = None
 
     def decode(self, requests: list[PassRequest]) -> list[tuple[np.ndarray, np.ndarray]]:
         """Append every request's tokens, n_batch tokens per `llama_decode`; return each
@@ -153,7 +179,8 @@ class LlamaCppLM:
         self.uniform_passes = uniform_passes  # see RuntimeOptions.uniform_passes
         self.gguf_file = str(gguf_file)
         self.max_context = n_ctx  # this sequence's; the runtime's cache may hold several
-        self._runtime = _runtime or _Runtime(self.gguf_file, n_ctx, n_threads or default_threads(), n_batch)
+        self._runtime = _runtime or _Runtime(self.gguf_file, n_ctx, n_threads or default_threads(), n_batch,
+                                             streams=separate_streams(1, uniform_passes))
         self._seq_id, self._gate = _seq_id, _gate
         self.n_threads = self._runtime.n_threads
         self.vocab_size, self.hidden_size = self._runtime.vocab_size, self._runtime.hidden_size
@@ -162,7 +189,9 @@ class LlamaCppLM:
     def parallel(self, n: int, gate: PassGate) -> list[LlamaCppLM]:
         """n fresh sequences of this model, each with this one's context length, in a
         new KV cache large enough for all; their passes go through `gate`."""
-        runtime = _Runtime(self.gguf_file, n * self.max_context, self.n_threads, self._runtime.n_batch)
+        streams = separate_streams(n, self.uniform_passes)
+        runtime = _Runtime(self.gguf_file, self.max_context if streams else n * self.max_context, self.n_threads,
+                           self._runtime.n_batch, streams=streams)
         if n > runtime.max_sequences:
             raise ModelLoadError(f"{self.name}: llama.cpp allows {runtime.max_sequences} sequences, not {n}")
         runtime.sequences = n
@@ -221,7 +250,8 @@ class LlamaCppLM:
 
     def another_sequence(self) -> LlamaCppLM:
         """Another sequence id in this model's KV cache (see backend.another_sequence).
-        The cache's cells are shared: both sequences together must fit its context.
+        In a shared cache both sequences together must fit its context; with uniform
+        passes each has a stream of its own (`separate_streams`).
         Not gated: drive it from one thread at a time, outside any PassGate member."""
         return LlamaCppLM(self.gguf_file, self.name, self.max_context, uniform_passes=self.uniform_passes,
                           _runtime=self._runtime, _seq_id=self._runtime.new_sequence_id())
