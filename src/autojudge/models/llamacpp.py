@@ -188,7 +188,8 @@ class LlamaCppLM:
 
     def parallel(self, n: int, gate: PassGate) -> list[LlamaCppLM]:
         """n fresh sequences of this model, each with this one's context length, in a
-        new KV cache large enough for all; their passes go through `gate`."""
+        new KV cache large enough for all (a stream each with uniform passes); their passes go
+        through `gate`."""
         streams = separate_streams(n, self.uniform_passes)
         runtime = _Runtime(self.gguf_file, self.max_context if streams else n * self.max_context, self.n_threads,
                            self._runtime.n_batch, streams=streams)
