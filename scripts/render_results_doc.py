@@ -123,6 +123,9 @@ def main() -> None:
     if (bench / "pass-shape-logits.md").exists():
         parts.append(section("llama.cpp's logits by pass size, and uniform passes", bench / "pass-shape-logits.md",
                              "`python scripts/pass_shape_logits.py` (README):\n\n"))
+    for report in sorted(bench.glob("uniform-labels-*.md")):
+        parts.append(section(f"Labels of the Q4_0 pair with uniform passes against the default pair's ({report.stem})",
+                             report, "`python scripts/compare_label_runs.py` (README):\n\n"))
     for report in sorted(bench.glob("confirm-*.md")):
         parts.append(section(f"Confirmed labels against single-regeneration ones ({report.stem})", report,
                              "`python scripts/confirmed_labels.py` (README):\n\n"))
