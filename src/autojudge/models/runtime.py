@@ -54,8 +54,8 @@ class RuntimeOptions:
     the model allows it; False: run each step eagerly."""
 
     uniform_passes: bool = False
-    """llama.cpp, the target only: read a lone new token in a two-token pass, the cached token before it
-    read again, so that every logit comes from llama.cpp's many-token kernels. Its
+    """llama.cpp, the target only: read a lone new token in a two-token pass, the cached
+    token before it read again, so that every logit comes from many-token kernels. Its
     one-token kernels round differently (the default target's logits land about 0.3
     apart), so the target alone and exact speculative decoding, whose verification
     passes hold many tokens, part ways at near-ties. With Q4_0 weights this makes them
