@@ -6,7 +6,10 @@ response exactly when nothing changed). On the problems both runs finished: labe
 important share per run, with the paired difference of the per-problem important share
 (95% bootstrap by problem); how often the two first answers agree; and the ROC-AUC of a
 judge trained on `--train` (problems neither run holds here) on each run's labels, each
-scored with its own run's features, with the difference's bootstrap interval.
+scored with its own run's features, with the difference's bootstrap interval; and each
+run's labels cross-validated on their own (5 folds by problem, the same folds for both
+runs, the best C of each), which asks the same question without carrying a judge from
+one model's features to the other's.
 
     python scripts/compare_label_runs.py --a data/mined/gsm8k/shard-1-of-2 \\
         --b data/mined/gsm8k-q4_0-uniform/shard-1-of-2 --train data/mined/gsm8k/shard-1-of-2 \\
@@ -26,10 +29,26 @@ from autojudge.judge.train import MinedData, best_c, cross_validate, fit, load_m
 from autojudge.runfiles import read_records
 
 BOOTSTRAP = 2000
+FOLDS = 5
 
 
 def rows_of(data: MinedData, problems: set[int]) -> MinedData:
     return data.select(np.isin(data.problem, sorted(problems)))
+
+
+def auc_difference_interval(data: dict[str, MinedData], scores: dict[str, np.ndarray], ids: list[int],
+                            rng: np.random.Generator) -> tuple[float, float]:
+    """95% bootstrap interval of ROC-AUC on b minus ROC-AUC on a, resampling problems."""
+    rows = {name: {p: np.flatnonzero(data[name].problem == p) for p in ids} for name in data}
+    differences = []
+    for _ in range(BOOTSTRAP):
+        take = rng.choice(ids, len(ids))
+        picked = {name: np.concatenate([rows[name][p] for p in take]) for name in data}
+        if all(len(set(data[name].important[picked[name]])) == 2 for name in data):
+            differences.append(roc_auc_score(data["b"].important[picked["b"]], scores["b"][picked["b"]])
+                               - roc_auc_score(data["a"].important[picked["a"]], scores["a"][picked["a"]]))
+    low, high = np.quantile(differences, [0.025, 0.975])
+    return float(low), float(high)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,19 +95,25 @@ def main(argv: list[str] | None = None) -> int:
     judge = fit(train.features(args.features), train.important, c)
     scores = {name: judge.predict_proba(data[name].features(args.features))[:, 1] for name in data}
     auc = {name: roc_auc_score(data[name].important, scores[name]) for name in data}
-    rows = {name: {p: np.flatnonzero(data[name].problem == p) for p in ids} for name in data}
-    differences = []
-    for _ in range(BOOTSTRAP):
-        take = rng.choice(ids, len(ids))
-        picked = {name: np.concatenate([rows[name][p] for p in take]) for name in data}
-        if all(len(set(data[name].important[picked[name]])) == 2 for name in data):
-            differences.append(roc_auc_score(data["b"].important[picked["b"]], scores["b"][picked["b"]])
-                               - roc_auc_score(data["a"].important[picked["a"]], scores["a"][picked["a"]]))
-    low, high = np.quantile(differences, [0.025, 0.975])
+    low, high = auc_difference_interval(data, scores, ids, rng)
     lines += [f"| judge ({args.features} features) | ROC-AUC on a | ROC-AUC on b | b minus a (95% bootstrap by "
               "problem) |", "|---|---|---|---|",
               f"| trained on {len(np.unique(train.problem))} other problems of --train (C={c:g}) | {auc['a']:.3f} | "
               f"{auc['b']:.3f} | {auc['b'] - auc['a']:+.3f} ({low:+.3f} to {high:+.3f}) |"]
+    # Same folds for both runs: problem p lies in fold k in both, so the two AUCs differ
+    # only by the labels and features, not by which problems trained which scores.
+    order = np.random.default_rng(0).permutation(ids)
+    fold_of = {int(p): k % FOLDS for k, p in enumerate(order)}
+    own = {}
+    for name in data:
+        problem_fold = np.array([fold_of[int(p)] for p in data[name].problem])
+        folds = [(np.flatnonzero(problem_fold != k), np.flatnonzero(problem_fold == k)) for k in range(FOLDS)]
+        results = cross_validate(data[name], args.features, folds)
+        own[name] = results[best_c(results)]
+    own_low, own_high = auc_difference_interval(data, {name: own[name][1] for name in data}, ids, rng)
+    lines += [f"| cross-validated on its own labels of these problems ({FOLDS} folds by problem, the same for both "
+              f"runs) | {own['a'][0]:.3f} | {own['b'][0]:.3f} | {own['b'][0] - own['a'][0]:+.3f} "
+              f"({own_low:+.3f} to {own_high:+.3f}) |"]
     report = "\n".join(lines)
     print(report)
     if args.out:

@@ -14,9 +14,9 @@ import torch
 
 from autojudge.decoding.modes import DecodingOptions, decode, mode_policy, parse_judge_mode
 from autojudge.errors import AutojudgeError
-from autojudge.evaluation.render import markdown_table
+from autojudge.evaluation.render import markdown_table, summary_markdown
 from autojudge.evaluation.report import write_report
-from autojudge.evaluation.rows import operating_point, summarize
+from autojudge.evaluation.rows import operating_point, summarize, target_speed_by_run
 from autojudge.evaluation.run import run_eval
 from autojudge.evaluation.statistics import paired_difference, wilson
 from autojudge.judge.model import Judge
@@ -207,6 +207,28 @@ def test_speed_ratios_pair_records_measured_in_the_same_run():
     legacy_rows = summarize(legacy, ["target", "topk:2"])
     assert legacy_rows[1].against_target.speed == pytest.approx(1.0) and legacy_rows[1].runs == "unnamed"
     assert "more than one run" not in markdown_table(legacy_rows)
+
+
+def test_runs_on_machines_of_different_speeds_count_by_their_problems():
+    def record(mode, problem, run, seconds):
+        return {"mode": mode, "problem": problem, "run": run, "correct": True, "new_tokens": 10,
+                "cycles": 5, "seconds": seconds, "accepted_mismatches": 0}
+
+    # Run "fast": 3 problems where exact runs as fast as the target. Run "slow", on a
+    # machine three times slower: 1 problem where exact runs at half the target's speed.
+    records = [record(m, p, "fast", 1.0) for p in range(3) for m in ("target", "exact")]
+    records += [record("target", 3, "slow", 3.0), record("exact", 3, "slow", 6.0)]
+    rows = {r.mode: r for r in summarize(records, ["target", "exact"])}
+    # By problems: (3 x 1.0 + 1 x 0.5) / 4. Pooling the seconds would give 40/9 over 40/6,
+    # 0.67: the slow run's one problem counting as three.
+    assert rows["exact"].against_target.speed == pytest.approx(0.875)
+    assert rows["exact"].against_target.speed_problems == 4
+    speeds = target_speed_by_run(records)
+    assert [(s.run, s.problems, s.tokens_per_second) for s in speeds] == [("fast", 3, 10.0),
+                                                                          ("slow", 1, pytest.approx(10 / 3))]
+    text = summary_markdown(list(rows.values()), None, speeds)
+    assert "The target alone ran at 3.3 (run slow, 1 problem) to 10.0 (run fast, 3 problems) tok/s" in text
+    assert "ran at" not in summary_markdown(list(rows.values()), None, speeds[:1])
 
 
 def test_a_stalled_decode_is_left_out_of_the_speeds(pair, tmp_path):

@@ -6,7 +6,7 @@ import csv
 import json
 from pathlib import Path
 
-from autojudge.evaluation.rows import BaselineRatios, ModeSummary, PairedWithExact
+from autojudge.evaluation.rows import BaselineRatios, ModeSummary, PairedWithExact, RunSpeed
 
 OPERATING_POINT = "Operating point (at most 1 point below exact)"
 
@@ -52,9 +52,17 @@ def markdown_table(rows: list[ModeSummary]) -> str:
     return "\n".join(lines)
 
 
-def summary_markdown(rows: list[ModeSummary], best: ModeSummary | None) -> str:
-    """The table, then what it comes to: the operating point and the noise floor."""
+def summary_markdown(rows: list[ModeSummary], best: ModeSummary | None, run_speeds: list[RunSpeed] = ()) -> str:
+    """The table, then what it comes to: the operating point and the noise floor (and,
+    when the timed runs are several, how fast each one's target alone ran)."""
     text = markdown_table(rows)
+    if len(run_speeds) > 1:
+        slow, fast = (f"{r.tokens_per_second:.1f} (run {r.run}, {r.problems} problem{'s' if r.problems != 1 else ''})"
+                      for r in (min(run_speeds, key=lambda r: r.tokens_per_second),
+                                max(run_speeds, key=lambda r: r.tokens_per_second)))
+        text += (f"\n\nThe target alone ran at {slow} to {fast} tok/s over {len(run_speeds)} timed runs. "
+                 "A speed ratio pools the records of each run, and runs count by their problems, not their "
+                 "seconds.")
     if best is not None:
         text += (f"\n\n{OPERATING_POINT}: {best.mode}, "
                  f"{_fmt(best.against_exact.accepted, '.2f', 'x')} the accepted tokens per cycle of exact, "

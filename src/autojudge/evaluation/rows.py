@@ -3,9 +3,11 @@
 Modes are compared only on the problems that all of them finished. Speed ratios are
 against target-only and exact speculative decoding measured in the same run (one call
 of run_eval, so one machine), on the same problems: tokens/s of two machines never
-meet in one ratio, and a problem whose baseline was measured in another run is left
-out of that ratio, with the count shown. A method on a named runtime is set against the
-baselines of that runtime (and, for exact, of its window): `Method.baseline`.
+meet in one ratio, a problem whose baseline was measured in another run is left out
+of that ratio, with the count shown, and runs weigh by their problems, not their
+seconds (a slow machine's run counts as much per problem as a fast one's). A method
+on a named runtime is set against the baselines of that runtime (and, for exact, of
+its window): `Method.baseline`.
 """
 
 from __future__ import annotations
@@ -16,10 +18,10 @@ from autojudge.decoding.engine import is_cut
 from autojudge.evaluation.methods import parse_method
 from autojudge.evaluation.statistics import (
     paired_accuracy_difference,
+    paired_speed_ratio,
     per,
     ratio,
     single_stream,
-    speed_ratio,
     tokens_per_second,
     wilson,
 )
@@ -108,6 +110,25 @@ def summarize(records: list[dict], modes: list[str]) -> list[ModeSummary]:
     return [_summary(mode, runs_of, measured, mean_accepted) for mode in modes]
 
 
+@dataclass(frozen=True)
+class RunSpeed:
+    """How fast one run's machine decoded: the target alone, timed single-stream."""
+    run: str
+    problems: int
+    tokens_per_second: float
+
+
+def target_speed_by_run(records: list[dict]) -> list[RunSpeed]:
+    """Per timed run, in the order the runs began: a report's reader sees how far apart
+    the machines of the runs it pools were."""
+    by_run: dict[str, list[dict]] = {}
+    for record in records:
+        if record["mode"] == "target" and single_stream(record):
+            by_run.setdefault(record.get("run") or "unnamed", []).append(record)
+    return [RunSpeed(run, len({r["problem"] for r in runs}), tokens_per_second(runs))
+            for run, runs in by_run.items() if tokens_per_second(runs)]
+
+
 def operating_point(rows: list[ModeSummary], max_drop: float = 0.01) -> ModeSummary | None:
     """The lossy mode with the most accepted tokens per cycle within `max_drop` of exact."""
     lossy = [r for r in rows if not r.lossless and r.accuracy_vs_exact is not None
@@ -167,6 +188,6 @@ def _against(mode: str, runs: list[dict], base: str, measured: dict,
     # the baseline was not measured there), single-stream records only.
     pairs = [(r, measured.get((base, r["problem"], r.get("run")))) for r in runs if single_stream(r)]
     pairs = [(r, b) for r, b in pairs if b is not None and single_stream(b)]
-    return BaselineRatios(speed=speed_ratio([r for r, _ in pairs], [b for _, b in pairs]),
+    return BaselineRatios(speed=paired_speed_ratio(pairs),
                           speed_problems=len(pairs),
                           accepted=ratio(mean_accepted[mode], mean_accepted.get(base)))

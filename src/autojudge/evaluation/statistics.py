@@ -93,3 +93,21 @@ def tokens_per_second(runs: list[dict]) -> float | None:
 def speed_ratio(runs: list[dict], baseline_runs: list[dict]) -> float | None:
     """Tokens/s of `runs` over those of `baseline_runs`; None when either has no speed."""
     return ratio(tokens_per_second(runs), tokens_per_second(baseline_runs))
+
+
+def paired_speed_ratio(pairs: list[tuple[dict, dict]]) -> float | None:
+    """Speed of records over their baselines, (record, baseline) pairs measured in the same run.
+
+    Within a run, tokens/s pooled as `speed_ratio` does. Across runs, each run's ratio
+    weighs by its pairs: a run on a machine three times slower spends three times the
+    seconds per token, and pooling its seconds with a fast run's would let it count
+    three times per problem. Weighing by problems keeps every problem's vote alike.
+    """
+    by_run: dict[str | None, list[tuple[dict, dict]]] = {}
+    for record, baseline in pairs:
+        by_run.setdefault(record.get("run"), []).append((record, baseline))
+    weighted = [(len(run_pairs), speed_ratio([r for r, _ in run_pairs], [b for _, b in run_pairs]))
+                for run_pairs in by_run.values()]
+    weighted = [(n, value) for n, value in weighted if value is not None]
+    total = sum(n for n, _ in weighted)
+    return sum(n * value for n, value in weighted) / total if total else None
