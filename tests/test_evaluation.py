@@ -199,7 +199,9 @@ def test_speed_ratios_pair_records_measured_in_the_same_run():
     # The judge's latest records: runs fast (problems 0-2) and late (problem 3, no baseline).
     assert rows["judge:0.5"].against_target.speed == pytest.approx(2.0)
     assert rows["judge:0.5"].against_target.speed_problems == 3
-    assert rows["judge:0.5"].tokens_per_second == pytest.approx(40 / 0.85)
+    # Its tok/s: run fast's 30 tokens in 0.75 s and run late's 10 in 0.1 s, each run
+    # counting by its records: (3 x 40 + 1 x 100) / 4.
+    assert rows["judge:0.5"].tokens_per_second == pytest.approx(55.0)
     table = markdown_table(list(rows.values()))
     assert "| 2.00x (3/4) | 4.00x (3/4) |" in table and "more than one run" in table
     # Records from before runs were recorded (no "run") count as one run.
@@ -223,6 +225,7 @@ def test_runs_on_machines_of_different_speeds_count_by_their_problems():
     # 0.67: the slow run's one problem counting as three.
     assert rows["exact"].against_target.speed == pytest.approx(0.875)
     assert rows["exact"].against_target.speed_problems == 4
+    assert rows["target"].tokens_per_second == pytest.approx((3 * 10.0 + 10 / 3) / 4)
     speeds = target_speed_by_run(records)
     assert [(s.run, s.problems, s.tokens_per_second) for s in speeds] == [("fast", 3, 10.0),
                                                                           ("slow", 1, pytest.approx(10 / 3))]

@@ -61,8 +61,8 @@ def summary_markdown(rows: list[ModeSummary], best: ModeSummary | None, run_spee
                       for r in (min(run_speeds, key=lambda r: r.tokens_per_second),
                                 max(run_speeds, key=lambda r: r.tokens_per_second)))
         text += (f"\n\nThe target alone ran at {slow} to {fast} tok/s over {len(run_speeds)} timed runs. "
-                 "A speed ratio pools the records of each run, and runs count by their problems, not their "
-                 "seconds.")
+                 "Tok/s and speed ratios pool the records of each run, and runs count by their problems, not "
+                 "their seconds.")
     if best is not None:
         text += (f"\n\n{OPERATING_POINT}: {best.mode}, "
                  f"{_fmt(best.against_exact.accepted, '.2f', 'x')} the accepted tokens per cycle of exact, "

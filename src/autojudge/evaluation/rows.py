@@ -23,6 +23,7 @@ from autojudge.evaluation.statistics import (
     ratio,
     single_stream,
     tokens_per_second,
+    tokens_per_second_by_run,
     wilson,
 )
 
@@ -146,7 +147,7 @@ def _summary(mode: str, runs_of: dict[str, list[dict]], measured: dict,
     target_runs, exact_runs = runs_of.get(target), runs_of.get(exact)
     return ModeSummary(
         mode=mode, problems=n, accuracy=per(correct, n), ci_low=low, ci_high=high,
-        mean_accepted=mean_accepted[mode], tokens_per_second=tokens_per_second(runs),
+        mean_accepted=mean_accepted[mode], tokens_per_second=tokens_per_second_by_run(runs),
         accepted_mismatches_per_100_tokens=per(100 * sum(r.get("accepted_mismatches", 0) for r in runs), tokens),
         mean_length=per(tokens, n), cut_fraction=_cut_fraction(runs),
         threshold=next((r.get("threshold") for r in runs), None),

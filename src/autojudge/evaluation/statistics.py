@@ -90,6 +90,19 @@ def tokens_per_second(runs: list[dict]) -> float | None:
     return sum(r["new_tokens"] for r in runs) / seconds if seconds else None
 
 
+def tokens_per_second_by_run(records: list[dict]) -> float | None:
+    """Single-stream speed over several runs: each run's pooled tokens/s, the runs
+    weighed by their records (as `paired_speed_ratio` weighs them, and for its reason)."""
+    by_run: dict[str | None, list[dict]] = {}
+    for record in records:
+        if single_stream(record):
+            by_run.setdefault(record.get("run"), []).append(record)
+    weighted = [(len(rs), tokens_per_second(rs)) for rs in by_run.values()]
+    weighted = [(n, value) for n, value in weighted if value is not None]
+    total = sum(n for n, _ in weighted)
+    return sum(n * value for n, value in weighted) / total if total else None
+
+
 def speed_ratio(runs: list[dict], baseline_runs: list[dict]) -> float | None:
     """Tokens/s of `runs` over those of `baseline_runs`; None when either has no speed."""
     return ratio(tokens_per_second(runs), tokens_per_second(baseline_runs))
