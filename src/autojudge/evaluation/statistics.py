@@ -97,10 +97,7 @@ def tokens_per_second_by_run(records: list[dict]) -> float | None:
     for record in records:
         if single_stream(record):
             by_run.setdefault(record.get("run"), []).append(record)
-    weighted = [(len(rs), tokens_per_second(rs)) for rs in by_run.values()]
-    weighted = [(n, value) for n, value in weighted if value is not None]
-    total = sum(n for n, _ in weighted)
-    return sum(n * value for n, value in weighted) / total if total else None
+    return _weighed_by_count([(len(rs), tokens_per_second(rs)) for rs in by_run.values()])
 
 
 def speed_ratio(runs: list[dict], baseline_runs: list[dict]) -> float | None:
@@ -119,8 +116,12 @@ def paired_speed_ratio(pairs: list[tuple[dict, dict]]) -> float | None:
     by_run: dict[str | None, list[tuple[dict, dict]]] = {}
     for record, baseline in pairs:
         by_run.setdefault(record.get("run"), []).append((record, baseline))
-    weighted = [(len(run_pairs), speed_ratio([r for r, _ in run_pairs], [b for _, b in run_pairs]))
-                for run_pairs in by_run.values()]
-    weighted = [(n, value) for n, value in weighted if value is not None]
-    total = sum(n for n, _ in weighted)
-    return sum(n * value for n, value in weighted) / total if total else None
+    return _weighed_by_count([(len(run_pairs), speed_ratio([r for r, _ in run_pairs], [b for _, b in run_pairs]))
+                              for run_pairs in by_run.values()])
+
+
+def _weighed_by_count(values: list[tuple[int, float | None]]) -> float | None:
+    """Mean of (count, value) pairs, each value weighing by its count; unknown values left out."""
+    known = [(n, value) for n, value in values if value is not None]
+    total = sum(n for n, _ in known)
+    return sum(n * value for n, value in known) / total if total else None
