@@ -17,6 +17,7 @@ from dataclasses import dataclass, fields
 from autojudge.decoding.engine import is_cut
 from autojudge.evaluation.methods import parse_method
 from autojudge.evaluation.statistics import (
+    group_by_run,
     paired_accuracy_difference,
     paired_speed_ratio,
     per,
@@ -122,12 +123,10 @@ class RunSpeed:
 def target_speed_by_run(records: list[dict]) -> list[RunSpeed]:
     """Per timed run, in the order the runs began: a report's reader sees how far apart
     the machines of the runs it pools were."""
-    by_run: dict[str, list[dict]] = {}
-    for record in records:
-        if record["mode"] == "target" and single_stream(record):
-            by_run.setdefault(record.get("run") or "unnamed", []).append(record)
-    return [RunSpeed(run, len({r["problem"] for r in runs}), tokens_per_second(runs))
-            for run, runs in by_run.items() if tokens_per_second(runs)]
+    timed = [r for r in records if r["mode"] == "target" and single_stream(r)]
+    speeds = [(run, runs, tokens_per_second(runs))
+              for run, runs in group_by_run(timed, run_of=lambda r: r.get("run") or "unnamed").items()]
+    return [RunSpeed(run, len({r["problem"] for r in runs}), speed) for run, runs, speed in speeds if speed]
 
 
 def operating_point(rows: list[ModeSummary], max_drop: float = 0.01) -> ModeSummary | None:

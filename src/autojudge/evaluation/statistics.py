@@ -93,11 +93,16 @@ def tokens_per_second(runs: list[dict]) -> float | None:
 def tokens_per_second_by_run(records: list[dict]) -> float | None:
     """Single-stream speed over several runs: each run's pooled tokens/s, the runs
     weighed by their records (as `paired_speed_ratio` weighs them, and for its reason)."""
-    by_run: dict[str | None, list[dict]] = {}
-    for record in records:
-        if single_stream(record):
-            by_run.setdefault(record.get("run"), []).append(record)
+    by_run = group_by_run([r for r in records if single_stream(r)], run_of=lambda r: r.get("run"))
     return _weighed_by_count([(len(rs), tokens_per_second(rs)) for rs in by_run.values()])
+
+
+def group_by_run(items: list, run_of) -> dict:
+    """`items` grouped by the run `run_of(item)` names, runs in the order they first appear."""
+    groups: dict = {}
+    for item in items:
+        groups.setdefault(run_of(item), []).append(item)
+    return groups
 
 
 def speed_ratio(runs: list[dict], baseline_runs: list[dict]) -> float | None:
@@ -113,9 +118,7 @@ def paired_speed_ratio(pairs: list[tuple[dict, dict]]) -> float | None:
     seconds per token, and pooling its seconds with a fast run's would let it count
     three times per problem. Weighing by problems keeps every problem's vote alike.
     """
-    by_run: dict[str | None, list[tuple[dict, dict]]] = {}
-    for record, baseline in pairs:
-        by_run.setdefault(record.get("run"), []).append((record, baseline))
+    by_run = group_by_run(pairs, run_of=lambda pair: pair[0].get("run"))
     return _weighed_by_count([(len(run_pairs), speed_ratio([r for r, _ in run_pairs], [b for _, b in run_pairs]))
                               for run_pairs in by_run.values()])
 
