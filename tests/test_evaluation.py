@@ -126,6 +126,10 @@ def test_eval_writes_every_report_and_resumes_without_repeating(pair, tmp_path, 
     assert retrained.fingerprint() != judge.fingerprint()
     assert len({r["run"] for r in new}) == 1
     assert new[0]["run"] not in {r["run"] for r in records[:4 * len(modes)]}
+    # Each run that decoded something named its machine once; the report-only calls below add none.
+    runs = read_records(out / "runs.jsonl")
+    assert [r["run"] for r in runs] == list(dict.fromkeys(r["run"] for r in records))
+    assert all(f"{os.cpu_count()} cores" in r["host"] for r in runs)
     assert all(row.problems == 4 and row.against_target.speed_problems == 4 for row in rows)
     first_runs = ", ".join(sorted({r["run"] for r in records[:4 * len(modes)]}))  # the first run and its rerun
     assert {row.mode: row.runs for row in rows} == {"target": new[0]["run"], "exact": new[0]["run"],
@@ -141,6 +145,7 @@ def test_eval_writes_every_report_and_resumes_without_repeating(pair, tmp_path, 
     assert (out / "summary.json").read_bytes() == report
     assert run_eval(pair, task, "all", modes, out, DecodingOptions(window=6, max_new_tokens=24), limit=4, judge=judge,
                     report_only=True)[-1].problems == 4  # the first judge's records are still there
+    assert len(read_records(out / "runs.jsonl")) == len(runs)
 
     # Killed between a problem's target and exact decodes: the rerun decodes both again,
     # so exact's speed still pairs with a target of its own run on every problem.
@@ -226,11 +231,12 @@ def test_runs_on_machines_of_different_speeds_count_by_their_problems():
     assert rows["exact"].against_target.speed == pytest.approx(0.875)
     assert rows["exact"].against_target.speed_problems == 4
     assert rows["target"].tokens_per_second == pytest.approx((3 * 10.0 + 10 / 3) / 4)
-    speeds = target_speed_by_run(records)
+    speeds = target_speed_by_run(records, {"slow": "AMD EPYC, 2 cores, AVX2"})
     assert [(s.run, s.problems, s.tokens_per_second) for s in speeds] == [("fast", 3, 10.0),
                                                                           ("slow", 1, pytest.approx(10 / 3))]
     text = summary_markdown(list(rows.values()), None, speeds)
-    assert "The target alone ran at 3.3 (run slow, 1 problem) to 10.0 (run fast, 3 problems) tok/s" in text
+    assert ("The target alone ran at 3.3 (run slow, 1 problem; AMD EPYC, 2 cores, AVX2) to "
+            "10.0 (run fast, 3 problems) tok/s") in text
     assert "ran at" not in summary_markdown(list(rows.values()), None, speeds[:1])
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import platform
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -88,3 +89,23 @@ def append_record(path: str | Path, record: dict) -> None:
         handle.write(json.dumps(record) + "\n")
         handle.flush()
         os.fsync(handle.fileno())
+
+
+def host_description() -> str:
+    """The CPU a run ran on, as far as it sets llama.cpp's speed: its model, cores and
+    widest vector instructions (the same machine type has come with AVX-512 and without,
+    and llama.cpp's quantized kernels run about 3x faster with it)."""
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                model = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+                break
+    except OSError:  # not Linux: the model name is what we can tell
+        pass
+    vector = ("AVX-512" + (" VNNI" if "avx512_vnni" in flags else "") if "avx512f" in flags
+              else "AVX2" if "avx2" in flags else "no AVX2" if flags else None)
+    return ", ".join(x for x in (model, f"{os.cpu_count()} cores", vector) if x)

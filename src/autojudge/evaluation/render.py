@@ -57,7 +57,8 @@ def summary_markdown(rows: list[ModeSummary], best: ModeSummary | None, run_spee
     when the timed runs are several, how fast each one's target alone ran)."""
     text = markdown_table(rows)
     if len(run_speeds) > 1:
-        slow, fast = (f"{r.tokens_per_second:.1f} (run {r.run}, {r.problems} problem{'s' if r.problems != 1 else ''})"
+        slow, fast = (f"{r.tokens_per_second:.1f} (run {r.run}, {r.problems} problem{'s' if r.problems != 1 else ''}"
+                      f"{'; ' + r.host if r.host else ''})"
                       for r in (min(run_speeds, key=lambda r: r.tokens_per_second),
                                 max(run_speeds, key=lambda r: r.tokens_per_second)))
         text += (f"\n\nThe target alone ran at {slow} to {fast} tok/s over {len(run_speeds)} timed runs. "

@@ -11,6 +11,7 @@ from pathlib import Path
 from autojudge.evaluation.plot import plot
 from autojudge.evaluation.render import summary_json, summary_markdown, write_csv
 from autojudge.evaluation.rows import ModeSummary, operating_point, summarize, target_speed_by_run
+from autojudge.runfiles import read_records
 
 
 def write_report(records: list[dict], modes: list[str], out: Path, *, title: str, meta: dict) -> list[ModeSummary]:
@@ -18,6 +19,8 @@ def write_report(records: list[dict], modes: list[str], out: Path, *, title: str
     best = operating_point(rows)
     (out / "summary.json").write_text(summary_json(rows, best, meta))
     write_csv(rows, out / "summary.csv")
-    (out / "summary.md").write_text(summary_markdown(rows, best, target_speed_by_run(records)) + "\n")
+    runs = out / "runs.jsonl"  # absent for evaluations begun before runs named their host
+    hosts = {r["run"]: r["host"] for r in read_records(runs)} if runs.exists() else {}
+    (out / "summary.md").write_text(summary_markdown(rows, best, target_speed_by_run(records, hosts)) + "\n")
     plot(rows, out / "tradeoff.png", f"{title}, {rows[0].problems} problems")
     return rows

@@ -118,15 +118,17 @@ class RunSpeed:
     run: str
     problems: int
     tokens_per_second: float
+    host: str | None = None  # its CPU (runfiles.host_description), when the run recorded it
 
 
-def target_speed_by_run(records: list[dict]) -> list[RunSpeed]:
+def target_speed_by_run(records: list[dict], hosts: dict[str, str] | None = None) -> list[RunSpeed]:
     """Per timed run, in the order the runs began: a report's reader sees how far apart
-    the machines of the runs it pools were."""
+    the machines of the runs it pools were (and, from `hosts`, {run: CPU}, on what)."""
     timed = [r for r in records if r["mode"] == "target" and single_stream(r)]
     speeds = [(run, runs, tokens_per_second(runs))
               for run, runs in group_by_run(timed, run_of=lambda r: r.get("run") or "unnamed").items()]
-    return [RunSpeed(run, len({r["problem"] for r in runs}), speed) for run, runs, speed in speeds if speed]
+    return [RunSpeed(run, len({r["problem"] for r in runs}), speed, (hosts or {}).get(run))
+            for run, runs, speed in speeds if speed]
 
 
 def operating_point(rows: list[ModeSummary], max_drop: float = 0.01) -> ModeSummary | None:

@@ -35,7 +35,7 @@ from autojudge.evaluation.statistics import stalled
 from autojudge.mining.run import run_side_by_side
 from autojudge.models.backend import ModelPair
 from autojudge.prompting import chat_prompt_ids
-from autojudge.runfiles import append_record, check_meta, read_records, run_lock
+from autojudge.runfiles import append_record, check_meta, host_description, read_records, run_lock
 from autojudge.tasks.base import Task, task_budget
 
 
@@ -110,6 +110,8 @@ def run_eval(pair: ModelPair | None, task: Task, split: str, modes: list[str | M
         todo = [(p, m) for p in problems for m in modes
                 if (m, p.id) in missing or (p.id in remeasure and by_name[m].lossless)]
         run = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
+        if todo:  # which machine measured the run's seconds, for the report's speeds by run
+            append_record(out / "runs.jsonl", {"run": run, "host": host_description(), "parallel": parallel})
         # Recorded with each judge-mode run, so a table can say which threshold R stood for.
         thresholds = {m.name: m.mode.policy_for(judge).threshold for m in methods if _needs_judge(m.name)}
         bar = tqdm(total=len(todo), desc=f"eval {task.name}/{split}", unit="run")
