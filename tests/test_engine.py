@@ -179,6 +179,29 @@ def test_decoder_and_head_called_apart_give_the_whole_models_outputs():
         assert len(a.logits) == (n_logits or len(chunk))
 
 
+def test_a_middle_feature_layer_is_that_layers_output_and_leaves_the_logits_alone():
+    model = tiny_model(3, layers=3)
+    tokens = [5, 9, 11, 20]
+    with torch.inference_mode():
+        reference = model(torch.tensor([tokens]), output_hidden_states=True)
+    for split in (True, False):  # the decoder and head called apart, and the whole model
+        lm = backend(model, "layered")
+        lm.split = split
+        lm.read_features_from(2)
+        first, second = lm.forward(tokens[:3]), lm.forward(tokens[3:], n_logits=1)
+        assert torch.allclose(torch.cat([first.hidden, second.hidden]), reference.hidden_states[2][0], rtol=1e-4, atol=1e-3)
+        assert not torch.allclose(first.hidden, reference.hidden_states[-1][0, :3], atol=1e-2)
+        assert torch.allclose(torch.cat([first.logits, second.logits]), reference.logits[0], atol=1e-4)
+        assert lm.describe()["feature_layer"] == 2
+        lm.read_features_from(None)  # back to the final norm, the hook removed
+        assert lm.cached_length == 0
+        assert torch.allclose(lm.forward(tokens).hidden, reference.hidden_states[-1][0], rtol=1e-4, atol=1e-3)
+        assert "feature_layer" not in lm.describe()
+    for bad in (0, 3):
+        with pytest.raises(ModelLoadError, match=f"feature layer {bad} is not a middle layer of its 3"):
+            backend(model, "layered").read_features_from(bad)
+
+
 def test_a_model_with_its_own_logit_processing_keeps_the_general_path():
     from transformers import Qwen2ForCausalLM
 

@@ -114,6 +114,31 @@ def test_a_judge_refuses_another_pair_or_hidden_size():
         judge.check_compatible({**PAIR, "target_backend": {"backend": "llama.cpp"}}, 8, 12)
 
 
+def test_a_judge_of_a_middle_layer_makes_the_target_read_it_and_refuses_another(tmp_path, tiny_target_dir,
+                                                                              tiny_draft_dir):
+    from autojudge.judge.shipped import load_judge
+    from tests.toy_task import tiny_pair
+    pair = tiny_pair(tiny_target_dir, tiny_draft_dir)
+    described = pair.describe(machine=False)
+    layered = {**described, "target_backend": {**described["target_backend"], "feature_layer": 1}}
+    data = synthetic(draft_dim=pair.draft.hidden_size, target_dim=pair.target.hidden_size)
+    judge, _ = train_judge(MinedData(data.draft, data.target, data.important, data.problem,
+                                     {**layered, "task": "toy"}))
+    assert "hidden states: the target's layer 1" in judge.meta["layout"]
+    with pytest.raises(JudgeError, match="features from the final norm \\(judge trained on layer 1\\)"):
+        judge.check_compatible(described, pair.draft.hidden_size, pair.target.hidden_size)
+    judge.save(tmp_path / "layer-1.safetensors")
+    load_judge(pair, tmp_path / "layer-1.safetensors")  # the target now reads layer 1
+    assert pair.target.feature_layer == 1 and pair.draft.feature_layer is None
+    pair.target.read_features_from(None)
+    final, _ = train_judge(MinedData(data.draft, data.target, data.important, data.problem,
+                                     {**described, "task": "toy"}))
+    final.save(tmp_path / "final.safetensors")
+    pair.target.read_features_from(1)  # told to read another layer than the judge's: refused
+    with pytest.raises(JudgeError, match="features from layer 1 \\(judge trained on the final norm\\)"):
+        load_judge(pair, tmp_path / "final.safetensors")
+
+
 def test_a_judge_of_a_registered_pair_serves_its_q4_0_copies_and_nothing_else():
     from autojudge.models.registry import DRAFT, DRAFT_Q4_0, TARGET, TARGET_Q4_0
     judge, _ = train_judge(synthetic())

@@ -9,6 +9,7 @@ pytest.importorskip("llama_cpp")
 
 from autojudge.decoding import generate  # noqa: E402
 from autojudge.decoding.modes import DecodingOptions  # noqa: E402
+from autojudge.errors import ModelLoadError  # noqa: E402
 from autojudge.models.loading import load_model, load_pair  # noqa: E402
 from autojudge.models.runtime import RuntimeOptions  # noqa: E402
 from autojudge.prompting import chat_prompt_ids  # noqa: E402
@@ -58,6 +59,28 @@ def test_hidden_state_matches_transformers_final_norm(draft_llama):
     cosine = torch.nn.functional.cosine_similarity(a, b, dim=-1)
     # Seen here: 0.999+ everywhere but one early position (0.92), where activations peak.
     assert cosine.median() > 0.995 and cosine.min() > 0.8
+
+
+def test_a_middle_feature_layer_matches_transformers_and_leaves_the_logits_alone(draft_llama):
+    """llama.cpp hands over layer 12's output through a graph callback: the same numbers as
+    transformers' hidden_states[12] (up to 4-bit numerics), in order across passes."""
+    tokens = [9707, 11, 1246, 525, 498, 30, 358, 1079]
+    torch_model = load_model(DRAFT, RuntimeOptions(backend="torch", linear="default"))
+    torch_model.read_features_from(12)
+    layered = load_model(DRAFT, LLAMACPP)
+    layered.read_features_from(12)
+    assert layered.describe()["feature_layer"] == 12
+    first, second = layered.forward(tokens[:5]), layered.forward(tokens[5:])
+    cosine = torch.nn.functional.cosine_similarity(torch.cat([first.hidden, second.hidden]),
+                                                   torch_model.forward(tokens).hidden, dim=-1)
+    assert cosine.median() > 0.995 and cosine.min() > 0.8
+    layered.reset()
+    draft_llama.reset()
+    whole, plain = layered.forward(tokens), draft_llama.forward(tokens)
+    assert torch.allclose(whole.logits, plain.logits, atol=1e-3)
+    assert torch.nn.functional.cosine_similarity(whole.hidden, plain.hidden, dim=-1).max() < 0.9  # not the final norm
+    with pytest.raises(ModelLoadError, match="without uniform passes only"):
+        load_model(DRAFT, RuntimeOptions(backend="llamacpp", uniform_passes=True)).read_features_from(12)
 
 
 def test_exact_speculative_equals_llamacpp_greedy_up_to_near_ties():

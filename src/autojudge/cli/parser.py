@@ -76,6 +76,9 @@ def _add_pair_options(parser: argparse.ArgumentParser, backends: bool = True) ->
                             help="llama.cpp: read a lone new token together with the one before it, so that every "
                                  "logit comes from the same many-token kernels (Q4_0 weights: exact speculative "
                                  "decoding then reproduces the target alone; slower target-only decoding)")
+        parser.add_argument("--feature-layer", type=int, metavar="N",
+                            help="the target layer whose output the judge reads (default: the last, after the "
+                                 "final norm); a judge brings its own")
         parser.add_argument("--device", default="cpu",
                             help="torch device for the models, e.g. cuda or cuda:1 (default: %(default)s; "
                                  "with --backend auto, a GPU means torch)")

@@ -135,8 +135,16 @@ class Judge:
         for key in ("draft_backend", "target_backend"):
             if trained.get(key, {}).get("backend") != pair_description.get(key, {}).get("backend"):
                 problems.append(f"{key} {pair_description.get(key)} (judge trained on {trained.get(key)})")
+        layers = [d.get("target_backend", {}).get("feature_layer") for d in (pair_description, trained)]
+        if layers[0] != layers[1]:
+            problems.append(f"the target's features from {_layer_name(layers[0])} "
+                            f"(judge trained on {_layer_name(layers[1])})")
         if problems:
             raise JudgeError("this judge does not fit the loaded pair: " + "; ".join(problems))
+
+
+def _layer_name(layer: int | None) -> str:
+    return "the final norm" if layer is None else f"layer {layer}"
 
 
 def _judge_meta(path, header: dict) -> dict:

@@ -29,5 +29,10 @@ def load_judge(pair: ModelPair, path: str | Path | None = None, task: str = "gsm
             raise JudgeError(f"no judge is shipped for task {task!r}; mine and train one "
                              "(autojudge mine, autojudge train) and pass --judge")
     judge = Judge.load(path)
+    # A judge that reads a middle layer of the target makes the target read it, unless the
+    # target was told to read another (check_compatible then refuses).
+    layer = judge.meta["pair"].get("target_backend", {}).get("feature_layer")
+    if layer is not None and getattr(pair.target, "feature_layer", None) is None:
+        pair.target.read_features_from(layer)
     judge.check_compatible(pair.describe(), pair.draft.hidden_size, pair.target.hidden_size)
     return judge

@@ -249,6 +249,11 @@ def threshold_table(p_important: np.ndarray, important: np.ndarray) -> list[dict
     return rows
 
 
+def _feature_layer_name(meta: dict) -> str:
+    layer = meta["target_backend"].get("feature_layer")
+    return "final norm" if layer is None else f"the target's layer {layer} (the draft's final norm)"
+
+
 def judge_model(c: float):
     """The judge's classifier, unfitted: standardised features, logistic regression at C."""
     return make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000))
@@ -283,7 +288,7 @@ def train_judge(data: MinedData, features: str = "hidden", c_grid=C_GRID, seed: 
         "task": data.meta["task"], "features": features,
         "hidden": {"draft": int(data.draft.shape[1]), "target": int(data.target.shape[1])},
         "layout": " then ".join(FEATURE_SETS[features])
-                  + "; hidden states: final norm, after reading the draft token",
+                  + f"; hidden states: {_feature_layer_name(data.meta)}, after reading the draft token",
         "logit_features": list(LOGIT_FEATURES),
         "C": c, "validation_auc": results[c][0], "auc_by_C": {str(k): auc for k, (auc, _) in results.items()},
         "train": {"mismatches": int(len(y)), "problems": int(len(np.unique(training.problem)))},

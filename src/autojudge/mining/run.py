@@ -19,6 +19,11 @@ from autojudge.runfiles import run_lock
 from autojudge.tasks.base import Task, can_rejoin, settled_check
 
 
+def feature_position(model) -> str:
+    layer = getattr(model, "feature_layer", None)
+    return "final norm" if layer is None else f"output of layer {layer}"
+
+
 def mining_meta(pair: ModelPair, task: Task, split: str, options: MiningOptions) -> dict:
     """Everything that changes the labels or the features; a resumed run must match it.
     The budget is written out (the task's when `options` give none).
@@ -35,7 +40,7 @@ def mining_meta(pair: ModelPair, task: Task, split: str, options: MiningOptions)
             "regeneration": options.regeneration,
             "features": {"draft": pair.draft.hidden_size, "target": pair.target.hidden_size,
                          "dtype": str(FEATURE_DTYPE).removeprefix("torch."),
-                         "position": "after reading the draft token, final norm",
+                         "position": "after reading the draft token, " + feature_position(pair.target),
                          "logits": list(LOGIT_FEATURES)}}
     if getattr(task, "checker", None) is not None:  # a model compares the answers: which, how
         meta["checker"] = task.checker.describe()

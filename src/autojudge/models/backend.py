@@ -1,8 +1,9 @@
 """The one interface decoding and mining need from a runtime.
 
 A backend holds one sequence with its KV cache. `forward` appends tokens and returns,
-for the last n of them, the logits of the next token and the last-layer hidden state
-after the final norm (the judge's features). `truncate` rolls the cache back. Decoding,
+for the last n of them, the logits of the next token and a hidden state, the judge's
+features: the last layer's after the final norm, or a middle layer's where the model
+was told to read one (`read_features_from`). `truncate` rolls the cache back. Decoding,
 mining and the judge never know which runtime computed the numbers.
 """
 
@@ -22,7 +23,8 @@ if TYPE_CHECKING:
 @dataclass
 class StepOutput:
     logits: torch.Tensor  # [n, vocab] float32: next-token logits after each of the last n tokens
-    hidden: torch.Tensor  # [n, hidden] float32: final-norm state after each of the last n tokens
+    hidden: torch.Tensor  # [n, hidden] float32: the state after each of the last n tokens (final norm, or
+    # the feature layer's output)
 
 
 class CausalLM(Protocol):
@@ -52,6 +54,12 @@ class CausalLM(Protocol):
 
     def describe(self) -> dict:
         """What a judge must match to reuse features from this backend (runtime, dtype...)."""
+
+    def read_features_from(self, layer: int | None) -> None:
+        """Make `forward`'s hidden states layer `layer`'s output (1 to the number of layers
+        minus 1, counted as transformers counts hidden states: layer 1 is the first block's
+        output), or with None the last layer's after the final norm (the default). A
+        middle layer can tell the judge more; logits are unchanged. Forgets the cache."""
 
 
 # Draft tokens one verification pass checks, at most (a pass reads them and the pending token).
@@ -122,6 +130,13 @@ class ModelPair:
         targets = self.target.parallel(n, gate)
         drafts = self.draft.parallel(n, gate) if self.draft is not None else [None] * n
         return [ModelPair(d, t, self.tokenizer, self.stop_ids) for d, t in zip(drafts, targets)], gate
+
+
+def check_feature_layer(name: str, layer: int, layers: int) -> None:
+    """Refuse a feature layer the model lacks; the last one is the default, after the final norm."""
+    if not 1 <= layer < layers:
+        raise ModelLoadError(f"{name}: feature layer {layer} is not a middle layer of its {layers} "
+                             f"(choose 1 to {layers - 1}; the default reads the last, after the final norm)")
 
 
 def _backend(model: CausalLM, machine: bool) -> dict:

@@ -8,7 +8,7 @@ import torch
 from transformers import DynamicCache, PreTrainedModel
 
 from autojudge.errors import ModelLoadError
-from autojudge.models.backend import StepOutput, check_room
+from autojudge.models.backend import StepOutput, check_feature_layer, check_room
 
 
 class TransformersLM:
@@ -33,14 +33,44 @@ class TransformersLM:
         self.device = next(model.parameters()).device
         self.dtype = next(model.parameters()).dtype
         self.tokens: list[int] = []  # what the cache holds, so callers can reuse a shared prefix
+        self.feature_layer: int | None = None
+        # The feature layer's latest output, written by a hook on that layer. A dict, so
+        # that sequences sharing the modules (another_sequence) share the hook's target.
+        self._layer_output: dict[str, torch.Tensor] = {}
+        self._hook = None
 
     @property
     def cached_length(self) -> int:
         return len(self.tokens)
 
+    def read_features_from(self, layer: int | None) -> None:
+        """See backend.CausalLM.read_features_from: a forward hook keeps that layer's output."""
+        if layer == self.feature_layer:
+            return
+        if layer is not None:
+            blocks = getattr(self._decoder, "layers", None)
+            if blocks is None:
+                raise ModelLoadError(f"{self.name}: {type(self.model).__name__} has no layer list to read from")
+            check_feature_layer(self.name, layer, len(blocks))
+        if self._hook is not None:
+            self._hook.remove()
+            self._hook = None
+        self.feature_layer = layer
+        if layer is not None:
+            box = self._layer_output
+            self._hook = blocks[layer - 1].register_forward_hook(
+                lambda module, args, output: box.__setitem__("hidden", output[0] if isinstance(output, tuple)
+                                                             else output))
+        self.reset()
+
+    def _features(self, final: torch.Tensor, keep: int) -> torch.Tensor:
+        """The hidden state forward() returns for its last `keep` tokens."""
+        return final if self.feature_layer is None else self._layer_output.pop("hidden")[0, -keep:]
+
     def describe(self) -> dict:
+        layer = {"feature_layer": self.feature_layer} if self.feature_layer is not None else {}
         return {"backend": "transformers", "dtype": str(self.dtype).removeprefix("torch."),
-                "device": self.device.type, "linear": self.linear}
+                "device": self.device.type, "linear": self.linear, **layer}
 
 
 class HFCausalLM(TransformersLM):
@@ -94,7 +124,7 @@ class HFCausalLM(TransformersLM):
         self.tokens.extend(token_ids)
         if logits.shape[-1] > self.vocab_size:  # a padded head, cut to the pair's shared vocabulary
             logits = logits[..., : self.vocab_size]
-        return StepOutput(logits=logits.float(), hidden=hidden.float())
+        return StepOutput(logits=logits.float(), hidden=self._features(hidden, keep).float())
 
     def truncate(self, length: int) -> None:
         excess = self.cached_length - length

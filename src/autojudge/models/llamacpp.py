@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from autojudge.errors import ModelLoadError
-from autojudge.models.backend import StepOutput, check_room
+from autojudge.models.backend import StepOutput, check_feature_layer, check_room
 
 if TYPE_CHECKING:
     from autojudge.models.batching import PassGate
@@ -60,6 +60,40 @@ class PassRequest:
     wanted: list[bool]
 
 
+class _GgmlTensor(ctypes.Structure):
+    """The head of ggml.h's struct ggml_tensor, up to its name: what a graph callback reads."""
+    _fields_ = [("type", ctypes.c_int), ("buffer", ctypes.c_void_p), ("ne", ctypes.c_int64 * 4),
+                ("nb", ctypes.c_size_t * 4), ("op", ctypes.c_int), ("op_params", ctypes.c_int32 * 16),
+                ("flags", ctypes.c_int32), ("src", ctypes.c_void_p * 10), ("view_src", ctypes.c_void_p),
+                ("view_offs", ctypes.c_size_t), ("data", ctypes.c_void_p), ("name", ctypes.c_char * 64)]
+
+
+_GGML_TYPE_F32 = 0
+
+
+class _LayerCapture:
+    """A graph callback that copies one named tensor (a layer's output, "l_out-<i>") as
+    llama.cpp computes it: [tokens of the pass, hidden] rows, in the batch's order."""
+
+    def __init__(self, llama_cpp, tensor_name: str):
+        self.name = tensor_name.encode()
+        self.rows: list[np.ndarray] = []
+        self.callback = llama_cpp.ggml_backend_sched_eval_callback(self._seen)  # kept: C holds a pointer
+
+    def _seen(self, pointer, ask: bool, user_data) -> bool:
+        tensor = ctypes.cast(pointer, ctypes.POINTER(_GgmlTensor)).contents
+        if tensor.name != self.name:
+            return False
+        if ask:  # yes: stop the graph after this tensor and show it to us
+            return True
+        width, n = tensor.ne[0], tensor.ne[1]
+        if tensor.type != _GGML_TYPE_F32 or tensor.nb[1] != 4 * width:
+            raise RuntimeError(f"llama.cpp's {self.name.decode()} is not a plain float32 matrix")
+        self.rows.append(np.ctypeslib.as_array(ctypes.cast(tensor.data, ctypes.POINTER(ctypes.c_float)),
+                                               shape=(n, width)).copy())
+        return True
+
+
 def separate_streams(sequences: int, uniform_passes: bool) -> int:
     """KV streams for a runtime that holds `sequences` (0: one cache they share).
 
@@ -74,9 +108,11 @@ def separate_streams(sequences: int, uniform_passes: bool) -> int:
 class _Runtime:
     """One loaded GGUF model and its context; its KV cache holds every sequence's tokens."""
 
-    def __init__(self, gguf_file: str, n_ctx: int, n_threads: int, n_batch: int, streams: int = 0):
+    def __init__(self, gguf_file: str, n_ctx: int, n_threads: int, n_batch: int, streams: int = 0,
+                 feature_layer: int | None = None):
         """`streams`: 0 for one KV cache of n_ctx cells that every sequence shares; k for k
-        streams of n_ctx cells, one per sequence (see `separate_streams`)."""
+        streams of n_ctx cells, one per sequence (see `separate_streams`). `feature_layer`:
+        see LlamaCppLM.read_features_from."""
         try:
             import llama_cpp
         except ImportError as exc:
@@ -86,8 +122,9 @@ class _Runtime:
         _silence_llama_log(llama_cpp)
         self.n_threads, self.n_batch = n_threads, n_batch
         # With embeddings on, llama-cpp-python makes the KV cache unified and allows
-        # many sequences: n_ctx cells shared by all of them. With streams, the context it
-        # makes is not used (so it gets the fewest cells) and one with streams replaces it.
+        # many sequences: n_ctx cells shared by all of them. With streams or a feature layer,
+        # the context it makes is not used (so it gets the fewest cells) and one of ours
+        # (with streams, or with a callback that reads the layer) replaces it.
         try:
             self._llm = llama_cpp.Llama(
                 model_path=gguf_file, n_ctx=n_batch if streams else n_ctx, n_batch=n_batch, n_ubatch=n_batch,
@@ -101,16 +138,27 @@ class _Runtime:
         except ValueError as exc:  # llama-cpp-python's word for an unreadable file or a failed context
             raise ModelLoadError(f"llama.cpp cannot load {gguf_file}: {exc}") from None
         model = self._llm._model.model
-        self._own_ctx = None
-        if streams:
-            params = type(self._llm.context_params).from_buffer_copy(self._llm.context_params)
-            params.n_ctx, params.n_seq_max, params.kv_unified = n_ctx * streams, streams, False
-            self._own_ctx = llama_cpp.llama_init_from_model(model, params)
-            if not self._own_ctx:
-                raise ModelLoadError(f"llama.cpp cannot make {streams} KV streams of {n_ctx} cells for {gguf_file}")
-        self._ctx = self._own_ctx or self._llm._ctx.ctx
         self.vocab_size = llama_cpp.llama_vocab_n_tokens(llama_cpp.llama_model_get_vocab(model))
         self.hidden_size = llama_cpp.llama_model_n_embd(model)
+        self.layers = llama_cpp.llama_model_n_layer(model)
+        self.feature_layer, self._capture = feature_layer, None
+        self._own_ctx = None
+        if streams or feature_layer is not None:
+            params = type(self._llm.context_params).from_buffer_copy(self._llm.context_params)
+            if streams:
+                params.n_ctx, params.n_seq_max, params.kv_unified = n_ctx * streams, streams, False
+            if feature_layer is not None:
+                check_feature_layer(gguf_file, feature_layer, self.layers)
+                if streams:  # their passes are split by sequence, out of the batch's order
+                    raise ModelLoadError("llama.cpp reads a middle layer's features without uniform passes only")
+                # llama.cpp names layer i's output (0-based) l_out-i; transformers counts it i + 1.
+                self._capture = _LayerCapture(llama_cpp, f"l_out-{feature_layer - 1}")
+                params.n_ctx = n_ctx
+                params.cb_eval = self._capture.callback
+            self._own_ctx = llama_cpp.llama_init_from_model(model, params)
+            if not self._own_ctx:
+                raise ModelLoadError(f"llama.cpp cannot make a context of {params.n_ctx} cells for {gguf_file}")
+        self._ctx = self._own_ctx or self._llm._ctx.ctx
         self.max_sequences = llama_cpp.llama_n_seq_max(self._ctx)
         self._batch = llama_cpp.llama_batch_init(n_batch, 0, 1)
         self.sequences = 1  # sequence ids handed out so far (0 is the first LlamaCppLM's)
@@ -145,14 +193,25 @@ class _Runtime:
                 batch.token[i], batch.pos[i], batch.logits[i] = token, pos, want
                 batch.n_seq_id[i] = 1
                 batch.seq_id[i][0] = seq_id
+            if self._capture is not None:
+                self._capture.rows.clear()
             code = self._c.llama_decode(self._ctx, batch)
             if code != 0:
                 raise RuntimeError(f"llama_decode returned {code}")
+            layer = self._layer_rows(len(chunk)) if self._capture is not None else None
             for i, (r, *_, want) in enumerate(chunk):
                 if want:
                     logits[r].append(self._row(self._c.llama_get_logits_ith(self._ctx, i), self.vocab_size))
-                    hidden[r].append(self._row(self._c.llama_get_embeddings_ith(self._ctx, i), self.hidden_size))
+                    hidden[r].append(layer[i] if layer is not None
+                                     else self._row(self._c.llama_get_embeddings_ith(self._ctx, i), self.hidden_size))
         return [(np.stack(lo), np.stack(hi)) for lo, hi in zip(logits, hidden)]
+
+    def _layer_rows(self, n: int) -> np.ndarray:
+        """The feature layer's output for the pass's n tokens, one row each, in order."""
+        rows = np.concatenate(self._capture.rows) if self._capture.rows else np.empty((0, self.hidden_size))
+        if len(rows) != n:  # one micro-batch per pass (n_ubatch = n_batch), so this is a bug, not bad input
+            raise RuntimeError(f"llama.cpp computed layer {self.feature_layer} for {len(rows)} tokens, not {n}")
+        return rows
 
     @staticmethod
     def _row(pointer, width: int) -> np.ndarray:
@@ -166,7 +225,8 @@ class _Runtime:
         return self._c.llama_memory_seq_rm(self._c.llama_get_memory(self._ctx), seq_id, start, -1)
 
     def describe(self) -> dict:
-        return {"threads": self.n_threads, "llama_cpp_python": self._c.__version__}
+        layer = {"feature_layer": self.feature_layer} if self.feature_layer is not None else {}
+        return {"threads": self.n_threads, "llama_cpp_python": self._c.__version__, **layer}
 
 
 class LlamaCppLM:
@@ -192,7 +252,7 @@ class LlamaCppLM:
         through `gate`."""
         streams = separate_streams(n, self.uniform_passes)
         runtime = _Runtime(self.gguf_file, self.max_context if streams else n * self.max_context, self.n_threads,
-                           self._runtime.n_batch, streams=streams)
+                           self._runtime.n_batch, streams=streams, feature_layer=self._runtime.feature_layer)
         if n > runtime.max_sequences:
             raise ModelLoadError(f"{self.name}: llama.cpp allows {runtime.max_sequences} sequences, not {n}")
         runtime.sequences = n
@@ -205,6 +265,22 @@ class LlamaCppLM:
     @property
     def cached_length(self) -> int:
         return len(self.tokens)
+
+    @property
+    def feature_layer(self) -> int | None:
+        return self._runtime.feature_layer
+
+    def read_features_from(self, layer: int | None) -> None:
+        """See backend.CausalLM.read_features_from. The model is loaded again around a new
+        context whose graph callback copies that layer's output (a few percent slower per
+        pass), so it is set before decoding starts, on a model not yet split by `parallel`."""
+        if layer == self._runtime.feature_layer:
+            return
+        if self._runtime.sequences > 1 or self._gate is not None:
+            raise ModelLoadError(f"{self.name}: choose the feature layer before making parallel sequences")
+        self._runtime = _Runtime(self.gguf_file, self.max_context, self.n_threads, self._runtime.n_batch,
+                                 streams=separate_streams(1, self.uniform_passes), feature_layer=layer)
+        self.tokens = []
 
     def forward(self, token_ids: Sequence[int], n_logits: int | None = None) -> StepOutput:
         check_room(self, len(token_ids))

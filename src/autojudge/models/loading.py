@@ -161,6 +161,8 @@ def load_pair(draft: str | None = DEFAULT_DRAFT, target: str = DEFAULT_TARGET,
     if draft is not None:
         check_same_vocabulary(draft, load_tokenizer(draft), target, target_tok)
     target_model = load_model(target, runtime)
+    if runtime.feature_layer is not None:
+        target_model.read_features_from(runtime.feature_layer)
     if draft is None:
         return ModelPair(None, target_model, target_tok, stop_ids)
     draft_model = load_model(draft, runtime.for_draft())

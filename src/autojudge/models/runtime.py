@@ -62,6 +62,11 @@ class RuntimeOptions:
     agree (logits within about 1e-5); K-quant weights (Q4_K_M) differ between many-token
     pass sizes too, which this cannot mend. Torch needs none of it: it is exact already."""
 
+    feature_layer: int | None = None
+    """The target's layer whose output is the judge's hidden-state feature (1 to its number
+    of layers minus 1; see backend.CausalLM.read_features_from); None: the last layer
+    after the final norm. A judge brings its own (judge.shipped.load_judge)."""
+
     def resolved(self, *names: str | None) -> RuntimeOptions:
         """These options, with "auto" replaced by the runtime it picks for the named models."""
         if self.backend != AUTO:
@@ -70,8 +75,9 @@ class RuntimeOptions:
 
     def for_draft(self) -> RuntimeOptions:
         """The options the draft loads with: on `draft_backend` where one is named, and
-        without uniform passes, since the draft's rounding decides only what it proposes."""
-        return replace(self, backend=self.draft_backend or self.backend, uniform_passes=False)
+        without uniform passes, since the draft's rounding decides only what it proposes, and
+        with its final-norm features."""
+        return replace(self, backend=self.draft_backend or self.backend, uniform_passes=False, feature_layer=None)
 
 
 @dataclass(frozen=True)

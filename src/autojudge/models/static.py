@@ -22,6 +22,7 @@ from typing import Sequence
 import torch
 from transformers import PreTrainedModel, StaticCache
 
+from autojudge.errors import ModelLoadError
 from autojudge.models.backend import MAX_WINDOW, StepOutput, check_room
 from autojudge.models.hf import TransformersLM
 
@@ -163,6 +164,11 @@ class StaticCacheLM(TransformersLM):
 
     def reset(self) -> None:
         self.truncate(0)
+
+    def read_features_from(self, layer: int | None) -> None:
+        if layer is not None:  # a hook's tensor inside a replayed graph is not one we can trust
+            raise ModelLoadError(f"{self.name}: a middle feature layer needs the dynamic cache "
+                                 "(--no-cuda-graphs)")
 
     def describe(self) -> dict:
         return {**super().describe(), "kv_cache": "static", "cuda_graphs": self.cuda_graphs}
