@@ -40,8 +40,16 @@ def mined_runs() -> dict[str, dict[Path, list[dict]]]:
     for task in sorted(p for p in MINED.iterdir() if p.is_dir()):
         dirs = [task] if (task / "problems.jsonl").exists() else sorted(task.iterdir())
         runs[task.name] = {run: [json.loads(line) for line in (run / "problems.jsonl").read_text().splitlines()]
-                           for run in dirs if (run / "problems.jsonl").exists()}
+                           for run in dirs if (run / "problems.jsonl").exists() and not recomputed(run)}
+        if not runs[task.name]:
+            del runs[task.name]
     return runs
+
+
+def recomputed(run: Path) -> bool:
+    """A copy of a mining run with its target features computed again (scripts/layer_probe.py):
+    no mining of its own, so not a row of the mining table."""
+    return "target_recomputed" in json.loads((run / "meta.json").read_text()).get("features", {})
 
 
 def mining_table(mined: dict[str, dict[Path, list[dict]]]) -> str:
@@ -60,8 +68,8 @@ def stale_note(mined_problems: int, report: Path) -> str:
     trained = json.loads(report.read_text())["problems"] if report.exists() else mined_problems
     if trained == mined_problems:
         return ""
-    return (f"This report comes from the first {trained} mined problems; mining has gone on since "
-            f"({mined_problems} now).\n\n")
+    return (f"This report comes from {trained} of the {mined_problems} mined problems (mining went on after "
+            "it, or some problems' features could not be recomputed).\n\n")
 
 
 def shipped_note(task: str) -> str:
@@ -75,7 +83,9 @@ def shipped_note(task: str) -> str:
     reused = meta.get("reused")
     also = (f", and {reused['mismatches']} reused labels of {reused['problems']} problems mined at a budget of "
             f"{reused['max_new_tokens']} (trained on, never scored)" if reused else "")
-    return (f"Shipped judge `judges/{path.name}`: {meta['features']} features, trained on "
+    layer = meta["pair"]["target_backend"].get("feature_layer")
+    read = f" (the target's layer {layer})" if layer is not None else ""
+    return (f"Shipped judge `judges/{path.name}`: {meta['features']} features{read}, trained on "
             f"{scored['problems']} problems ({scored['mismatches']} labels){also}, cross-validated "
             f"ROC-AUC {meta['validation_auc']:.3f} on its own labels.\n\n")
 

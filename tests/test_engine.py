@@ -189,7 +189,8 @@ def test_a_middle_feature_layer_is_that_layers_output_and_leaves_the_logits_alon
         lm.split = split
         lm.read_features_from(2)
         first, second = lm.forward(tokens[:3]), lm.forward(tokens[3:], n_logits=1)
-        assert torch.allclose(torch.cat([first.hidden, second.hidden]), reference.hidden_states[2][0], rtol=1e-4, atol=1e-3)
+        hidden = torch.cat([first.hidden, second.hidden])
+        assert torch.allclose(hidden, reference.hidden_states[2][0], rtol=1e-4, atol=1e-3)
         assert not torch.allclose(first.hidden, reference.hidden_states[-1][0, :3], atol=1e-2)
         assert torch.allclose(torch.cat([first.logits, second.logits]), reference.logits[0], atol=1e-4)
         assert lm.describe()["feature_layer"] == 2

@@ -8,6 +8,7 @@ import torch
 
 from autojudge.decoding import Exact, generate
 from autojudge.decoding.features import LOGIT_FEATURES
+from autojudge.decoding.modes import DecodingOptions, decode
 from autojudge.errors import AutojudgeError
 from autojudge.judge.model import Judge, JudgeError
 from autojudge.judge.policy import JudgePolicy
@@ -128,15 +129,18 @@ def test_a_judge_of_a_middle_layer_makes_the_target_read_it_and_refuses_another(
     with pytest.raises(JudgeError, match="features from the final norm \\(judge trained on layer 1\\)"):
         judge.check_compatible(described, pair.draft.hidden_size, pair.target.hidden_size)
     judge.save(tmp_path / "layer-1.safetensors")
-    load_judge(pair, tmp_path / "layer-1.safetensors")  # the target now reads layer 1
+    layered_judge = load_judge(pair, tmp_path / "layer-1.safetensors")  # the target now reads layer 1
     assert pair.target.feature_layer == 1 and pair.draft.feature_layer is None
-    pair.target.read_features_from(None)
+    ids = [3, 5, 7, 9]
+    options = DecodingOptions(window=4, max_new_tokens=8)
+    decode(pair, ids, "judge:0.5", options, judge=layered_judge)
     final, _ = train_judge(MinedData(data.draft, data.target, data.important, data.problem,
                                      {**described, "task": "toy"}))
     final.save(tmp_path / "final.safetensors")
-    pair.target.read_features_from(1)  # told to read another layer than the judge's: refused
-    with pytest.raises(JudgeError, match="features from layer 1 \\(judge trained on the final norm\\)"):
-        load_judge(pair, tmp_path / "final.safetensors")
+    load_judge(pair, tmp_path / "final.safetensors")  # the pair serves the judge loaded last
+    assert pair.target.feature_layer is None
+    with pytest.raises(JudgeError, match="reads layer 1 of the target, which now gives the final norm"):
+        decode(pair, ids, "judge:0.5", options, judge=layered_judge)
 
 
 def test_a_judge_of_a_registered_pair_serves_its_q4_0_copies_and_nothing_else():

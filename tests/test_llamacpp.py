@@ -201,6 +201,8 @@ def test_the_shipped_judge_fits_the_llamacpp_pair_and_decodes():
     # Each task gets its own judge; HumanEval has no mining split and uses MBPP's.
     for task, mined_on in (("gsm8k", "gsm8k"), ("mbpp", "mbpp"), ("humaneval", "mbpp"), ("squad", "squad")):
         assert load_judge(pair, task=task).meta["task"] == mined_on
+    judge = load_judge(pair)  # loaded last, so the target reads its layer again
+    assert pair.target.feature_layer == judge.feature_layer
     task = GSM8K()
     ids = chat_prompt_ids(pair.tokenizer, task.messages(task.load("eval")[0]))
     exact = decode(pair, ids, "exact", DecodingOptions(window=8, max_new_tokens=48))

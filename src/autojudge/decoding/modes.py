@@ -185,6 +185,9 @@ def decode(pair: ModelPair, prompt_ids: Sequence[int], mode: str | Mode = "exact
     if mode.policy == "target":
         return generate(pair.target, prompt_ids, max_new_tokens=options.max_new_tokens, stop_ids=pair.stop_ids,
                         sampling=sampling, stop_when=stop_when)
-    return generate(pair.target, prompt_ids, draft=pair.draft, policy=mode.policy_for(judge), window=options.window,
+    policy = mode.policy_for(judge)
+    if getattr(policy, "judge", None) is not None:  # it reads the target's features: from its layer?
+        policy.judge.check_reads(pair.target)
+    return generate(pair.target, prompt_ids, draft=pair.draft, policy=policy, window=options.window,
                     max_new_tokens=options.max_new_tokens, stop_ids=pair.stop_ids,
                     draft_p_min=options.draft_p_min, sampling=sampling, stop_when=stop_when)

@@ -120,6 +120,18 @@ class Judge:
             raise JudgeError(f"{path}: tensor sizes do not match its feature layout")
         return cls(tensors["mean"], tensors["scale"], tensors["weight"], float(tensors["bias"][0]), meta)
 
+    @property
+    def feature_layer(self) -> int | None:
+        """The target layer it reads (None: the last, after the final norm)."""
+        return self.meta["pair"].get("target_backend", {}).get("feature_layer")
+
+    def check_reads(self, target) -> None:
+        """Refuse a target that now reads another layer (say, since another judge was loaded on it)."""
+        layer = getattr(target, "feature_layer", None)
+        if layer != self.feature_layer:
+            raise JudgeError(f"this judge reads {_layer_name(self.feature_layer)} of the target, which now gives "
+                             f"{_layer_name(layer)}; load the judge again (load_judge) before decoding with it")
+
     def check_compatible(self, pair_description: dict, draft_hidden: int, target_hidden: int) -> None:
         """Refuse to judge features from another model pair, runtime or hidden size."""
         trained = self.meta["pair"]

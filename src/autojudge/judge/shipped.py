@@ -29,10 +29,16 @@ def load_judge(pair: ModelPair, path: str | Path | None = None, task: str = "gsm
             raise JudgeError(f"no judge is shipped for task {task!r}; mine and train one "
                              "(autojudge mine, autojudge train) and pass --judge")
     judge = Judge.load(path)
-    # A judge that reads a middle layer of the target makes the target read it, unless the
-    # target was told to read another (check_compatible then refuses).
-    layer = judge.meta["pair"].get("target_backend", {}).get("feature_layer")
-    if layer is not None and getattr(pair.target, "feature_layer", None) is None:
-        pair.target.read_features_from(layer)
-    judge.check_compatible(pair.describe(), pair.draft.hidden_size, pair.target.hidden_size)
+    judge.check_compatible(_described_reading(pair, judge.feature_layer), pair.draft.hidden_size,
+                           pair.target.hidden_size)
+    # The target reads the judge's layer from now on (a pair serves the judge loaded last;
+    # decoding with an earlier one is refused: Judge.check_reads).
+    pair.target.read_features_from(judge.feature_layer)
     return judge
+
+
+def _described_reading(pair: ModelPair, layer: int | None) -> dict:
+    """The pair's description as it will be once its target reads `layer`."""
+    described = pair.describe()
+    backend = {k: v for k, v in described["target_backend"].items() if k != "feature_layer"}
+    return {**described, "target_backend": {**backend, **({"feature_layer": layer} if layer is not None else {})}}
