@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -145,7 +146,9 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         states = states_after_draft_tokens(model, prompt, ids, record["mismatches"], layers)
         seconds.append(time.perf_counter() - start)
-        save_file({"states": states, "layers": np.array(layers)}, str(file))
+        # Renamed into place whole, so that a kill mid-write leaves no file a rerun would trust.
+        save_file({"states": states, "layers": np.array(layers)}, str(file.with_suffix(".tmp")))
+        os.replace(file.with_suffix(".tmp"), file)
 
     # The labels of the problems whose states were recomputed, in the run's order.
     have = {int(f.stem) for f in cache_dir.glob("*.safetensors")} & {r["problem_id"] for r in records}
