@@ -25,30 +25,16 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
+from autojudge.judge.report import auc_difference_interval
 from autojudge.judge.train import MinedData, best_c, cross_validate, fit, load_mined, problem_folds
 from autojudge.runfiles import read_records
 
-BOOTSTRAP = 2000
+BOOTSTRAP = 2000  # draws of the share difference; the AUC intervals use the library's
 FOLDS = 5
 
 
 def rows_of(data: MinedData, problems: set[int]) -> MinedData:
     return data.select(np.isin(data.problem, sorted(problems)))
-
-
-def auc_difference_interval(data: dict[str, MinedData], scores: dict[str, np.ndarray], ids: list[int],
-                            rng: np.random.Generator) -> tuple[float, float]:
-    """95% bootstrap interval of ROC-AUC on b minus ROC-AUC on a, resampling problems."""
-    rows = {name: {p: np.flatnonzero(data[name].problem == p) for p in ids} for name in data}
-    differences = []
-    for _ in range(BOOTSTRAP):
-        take = rng.choice(ids, len(ids))
-        picked = {name: np.concatenate([rows[name][p] for p in take]) for name in data}
-        if all(len(set(data[name].important[picked[name]])) == 2 for name in data):
-            differences.append(roc_auc_score(data["b"].important[picked["b"]], scores["b"][picked["b"]])
-                               - roc_auc_score(data["a"].important[picked["a"]], scores["a"][picked["a"]]))
-    low, high = np.quantile(differences, [0.025, 0.975])
-    return float(low), float(high)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     judge = fit(train.features(args.features), train.important, c)
     scores = {name: judge.predict_proba(data[name].features(args.features))[:, 1] for name in data}
     auc = {name: roc_auc_score(data[name].important, scores[name]) for name in data}
-    low, high = auc_difference_interval(data, scores, ids, rng)
+    low, high = auc_difference_interval(*[(data[name].problem, data[name].important, scores[name]) for name in "ba"],
+                                        rng=rng)
     lines += [f"| judge ({args.features} features) | ROC-AUC on a | ROC-AUC on b | b minus a (95% bootstrap by "
               "problem) |", "|---|---|---|---|",
               f"| trained on {len(np.unique(train.problem))} other problems of --train (C={c:g}) | {auc['a']:.3f} | "
@@ -110,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
         folds = [(np.flatnonzero(problem_fold != k), np.flatnonzero(problem_fold == k)) for k in range(FOLDS)]
         results = cross_validate(data[name], args.features, folds)
         own[name] = results[best_c(results)]
-    own_low, own_high = auc_difference_interval(data, {name: own[name][1] for name in data}, ids, rng)
+    own_low, own_high = auc_difference_interval(
+        *[(data[name].problem, data[name].important, own[name][1]) for name in "ba"], rng=rng)
     lines += [f"| cross-validated on its own labels of these problems ({FOLDS} folds by problem, the same for both "
               f"runs) | {own['a'][0]:.3f} | {own['b'][0]:.3f} | {own['b'][0] - own['a'][0]:+.3f} "
               f"({own_low:+.3f} to {own_high:+.3f}) |"]

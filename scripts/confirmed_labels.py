@@ -25,11 +25,10 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
+from autojudge.judge.report import auc_difference_interval
 from autojudge.judge.train import best_c, cross_validate, fit, load_mined, problem_folds
 from autojudge.models.loading import load_tokenizer
 from autojudge.runfiles import read_records
-
-BOOTSTRAP = 2000
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"--train holds problems of --confirm (e.g. {sorted(shared)[:3]}): they are not held out")
     c = best_c(cross_validate(train, args.features, problem_folds(train)))
     scores = fit(train.features(args.features), train.important, c).predict_proba(data.features(args.features))[:, 1]
-    low, high = _bootstrap_difference(scores, first, confirmed, data.problem)
+    low, high = auc_difference_interval((data.problem, confirmed, scores), (data.problem, first, scores))
     lines += [f"| judge ({args.features} features) | ROC-AUC, first regeneration's labels | ROC-AUC, confirmed labels "
               "| confirmed minus first (95% bootstrap by problem) |", "|---|---|---|---|",
               f"| trained on {len(np.unique(train.problem))} other problems ({train.important.mean():.1%} important, "
@@ -85,20 +84,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         Path(args.out).write_text(report + "\n")
     return 0
-
-
-def _bootstrap_difference(scores, first, confirmed, problem, seed: int = 0) -> tuple[float, float]:
-    """95% interval of AUC(confirmed) - AUC(first) over problems drawn with replacement."""
-    rng = np.random.default_rng(seed)
-    ids = np.unique(problem)
-    rows = {p: np.flatnonzero(problem == p) for p in ids}
-    differences = []
-    for _ in range(BOOTSTRAP):
-        take = np.concatenate([rows[p] for p in rng.choice(ids, len(ids))])
-        if len(set(first[take])) < 2 or len(set(confirmed[take])) < 2:
-            continue
-        differences.append(roc_auc_score(confirmed[take], scores[take]) - roc_auc_score(first[take], scores[take]))
-    return tuple(np.quantile(differences, [0.025, 0.975]))
 
 
 def _examples(records: list[dict], target: str, n: int) -> list[str]:

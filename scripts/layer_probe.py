@@ -30,6 +30,7 @@ from safetensors.numpy import load_file, save_file
 from sklearn.metrics import roc_auc_score
 from tqdm import tqdm
 
+from autojudge.judge.report import auc_difference_interval
 from autojudge.judge.train import C_GRID, judge_model, load_mined, problem_folds
 from autojudge.models.loading import resolve
 from autojudge.prompting import chat_prompt_ids
@@ -65,22 +66,6 @@ def states_after_draft_tokens(model, prompt: list[int], response: list[int], mis
                        output_hidden_states=True).hidden_states
         out[k] = torch.stack([hidden[layer][0, -1] for layer in layers]).numpy().astype(np.float16)
     return out
-
-
-def paired_difference_interval(y: np.ndarray, problem: np.ndarray, a: np.ndarray, b: np.ndarray,
-                               draws: int = 2000, seed: int = 0) -> tuple[float, float]:
-    """95% bootstrap interval of ROC-AUC(a) - ROC-AUC(b), two scorings of the same labels,
-    resampling problems (a problem's labels move together)."""
-    rng = np.random.default_rng(seed)
-    ids = np.unique(problem)
-    rows = {p: np.flatnonzero(problem == p) for p in ids}
-    differences = []
-    for _ in range(draws):
-        picked = np.concatenate([rows[p] for p in rng.choice(ids, len(ids))])
-        if len(set(y[picked])) == 2:
-            differences.append(roc_auc_score(y[picked], a[picked]) - roc_auc_score(y[picked], b[picked]))
-    low, high = np.quantile(differences, [0.025, 0.975])
-    return float(low), float(high)
 
 
 def write_run(source: Path, out: Path, cache_dir: Path, records: list[dict], column: int, layer: int,
@@ -177,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
               scored(np.hstack([states[:, best], states[:, -1]]))[0]),
              (f"torch, layer {layers[best]} and the mined logit features",
               scored(np.hstack([states[:, best], subset.logits]))[0])]
-    low, high = paired_difference_interval(y, subset.problem, by_layer[best][1], by_layer[-1][1])
+    low, high = auc_difference_interval((subset.problem, y, by_layer[best][1]), (subset.problem, y, by_layer[-1][1]))
     lines = [f"{len(have)} problems, {len(y)} labels, {y.mean():.1%} important "
              f"({len(skipped)} problems skipped: their text tokenizes to other tokens)", "",
              "| the judge's target features | ROC-AUC (cross-validated) |", "|---|---|"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from sklearn.metrics import roc_auc_score
 
 from autojudge.decoding import Exact, generate
 from autojudge.decoding.features import LOGIT_FEATURES
@@ -12,6 +13,7 @@ from autojudge.decoding.modes import DecodingOptions, decode
 from autojudge.errors import AutojudgeError
 from autojudge.judge.model import Judge, JudgeError
 from autojudge.judge.policy import JudgePolicy
+from autojudge.judge.report import auc_difference_interval
 from autojudge.judge.train import MinedData, problem_folds, train_judge
 from tests.tiny import backend, noisy_copy, tiny_model
 
@@ -126,7 +128,7 @@ def test_a_judge_of_a_middle_layer_makes_the_target_read_it_and_refuses_another(
     judge, _ = train_judge(MinedData(data.draft, data.target, data.important, data.problem,
                                      {**layered, "task": "toy"}))
     assert "hidden states: the target's layer 1" in judge.meta["layout"]
-    with pytest.raises(JudgeError, match="features from the final norm \\(judge trained on layer 1\\)"):
+    with pytest.raises(JudgeError, match="features from its final norm \\(judge trained on its layer 1\\)"):
         judge.check_compatible(described, pair.draft.hidden_size, pair.target.hidden_size)
     judge.save(tmp_path / "layer-1.safetensors")
     layered_judge = load_judge(pair, tmp_path / "layer-1.safetensors")  # the target now reads layer 1
@@ -139,7 +141,7 @@ def test_a_judge_of_a_middle_layer_makes_the_target_read_it_and_refuses_another(
     final.save(tmp_path / "final.safetensors")
     load_judge(pair, tmp_path / "final.safetensors")  # the pair serves the judge loaded last
     assert pair.target.feature_layer is None
-    with pytest.raises(JudgeError, match="reads layer 1 of the target, which now gives the final norm"):
+    with pytest.raises(JudgeError, match="reads the target's layer 1, but the target now gives its final norm"):
         decode(pair, ids, "judge:0.5", options, judge=layered_judge)
 
 
@@ -310,3 +312,24 @@ def test_a_label_is_reused_only_when_both_of_its_texts_ended_before_the_budget()
                                                                                                    long_text),
                                             mismatch(True, None)]}
     assert _ended_labels(kept, budget, words) == [False, True, False, False]
+
+
+def test_auc_difference_interval_draws_whole_problems():
+    """A problem's labels move together: where a scoring is right on some problems and
+    wrong on others, the interval is far wider than the same labels as independent
+    problems would give. Draws with one class only are left out, not fatal."""
+    rng = np.random.default_rng(0)
+    problem = np.repeat(np.arange(30), 20)
+    y = rng.random(600) < 0.3
+    sign = np.where(problem % 3 == 0, -1.0, 1.0)  # a third of the problems scored backwards
+    scored, noise = sign * (y + rng.normal(0, 0.5, 600)), rng.normal(0, 1, 600)
+    difference = roc_auc_score(y, scored) - roc_auc_score(y, noise)
+    low, high = auc_difference_interval((problem, y, scored), (problem, y, noise), draws=400)
+    assert low < difference < high
+    alone_low, alone_high = auc_difference_interval((np.arange(600), y, scored), (np.arange(600), y, noise),
+                                                    draws=400)
+    assert 0 < alone_low < difference < alone_high
+    assert high - low > 1.5 * (alone_high - alone_low)
+    assert auc_difference_interval((problem, y, noise), (problem, y, noise), draws=50) == (0.0, 0.0)
+    rare = problem < 2  # positives in two problems only: many draws have none
+    assert np.isfinite(auc_difference_interval((problem, rare, scored), (problem, rare, noise), draws=50)).all()

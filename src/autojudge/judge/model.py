@@ -20,6 +20,7 @@ from safetensors.torch import safe_open, save_file
 
 from autojudge.decoding.features import LOGIT_FEATURES
 from autojudge.errors import AutojudgeError
+from autojudge.models.backend import feature_layer_name
 from autojudge.models.registry import same_weights
 
 FORMAT = "autojudge-judge"
@@ -129,8 +130,9 @@ class Judge:
         """Refuse a target that now reads another layer (say, since another judge was loaded on it)."""
         layer = getattr(target, "feature_layer", None)
         if layer != self.feature_layer:
-            raise JudgeError(f"this judge reads {_layer_name(self.feature_layer)} of the target, which now gives "
-                             f"{_layer_name(layer)}; load the judge again (load_judge) before decoding with it")
+            raise JudgeError(f"this judge reads the target's {feature_layer_name(self.feature_layer)}, but the target "
+                             f"now gives its {feature_layer_name(layer)}; load the judge again (load_judge) before "
+                             "decoding with it")
 
     def check_compatible(self, pair_description: dict, draft_hidden: int, target_hidden: int) -> None:
         """Refuse to judge features from another model pair, runtime or hidden size."""
@@ -149,14 +151,10 @@ class Judge:
                 problems.append(f"{key} {pair_description.get(key)} (judge trained on {trained.get(key)})")
         layers = [d.get("target_backend", {}).get("feature_layer") for d in (pair_description, trained)]
         if layers[0] != layers[1]:
-            problems.append(f"the target's features from {_layer_name(layers[0])} "
-                            f"(judge trained on {_layer_name(layers[1])})")
+            problems.append(f"the target's features from its {feature_layer_name(layers[0])} "
+                            f"(judge trained on its {feature_layer_name(layers[1])})")
         if problems:
             raise JudgeError("this judge does not fit the loaded pair: " + "; ".join(problems))
-
-
-def _layer_name(layer: int | None) -> str:
-    return "the final norm" if layer is None else f"layer {layer}"
 
 
 def _judge_meta(path, header: dict) -> dict:

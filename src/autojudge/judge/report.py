@@ -6,9 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from sklearn.metrics import roc_auc_score
 
 from autojudge.errors import AutojudgeError
 from autojudge.judge.train import FOLDS, MinedData, best_c, cross_validate, problem_folds, with_reused
+
+BOOTSTRAP_DRAWS = 2000
 
 
 def auc_report(data: MinedData, seed: int = 0, fractions=(0.25, 0.5, 0.75, 1.0), folds: int = FOLDS,
@@ -69,6 +72,33 @@ def _auc_by_features(data: MinedData, splits, known: dict | None) -> dict:
             known[features] = {"auc": results[c][0], "C": c}
         rows[features] = known[features]
     return rows
+
+
+def auc_difference_interval(a: tuple, b: tuple, draws: int = BOOTSTRAP_DRAWS,
+                            rng: np.random.Generator | None = None) -> tuple[float, float]:
+    """95% bootstrap interval of ROC-AUC(a) - ROC-AUC(b), where a and b are each
+    (problem, labels, scores) arrays over the same problems: two scorings of one label
+    set, one scoring of two label sets, or two runs' labels of the same problems.
+
+    Problems are drawn with replacement, not labels: a problem's labels come from one
+    response and move together, so an interval over labels would be too narrow. A draw
+    where either side holds one class only has no AUC and is left out.
+    """
+    rng = rng if rng is not None else np.random.default_rng(0)
+    rows = [{p: np.flatnonzero(problem == p) for p in np.unique(problem)} for problem, _, _ in (a, b)]
+    ids = np.unique(a[0])
+    differences = []
+    for _ in range(draws):
+        drawn = rng.choice(ids, len(ids))
+        aucs = []
+        for (_, labels, scores), rows_of in zip((a, b), rows):
+            picked = np.concatenate([rows_of[p] for p in drawn])
+            if len(set(labels[picked])) == 2:
+                aucs.append(roc_auc_score(labels[picked], scores[picked]))
+        if len(aucs) == 2:
+            differences.append(aucs[0] - aucs[1])
+    low, high = np.quantile(differences, [0.025, 0.975])
+    return float(low), float(high)
 
 
 def auc_markdown(report: dict) -> str:

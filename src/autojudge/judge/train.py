@@ -30,6 +30,7 @@ from sklearn.preprocessing import StandardScaler
 from autojudge.decoding.features import LOGIT_FEATURES
 from autojudge.errors import AutojudgeError
 from autojudge.judge.model import FEATURE_SETS, Judge
+from autojudge.models.backend import feature_layer_name
 from autojudge.runfiles import read_records
 
 C_GRID = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
@@ -249,11 +250,6 @@ def threshold_table(p_important: np.ndarray, important: np.ndarray) -> list[dict
     return rows
 
 
-def _feature_layer_name(meta: dict) -> str:
-    layer = meta["target_backend"].get("feature_layer")
-    return "final norm" if layer is None else f"the target's layer {layer} (the draft's final norm)"
-
-
 def judge_model(c: float):
     """The judge's classifier, unfitted: standardised features, logistic regression at C."""
     return make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000))
@@ -283,12 +279,14 @@ def train_judge(data: MinedData, features: str = "hidden", c_grid=C_GRID, seed: 
     model = fit(x, y, c)
     scaler, logistic = model[0], model[1]
     n_problems = int(len(np.unique(data.problem)))
+    target_layer = data.meta["target_backend"].get("feature_layer")
     meta = {
         "pair": {k: data.meta[k] for k in ("draft", "target", "draft_backend", "target_backend")},
         "task": data.meta["task"], "features": features,
         "hidden": {"draft": int(data.draft.shape[1]), "target": int(data.target.shape[1])},
         "layout": " then ".join(FEATURE_SETS[features])
-                  + f"; hidden states: {_feature_layer_name(data.meta)}, after reading the draft token",
+                  + f"; hidden states: the target's {feature_layer_name(target_layer)} and the draft's final norm, "
+                    "after reading the draft token",
         "logit_features": list(LOGIT_FEATURES),
         "C": c, "validation_auc": results[c][0], "auc_by_C": {str(k): auc for k, (auc, _) in results.items()},
         "train": {"mismatches": int(len(y)), "problems": int(len(np.unique(training.problem)))},

@@ -13,15 +13,17 @@ from autojudge.errors import AutojudgeError, PromptError
 from autojudge.mining.algorithm import MinedProblem, mine_problem
 from autojudge.mining.options import MiningOptions
 from autojudge.mining.store import FEATURE_DTYPE, MiningStore
-from autojudge.models.backend import ModelPair
+from autojudge.models.backend import ModelPair, feature_layer_name
 from autojudge.prompting import chat_prompt_ids
 from autojudge.runfiles import run_lock
 from autojudge.tasks.base import Task, can_rejoin, settled_check
 
 
 def feature_position(model) -> str:
+    """Where the target's features come from, in the meta's wording (resumed runs and
+    committed ones compare it, so it stays as it is)."""
     layer = getattr(model, "feature_layer", None)
-    return "final norm" if layer is None else f"output of layer {layer}"
+    return feature_layer_name(layer) if layer is None else f"output of {feature_layer_name(layer)}"
 
 
 def mining_meta(pair: ModelPair, task: Task, split: str, options: MiningOptions) -> dict:

@@ -132,6 +132,12 @@ class ModelPair:
         return [ModelPair(d, t, self.tokenizer, self.stop_ids) for d, t in zip(drafts, targets)], gate
 
 
+def feature_layer_name(layer: int | None) -> str:
+    """What a feature layer is called in errors, judges and mining runs: "final norm" for
+    the default (None), else "layer N"."""
+    return "final norm" if layer is None else f"layer {layer}"
+
+
 def check_feature_layer(name: str, layer: int, layers: int) -> None:
     """Refuse a feature layer the model lacks; the last one is the default, after the final norm."""
     if not 1 <= layer < layers:
