@@ -20,6 +20,7 @@ from autojudge.errors import AutojudgeError, PromptError
 from autojudge.mining.algorithm import features_at, mine_problem
 from autojudge.mining.options import MiningOptions
 from autojudge.mining.run import mine, mining_meta
+from autojudge.mining.store import labelled_problems
 from autojudge.prompting import chat_prompt_ids
 from tests.toy_task import RejoiningToyTask, SettlingToyTask, ToyTask, UnsettlingToyTask, tiny_pair
 
@@ -349,3 +350,18 @@ def test_a_confirmed_run_counts_what_confirmation_overturned(tmp_path, pair):
     assert asked and summary["confirmation"] == {"asked": len(asked), "overturned": asked.count(False)}
     plain = mine(pair, ToyTask(), "all", str(tmp_path / "plain"), MiningOptions(max_new_tokens=MAX_NEW), limit=1)
     assert "confirmation" not in plain.summary()
+
+
+def test_a_run_can_leave_out_the_problems_other_runs_hold(tmp_path, pair):
+    """--skip-mined: a second run of the same split mines only what the first lacks; runs of
+    another split, or directories that are not runs, are refused."""
+    first = mine(pair, ToyTask(), "all", str(tmp_path / "first"), MiningOptions(max_new_tokens=12), limit=2)
+    skip = labelled_problems([tmp_path / "first"], "toy", "all")
+    assert skip == first.done() and len(skip) == 2
+    rest = mine(pair, ToyTask(), "all", str(tmp_path / "rest"), MiningOptions(max_new_tokens=12), limit=4, skip=skip)
+    every = [p.id for p in ToyTask().load("all")[:4]]
+    assert rest.done() == set(every) - skip and len(rest.done()) == 2
+    with pytest.raises(AutojudgeError, match="mined toy/all, not toy/eval"):
+        labelled_problems([tmp_path / "first"], "toy", "eval")
+    with pytest.raises(AutojudgeError, match="not a mining run"):
+        labelled_problems([tmp_path / "nowhere"], "toy", "all")

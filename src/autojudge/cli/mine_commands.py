@@ -14,6 +14,7 @@ from autojudge.models.runtime import RuntimeOptions
 def cmd_mine(args) -> int:
     from autojudge.mining.options import MiningOptions
     from autojudge.mining.run import mine
+    from autojudge.mining.store import labelled_problems
     from autojudge.models.loading import load_pair
     task = load_task(args.task, args.split)
     runtime = runtime_options(args)
@@ -22,17 +23,18 @@ def cmd_mine(args) -> int:
                              "and --plain (add workers instead)")
     options = MiningOptions(max_new_tokens=args.max_new_tokens, window=args.window, fast=not args.plain,
                             rejoin=args.rejoin, confirm=args.confirm)
+    skip = labelled_problems(args.skip_mined, task.name, args.split)
     if args.ray is not None:
         from autojudge.mining.distributed import PairSpec, mine_on_ray
         store = mine_on_ray(PairSpec(args.draft, args.target, runtime), args.task, args.split, args.out, options,
                             address=None if args.ray == "local" else args.ray, workers=args.ray_workers,
                             cpus_per_worker=args.ray_cpus, gpus_per_worker=args.ray_gpus, limit=args.limit,
-                            shard=args.shard, pin=args.ray_pin, checker=args.checker,
+                            shard=args.shard, skip=skip, pin=args.ray_pin, checker=args.checker,
                             checker_threshold=args.checker_threshold)
     else:
         pair = load_pair(args.draft, args.target, runtime)
         _attach_checker(task, pair, args, runtime)
-        store = mine(pair, task, args.split, args.out, options, limit=args.limit, shard=args.shard,
+        store = mine(pair, task, args.split, args.out, options, limit=args.limit, shard=args.shard, skip=skip,
                      parallel=args.parallel)
     summary = store.summary()
     first, regenerated = summary["first_answers_cut"], summary["regenerations_cut"]

@@ -166,6 +166,10 @@ def build_parser() -> argparse.ArgumentParser:
     mine.add_argument("--shard", type=_shard, default=(1, 1), metavar="I/N",
                       help="mine every N-th problem from the I-th, e.g. 2/4; run N processes with "
                            "different --out and train on all their directories")
+    mine.add_argument("--skip-mined", nargs="+", default=[], metavar="RUN",
+                      help="leave out the problems these mining runs (of the same task and split) already "
+                           "hold: extend a data set, say with another feature layer, without mining a "
+                           "problem twice")
     mine.add_argument("--parallel", type=_positive, default=1, metavar="N",
                       help="mine N problems side by side, their passes merged (llama.cpp; more labels per "
                            "hour, the same up to near-ties: try 4 per core)")

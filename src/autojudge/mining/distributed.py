@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from autojudge.errors import AutojudgeError, PromptError
 from autojudge.mining.algorithm import MinedProblem, mine_problem
 from autojudge.mining.options import MiningOptions
-from autojudge.mining.run import mining_meta
+from autojudge.mining.run import mining_meta, problems_to_mine
 from autojudge.mining.store import MiningStore
 from autojudge.models.registry import DEFAULT_DRAFT, DEFAULT_TARGET
 from autojudge.models.runtime import RuntimeOptions
@@ -93,7 +93,7 @@ class MiningWorker:
 def mine_on_ray(spec: PairSpec, task_name: str, split: str, out: str, options: MiningOptions, *,
                 address: str | None = None, workers: int = 2, cpus_per_worker: float = 1,
                 gpus_per_worker: float = 0, limit: int | None = None, shard: tuple[int, int] = (1, 1),
-                pin: bool = False, checker: str | None = None,
+                skip: set[int] = frozenset(), pin: bool = False, checker: str | None = None,
                 checker_threshold: float = DEFAULT_THRESHOLD) -> MiningStore:
     """Mine like `autojudge.mining.run.mine`, the problems spread over `workers` Ray actors,
     each problem as `options` say (pickled to the workers, the budget written out).
@@ -130,8 +130,7 @@ def mine_on_ray(spec: PairSpec, task_name: str, split: str, out: str, options: M
             actors = [new_actor(slot) for slot in range(workers)]
             # The run's meta comes from a worker's pair: the driver loads no model.
             store = MiningStore(out, ray.get(actors[0].meta.remote(options)))
-            index, count = shard
-            problems = task.load(split)[:limit][index - 1::count]
+            problems = problems_to_mine(task, split, limit, shard, skip)
             done = store.done()
             queue = deque(p.id for p in problems if p.id not in done)
             attempts: dict[int, int] = {}

@@ -51,12 +51,22 @@ def mining_meta(pair: ModelPair, task: Task, split: str, options: MiningOptions)
     return meta
 
 
+def problems_to_mine(task: Task, split: str, limit: int | None = None, shard: tuple[int, int] = (1, 1),
+                     skip: set[int] = frozenset()) -> list:
+    """The first `limit` problems of `split`, shard i of n of them (every n-th from the
+    i-th), less the problem ids in `skip`."""
+    index, count = shard
+    return [p for p in task.load(split)[:limit][index - 1::count] if p.id not in skip]
+
+
 def mine(pair: ModelPair, task: Task, split: str, out: str, options: MiningOptions = MiningOptions(), *,
-         limit: int | None = None, shard: tuple[int, int] = (1, 1), parallel: int = 1) -> MiningStore:
+         limit: int | None = None, shard: tuple[int, int] = (1, 1), skip: set[int] = frozenset(),
+         parallel: int = 1) -> MiningStore:
     """Mine the first `limit` problems of `split`, or shard i of n of them (every n-th
     from the i-th), so that n processes, each with its own `out`, share the work;
-    `autojudge train` reads several run directories at once. Each problem is mined as
-    `options` say (Algorithm 1's budget, first-answer window and regeneration method).
+    `autojudge train` reads several run directories at once. Problems in `skip` are left
+    out (`store.labelled_problems` of other runs). Each problem is mined as `options`
+    say (Algorithm 1's budget, first-answer window and regeneration method).
 
     `parallel` > 1 mines that many problems side by side in threads whose passes are
     merged (llama.cpp; see autojudge.models.batching): more labels per hour, the
@@ -69,8 +79,7 @@ def mine(pair: ModelPair, task: Task, split: str, out: str, options: MiningOptio
             raise AutojudgeError(f"--rejoin needs a task that says which edits are interchangeable; "
                                  f"{task.name} does not")
         store = MiningStore(out, mining_meta(pair, task, split, options))
-        index, count = shard
-        problems = task.load(split)[:limit][index - 1::count]
+        problems = problems_to_mine(task, split, limit, shard, skip)
         done = store.done()
         todo = iter([p for p in problems if p.id not in done])
         labels = sum(len(r["mismatches"]) for r in store.records)

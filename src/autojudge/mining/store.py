@@ -25,6 +25,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from autojudge.decoding.engine import is_cut
+from autojudge.errors import AutojudgeError
 from autojudge.mining.algorithm import MinedProblem
 from autojudge.runfiles import append_record, check_meta, read_records
 
@@ -72,6 +73,21 @@ class MiningStore:
 
     def summary(self) -> dict:
         return mining_summary(self.records)
+
+
+def labelled_problems(runs: list[str | Path], task: str, split: str) -> set[int]:
+    """The problems other mining runs of `task` and `split` already hold, so that a new run
+    can leave them out (say, mining the rest of a split with another feature layer)."""
+    ids = set()
+    for run in runs:
+        meta_path = Path(run) / "meta.json"
+        if not meta_path.is_file():
+            raise AutojudgeError(f"{run}: not a mining run (no meta.json)")
+        meta = json.loads(meta_path.read_text())
+        if (meta.get("task"), meta.get("split")) != (task, split):
+            raise AutojudgeError(f"{run} mined {meta.get('task')}/{meta.get('split')}, not {task}/{split}")
+        ids |= {r["problem_id"] for r in read_records(Path(run) / "problems.jsonl", repair=False)}
+    return ids
 
 
 def mining_summary(records: list[dict]) -> dict:
