@@ -462,6 +462,16 @@ def test_shards_split_the_problems_and_train_reads_them_together(pair, tmp_path)
     assert set(both.problem.tolist()) == labelled
     with pytest.raises(Exception, match="repeats problems"):
         load_mined([tmp_path / "s1", tmp_path / "s1"])
+    # Target features recomputed on another runtime (scripts/layer_probe.py) join mined
+    # ones of the same layer; any other setting that differs is refused.
+    meta_path = tmp_path / "s2" / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta_path.write_text(json.dumps({**meta, "features": {**meta["features"], "target_recomputed": "torch"}}))
+    assert set(load_mined([tmp_path / "s1", tmp_path / "s2"]).problem.tolist()) == labelled
+    meta_path.write_text(json.dumps({**meta, "max_new_tokens": 25}))
+    with pytest.raises(AutojudgeError, match="s2 was mined with other settings than"):
+        load_mined([tmp_path / "s1", tmp_path / "s2"])
+    meta_path.write_text(json.dumps(meta))
     # Training reads a run that is still mining: a half-written last line is left out,
     # and the run's file is left as it is (the miner repairs it when it resumes).
     records = tmp_path / "s1" / "problems.jsonl"

@@ -74,13 +74,20 @@ def load_mined(run_dirs: str | Path | list) -> MinedData:
     parts = [_load_one(d) for d in run_dirs]
     seen = set(parts[0].problem.tolist())
     for run_dir, part in zip(run_dirs[1:], parts[1:]):
-        if part.meta != parts[0].meta:
+        if _settings(part.meta) != _settings(parts[0].meta):
             raise AutojudgeError(f"{run_dir} was mined with other settings than {run_dirs[0]}")
         if overlap := set(part.problem.tolist()) & seen:
             raise AutojudgeError(f"{run_dir} repeats problems of another run directory "
                                  f"(e.g. {sorted(overlap)[:3]}); give each shard its own problems")
         seen |= set(part.problem.tolist())
     return _joined(parts, parts[0].meta)
+
+
+def _settings(meta: dict) -> dict:
+    """A run's meta less where its target features were computed: states recomputed on
+    torch (scripts/layer_probe.py) read the same layer as llama.cpp's, to rounding, so
+    such runs train together with mined ones."""
+    return {**meta, "features": {k: v for k, v in meta["features"].items() if k != "target_recomputed"}}
 
 
 def _joined(parts: list[MinedData], meta: dict) -> MinedData:
