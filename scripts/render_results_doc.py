@@ -80,9 +80,12 @@ def shipped_note(task: str) -> str:
         return ""
     meta = Judge.load(path).meta
     scored = meta["validation"]
-    reused = meta.get("reused")
+    reused, borrowed = meta.get("reused"), meta.get("borrowed")
     also = (f", and {reused['mismatches']} reused labels of {reused['problems']} problems mined at a budget of "
             f"{reused['max_new_tokens']} (trained on, never scored)" if reused else "")
+    if borrowed:
+        also += (f", and {borrowed['mismatches']} labels of {borrowed['problems']} {borrowed['task']} problems "
+                 "(borrowed: trained on, never scored)")
     layer = meta["pair"]["target_backend"].get("feature_layer")
     read = f" (the target's layer {layer})" if layer is not None else ""
     return (f"Shipped judge `judges/{path.name}`: {meta['features']} features{read}, trained on "

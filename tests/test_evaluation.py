@@ -20,13 +20,13 @@ from autojudge.evaluation.rows import operating_point, summarize, target_speed_b
 from autojudge.evaluation.run import run_eval
 from autojudge.evaluation.statistics import paired_difference, wilson
 from autojudge.judge.model import Judge
-from autojudge.judge.train import load_mined, train_judge
+from autojudge.judge.train import load_borrowed, load_mined, train_judge
 from autojudge.mining.bench import bench_mining
 from autojudge.mining.options import MiningOptions
 from autojudge.mining.run import mine
 from autojudge.prompting import chat_prompt_ids
 from autojudge.runfiles import append_record, read_records
-from tests.toy_task import RejoiningToyTask, ToyTask, tiny_pair
+from tests.toy_task import RejoiningToyTask, SettlingToyTask, ToyTask, tiny_pair
 
 
 @pytest.fixture(scope="module")
@@ -486,7 +486,7 @@ def test_shards_split_the_problems_and_train_reads_them_together(pair, tmp_path)
         load_mined([tmp_path / "s2"])
 
 
-def test_labels_of_a_smaller_budget_are_reused_only_where_both_texts_ended(pair, tmp_path, capsys):
+def test_labels_of_a_smaller_budget_are_reused_only_where_both_texts_ended(pair, tmp_path):
     from dataclasses import replace
 
     from autojudge.judge.train import load_reused
@@ -515,7 +515,8 @@ def test_labels_of_a_smaller_budget_are_reused_only_where_both_texts_ended(pair,
     assert meta["reused"] == {**meta["reused"], "mismatches": len(expected), "max_new_tokens": 6}
     assert meta["validation"]["mismatches"] == len(data.important)
     assert meta["train"]["mismatches"] == len(data.important) + len(expected)
-    # The command line: the report says what was reused; logit features cannot be.
+    # The command line: the report says what was reused. Runs that have logit features lend
+    # them too; older runs, mined before they were recorded, cannot.
     from autojudge.cli import main
     out = tmp_path / "judge.safetensors"
     assert main(["train", "--data", str(tmp_path / "full"), "--reuse", str(tmp_path / "short"),
@@ -523,10 +524,48 @@ def test_labels_of_a_smaller_budget_are_reused_only_where_both_texts_ended(pair,
     assert Judge.load(out).meta["reused"]["mismatches"] == len(expected)
     assert f"With {len(expected)} reused labels" in (tmp_path / "auc.md").read_text()
     assert (tmp_path / "auc.png").stat().st_size > 0
-    capsys.readouterr()
     assert main(["train", "--data", str(tmp_path / "full"), "--reuse", str(tmp_path / "short"),
-                 "--features", "all", "--out", str(out)]) == 1
-    assert "reused labels have no logit features" in capsys.readouterr().err
+                 "--features", "all", "--out", str(out)]) == 0
+    assert Judge.load(out).meta["train"]["mismatches"] == len(data.important) + len(expected)
+    with pytest.raises(AutojudgeError, match="reused labels have no logit features"):
+        train_judge(data, features="all", reused=replace(reused, logits=None))
+
+
+def test_labels_of_another_task_train_beside_and_are_never_scored(pair, tmp_path, capsys):
+    """--borrow: another task's labels join every fold's training, apart from the data's
+    problems (their ids made negative); AUC and thresholds come from the data alone."""
+    from autojudge.cli import main
+    mine(pair, ToyTask(), "all", str(tmp_path / "own"), MiningOptions(max_new_tokens=24))
+    mine(pair, SettlingToyTask(), "all", str(tmp_path / "other"), MiningOptions(max_new_tokens=24))
+    data, other = load_mined([tmp_path / "own"]), load_mined([tmp_path / "other"])
+    borrowed = load_borrowed([tmp_path / "other"], data)
+    assert sorted(borrowed.problem.tolist()) == sorted((-1 - other.problem).tolist())
+    assert (borrowed.problem < 0).all() and borrowed.important.tolist() == other.important.tolist()
+    _, meta = train_judge(data, features="all", reused=borrowed)
+    assert meta["borrowed"]["task"] == "toy-settling" and meta["borrowed"]["mismatches"] == len(other.important)
+    assert meta["validation"]["mismatches"] == len(data.important)
+    assert meta["train"]["mismatches"] == len(data.important) + len(other.important)
+    with pytest.raises(AutojudgeError, match="holds toy labels, as the data does"):
+        load_borrowed([tmp_path / "own"], data)
+    meta_path = tmp_path / "other" / "meta.json"
+    mined_meta = json.loads(meta_path.read_text())
+    meta_path.write_text(json.dumps({**mined_meta, "target_backend": {**mined_meta["target_backend"],
+                                                                       "feature_layer": 1}}))
+    with pytest.raises(AutojudgeError, match="another pair, runtime, feature layer or layout"):
+        load_borrowed([tmp_path / "other"], data)
+    meta_path.write_text(json.dumps(mined_meta))
+    # The command line: the report sets the AUC with them against without, with an interval.
+    out = tmp_path / "judge.safetensors"
+    assert main(["train", "--data", str(tmp_path / "own"), "--borrow", str(tmp_path / "other"),
+                 "--features", "target+logits", "--out", str(out), "--report", str(tmp_path / "auc")]) == 0
+    report = (tmp_path / "auc.md").read_text()
+    assert f"With {len(other.important)} borrowed labels of" in report and "toy-settling problems" in report
+    assert "target+logits: " in report and "95% bootstrap by problem" in report
+    assert Judge.load(out).meta["borrowed"]["task"] == "toy-settling"
+    capsys.readouterr()
+    assert main(["train", "--data", str(tmp_path / "own"), "--borrow", str(tmp_path / "other"), "--reuse",
+                 str(tmp_path / "other"), "--out", str(out)]) == 1
+    assert "give one of them" in capsys.readouterr().err
 
 
 def test_eval_command_end_to_end(pair, tmp_path, tiny_target_dir, tiny_draft_dir):

@@ -120,12 +120,15 @@ def cmd_calibrate_checker(args) -> int:
 def cmd_train(args) -> int:
 
     from autojudge.judge.report import auc_markdown, auc_report, plot_learning_curve
-    from autojudge.judge.train import load_mined, load_reused, train_judge
+    from autojudge.judge.train import load_borrowed, load_mined, load_reused, train_judge
     for written in [args.out] + ([args.report] if args.report else []):
         if not Path(written).parent.is_dir():  # found out now, not after the cross-validation
             raise AutojudgeError(f"{written}: the folder {Path(written).parent} does not exist")
+    if args.reuse and args.borrow:
+        raise AutojudgeError("--reuse and --borrow both add labels that only train: give one of them")
     data = load_mined(args.data)
     reused = load_reused(args.reuse, data) if args.reuse else None
+    reused = load_borrowed(args.borrow, data) if args.borrow else reused
     judge, meta = train_judge(data, features=args.features, seed=args.seed, reused=reused)
     judge.save(args.out)
     if args.report:
@@ -139,8 +142,10 @@ def cmd_train(args) -> int:
             handle.write(auc_markdown(report) + "\n")
         plot_learning_curve(report, args.report + ".png")
         print(auc_markdown(report), end="\n\n")
-    reuse_note = (f" (and {meta['reused']['mismatches']} reused labels of {meta['reused']['problems']} problems, "
-                  "trained on, never scored)" if reused else "")
+    train_only = meta.get("reused") or meta.get("borrowed")
+    kind = "reused" if "reused" in meta else f"borrowed {meta['borrowed']['task']}" if train_only else ""
+    reuse_note = (f" (and {train_only['mismatches']} {kind} labels of {train_only['problems']} problems, "
+                  "trained on, never scored)" if train_only else "")
     print(f"ROC-AUC {meta['validation_auc']:.3f} ({meta['validation']['method']}) at C={meta['C']:g}; "
           f"{meta['validation']['mismatches']} mismatches from {meta['validation']['problems']} problems, "
           f"{meta['important_fraction']:.1%} important{reuse_note} -> {args.out}")

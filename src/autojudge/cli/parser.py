@@ -247,6 +247,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="mining runs at a smaller budget (same task and pair) whose labels a larger "
                             "budget provably leaves alone (both texts ended before it): added to the "
                             "training labels, never scored; hidden-state features only")
+    train.add_argument("--borrow", nargs="+", metavar="DIR", default=[],
+                       help="mining runs of another task, same pair, runtimes and feature layer (e.g. GSM8K "
+                            "for an MBPP judge): its labels are added to the training labels of every fold, "
+                            "never scored; the report shows the AUC with them and without")
     train.add_argument("--out", required=True, help="judge file to write (.safetensors)")
     train.add_argument("--seed", type=int, default=0, help="seed of the by-problem split")
     train.add_argument("--report", metavar="PREFIX",

@@ -9,7 +9,15 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from autojudge.errors import AutojudgeError
-from autojudge.judge.train import FOLDS, MinedData, best_c, cross_validate, problem_folds, with_reused
+from autojudge.judge.train import (
+    FOLDS,
+    MinedData,
+    best_c,
+    cross_validate,
+    problem_folds,
+    train_only_description,
+    with_reused,
+)
 
 BOOTSTRAP_DRAWS = 2000
 
@@ -23,14 +31,27 @@ def auc_report(data: MinedData, seed: int = 0, fractions=(0.25, 0.5, 0.75, 1.0),
     seed, e.g. by `train_judge`) to its {"auc", "C"}, which is then not computed again.
     The learning curve keeps the folds' validation problems and trains each fold on the
     first fraction of its training problems (in a seeded random order), on
-    `curve_features` (the shipped judge's). With `reused` labels, each feature set they
-    have is cross-validated again with them added to every fold's training labels
-    (scored on `data` alone; `known_reused` as `known`); the curve stays on `data`.
+    `curve_features` (the shipped judge's). With `reused` labels (or borrowed ones, of
+    another task), each feature set they have is cross-validated again with them added
+    to every fold's training labels (scored on `data` alone; `known_reused` as `known`),
+    and `curve_features` with them against without, with a bootstrap interval by problem;
+    the curve stays on `data`.
     """
     splits = problem_folds(data, folds, seed)
     by_features = _auc_by_features(data, splits, known)
     if reused is not None:
-        reused_rows = _auc_by_features(*with_reused(data, reused, splits), known_reused)
+        training, training_splits = with_reused(data, reused, splits)
+        reused_rows = _auc_by_features(training, training_splits, known_reused)
+        without, added = cross_validate(data, curve_features, splits), cross_validate(training, curve_features,
+                                                                                       training_splits)
+        without, added = without[best_c(without)], added[best_c(added)]
+        scored = len(data.important)
+        low, high = auc_difference_interval((data.problem, data.important, added[1][:scored]),
+                                            (data.problem, data.important, without[1]))
+        (kind, description), = train_only_description(reused, data).items()
+        train_only = {"kind": kind, **description, "by_features": reused_rows,
+                      "difference": {"features": curve_features, "with": added[0], "without": without[0],
+                                     "low": low, "high": high}}
     order = np.unique(data.problem)
     np.random.default_rng(seed).shuffle(order)
     rank = {problem: i for i, problem in enumerate(order)}
@@ -55,10 +76,7 @@ def auc_report(data: MinedData, seed: int = 0, fractions=(0.25, 0.5, 0.75, 1.0),
             "validation": {"method": f"{len(splits)}-fold cross-validation by problem",
                            "problems": int(len(np.unique(data.problem))), "mismatches": int(len(data.important))},
             "by_features": by_features, "curve_features": curve_features, "learning_curve": curve,
-            **({"with_reused": {"mismatches": int(len(reused.important)),
-                                "problems": int(len(np.unique(reused.problem))),
-                                "max_new_tokens": reused.meta.get("max_new_tokens"), "by_features": reused_rows}}
-               if reused is not None else {})}
+            **({"with_reused": train_only} if reused is not None else {})}
 
 
 def _auc_by_features(data: MinedData, splits, known: dict | None) -> dict:
@@ -108,11 +126,19 @@ def auc_markdown(report: dict) -> str:
              "| features | ROC-AUC | C |", "|---|---|---|"]
     lines += [f"| {name} | {row['auc']:.3f} | {row['C']:g} |" for name, row in report["by_features"].items()]
     if reused := report.get("with_reused"):
-        lines += ["", f"With {reused['mismatches']} reused labels of {reused['problems']} problems mined at a "
-                      f"budget of {reused['max_new_tokens']} (both texts of each ended before it) added to every "
-                      "fold's training labels, scored on the same labels as above:", "",
-                  "| features | ROC-AUC | C |", "|---|---|---|"]
+        if reused.get("kind") == "borrowed":
+            what = (f"{reused['mismatches']} borrowed labels of {reused['problems']} {reused['task']} problems "
+                    "(same pair and features)")
+        else:
+            what = (f"{reused['mismatches']} reused labels of {reused['problems']} problems mined at a budget of "
+                    f"{reused['max_new_tokens']} (both texts of each ended before it)")
+        lines += ["", f"With {what} added to every fold's training labels, scored on the same labels as above:",
+                  "", "| features | ROC-AUC | C |", "|---|---|---|"]
         lines += [f"| {name} | {row['auc']:.3f} | {row['C']:g} |" for name, row in reused["by_features"].items()]
+        if difference := reused.get("difference"):
+            lines += ["", f"{difference['features']}: {difference['with']:.3f} with them against "
+                          f"{difference['without']:.3f} without, {difference['with'] - difference['without']:+.3f} "
+                          f"(95% bootstrap by problem {difference['low']:+.3f} to {difference['high']:+.3f})."]
     curve = report.get("curve_features", "hidden")
     lines += ["", f"| training problems per fold | training mismatches per fold | ROC-AUC ({curve}) |",
               "|---|---|---|"]
@@ -136,7 +162,8 @@ def plot_learning_curve(report: dict, path: str | Path) -> None:
     curve_ax.set_xlim(left=0)
     curve_ax.grid(alpha=0.3)
     bars = [(name, row["auc"]) for name, row in report["by_features"].items()]
-    bars += [(f"{name} + reused labels", row["auc"])
+    kind = report.get("with_reused", {}).get("kind", "reused")
+    bars += [(f"{name} + {kind} labels", row["auc"])
              for name, row in report.get("with_reused", {}).get("by_features", {}).items()]
     bars_ax.barh([name for name, _ in bars], [auc for _, auc in bars], color="tab:gray")
     for i, (_, auc) in enumerate(bars):

@@ -13,7 +13,7 @@ every problem at the chosen C.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -169,6 +169,34 @@ def load_reused(run_dirs: list, like: MinedData) -> MinedData:
     return _joined(parts, parts[0].meta)
 
 
+def load_borrowed(run_dirs: list, like: MinedData) -> MinedData:
+    """Labels of another task, mined with the same pair, runtimes, feature layer and
+    layout as `like`, to train on beside its labels and never be scored: a task with few
+    labels learns from a better-mined one (MBPP from GSM8K). Their problem ids are made
+    negative, apart from `like`'s, so that no fold takes them for its own problems."""
+    borrowed = load_mined(run_dirs)
+    same = ("draft", "target", "draft_backend", "target_backend")
+    if ([borrowed.meta.get(k) for k in same] != [like.meta.get(k) for k in same]
+            or _settings(borrowed.meta)["features"] != _settings(like.meta)["features"]):
+        raise AutojudgeError(f"{run_dirs[0]} was mined with another pair, runtime, feature layer or layout than "
+                             "the data it would train beside")
+    if borrowed.meta["task"] == like.meta["task"]:
+        raise AutojudgeError(f"{run_dirs[0]} holds {like.meta['task']} labels, as the data does: give it to --data")
+    return replace(borrowed, problem=-1 - borrowed.problem)
+
+
+def train_only_description(train_only: MinedData, data: MinedData) -> dict:
+    """What a judge's meta and AUC report say of labels that only ever train: reused
+    ones (a smaller budget of the same task) or borrowed ones (another task)."""
+    common = {"mismatches": int(len(train_only.important)), "problems": int(len(np.unique(train_only.problem)))}
+    if train_only.meta["task"] != data.meta["task"]:
+        return {"borrowed": {**common, "task": train_only.meta["task"],
+                             "rule": "another task's labels, same pair and features; trained on, never scored"}}
+    return {"reused": {**common, "max_new_tokens": train_only.meta.get("max_new_tokens"),
+                       "rule": "regeneration and compared response both ended before that budget; "
+                               "trained on, never scored"}}
+
+
 def _tokenizer(name: str):
     from autojudge.models.loading import load_tokenizer
     return load_tokenizer(name)
@@ -268,12 +296,13 @@ def fit(x: np.ndarray, y: np.ndarray, c: float):
 
 def train_judge(data: MinedData, features: str = "hidden", c_grid=C_GRID, seed: int = 0,
                 folds: int = FOLDS, reused: MinedData | None = None) -> tuple[Judge, dict]:
-    """The judge, cross-validated by problem on `data`. `reused` labels (load_reused) only
-    ever train: every fold also learns from those of the problems it does not score,
-    and the AUC, the choice of C and the threshold table come from `data` alone."""
+    """The judge, cross-validated by problem on `data`. `reused` labels (load_reused, or
+    another task's: load_borrowed) only ever train: every fold also learns from those of
+    the problems it does not score, and the AUC, the choice of C and the threshold table
+    come from `data` alone."""
     if len(set(data.important)) < 2:
         raise AutojudgeError("both labels must occur in the mined data; mine more problems")
-    if reused is not None and "logits" in FEATURE_SETS.get(features, ()):
+    if reused is not None and reused.logits is None and "logits" in FEATURE_SETS.get(features, ()):
         raise AutojudgeError(f"reused labels have no logit features; train {features!r} without --reuse, "
                              "or choose draft, target or hidden")
     splits = problem_folds(data, folds, seed)
@@ -302,10 +331,7 @@ def train_judge(data: MinedData, features: str = "hidden", c_grid=C_GRID, seed: 
         "important_fraction": float(data.important.mean()), "sklearn": sklearn.__version__, "thresholds": table,
     }
     if reused is not None:
-        meta["reused"] = {"mismatches": int(len(reused.important)), "problems": int(len(np.unique(reused.problem))),
-                          "max_new_tokens": reused.meta.get("max_new_tokens"),
-                          "rule": "regeneration and compared response both ended before that budget; "
-                                  "trained on, never scored"}
+        meta.update(train_only_description(reused, data))
     judge = Judge(torch.tensor(scaler.mean_, dtype=torch.float32), torch.tensor(scaler.scale_, dtype=torch.float32),
                   torch.tensor(logistic.coef_[0], dtype=torch.float32), float(logistic.intercept_[0]), meta)
     return judge, meta
