@@ -102,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="also write a copy of the mining run whose target features are --write-layer's, "
                              "for `autojudge train` (the problems whose states were recomputed)")
     parser.add_argument("--write-layer", type=int, default=18, help="the layer --write-run keeps (default: 18)")
+    parser.add_argument("--write-only", action="store_true",
+                        help="with --write-run: write the copy and skip the layers' cross-validation")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -134,6 +136,13 @@ def main(argv: list[str] | None = None) -> int:
         # Renamed into place whole, so that a kill mid-write leaves no file a rerun would trust.
         save_file({"states": states, "layers": np.array(layers)}, str(file.with_suffix(".tmp")))
         os.replace(file.with_suffix(".tmp"), file)
+
+    if args.write_run:
+        write_run(Path(args.data), Path(args.write_run), cache_dir, records, layers.index(args.write_layer),
+                  args.write_layer, data.meta)
+        print(f"Written: {args.write_run}, the target's features from layer {args.write_layer}.")
+        if args.write_only:
+            return 0
 
     # The labels of the problems whose states were recomputed, in the run's order.
     have = {int(f.stem) for f in cache_dir.glob("*.safetensors")} & {r["problem_id"] for r in records}
@@ -172,8 +181,6 @@ def main(argv: list[str] | None = None) -> int:
     if seconds:
         lines += ["", f"{np.mean(seconds):.1f} s per problem on one thread ({len(seconds)} recomputed in this call)"]
     if args.write_run:
-        write_run(Path(args.data), Path(args.write_run), cache_dir, records, layers.index(args.write_layer),
-                  args.write_layer, data.meta)
         lines += ["", f"Written: {args.write_run}, the target's features from layer {args.write_layer}."]
     report = "\n".join(lines)
     print(report)
