@@ -173,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
               scored(np.hstack([states[:, best], subset.logits]))[0])]
     low, high = auc_difference_interval((subset.problem, y, by_layer[best][1]), (subset.problem, y, by_layer[-1][1]))
     lines = [f"{len(have)} problems, {len(y)} labels, {y.mean():.1%} important "
-             f"({len(skipped)} problems skipped: their text tokenizes to other tokens)", "",
+             f"({len(skipped)} skipped: {'a problem whose' if len(skipped) == 1 else 'problems whose'} text "
+             "tokenizes to other tokens)", "",
              "| the judge's target features | ROC-AUC (cross-validated) |", "|---|---|"]
     lines += [f"| {name} | {auc:.3f} |" for name, auc in rows]
     lines += ["", f"Layer {layers[best]} against the final norm, same labels and folds: "
