@@ -112,11 +112,17 @@ def test_eval_writes_every_report_and_resumes_without_repeating(pair, tmp_path, 
         run_eval(pair, task, "all", modes, out, DecodingOptions(window=7, max_new_tokens=24), limit=4, judge=judge)
     # Another judge (say, retrained): the judge modes are decoded again, with the speed
     # baselines on the same problems in the same run; topk:2 is kept. The report counts
-    # only the new judge's records.
-    retrained = constant_judge(pair, 0.55)
-    capsys.readouterr()
-    rows = run_eval(pair, task, "all", modes, out, DecodingOptions(window=6, max_new_tokens=24),
-                    limit=4, judge=retrained)
+    # only the new judge's records. It reads a middle layer of the target: that feeds the
+    # judge and changes no token, so the evaluation resumes.
+    pair.target.read_features_from(1)
+    try:
+        retrained = constant_judge(pair, 0.55)
+        capsys.readouterr()
+        rows = run_eval(pair, task, "all", modes, out, DecodingOptions(window=6, max_new_tokens=24),
+                        limit=4, judge=retrained)
+    finally:
+        pair.target.read_features_from(None)
+    assert retrained.feature_layer == 1 and "feature_layer" not in json.loads((out / "meta.json").read_text())
     assert "judge:0.5, judge:0.6 are decoded again" in capsys.readouterr().out
     records = read_records(out / "records.jsonl")
     new = records[4 * len(modes):]

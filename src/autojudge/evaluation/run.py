@@ -79,10 +79,9 @@ def run_eval(pair: ModelPair | None, task: Task, split: str, modes: list[str | M
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     options = options or replace(EVAL_OPTIONS, max_new_tokens=task_budget(task))
-    # Without thread counts: an evaluation resumes on other machines (each record names its run).
-    described = pair.describe(machine=False) if pair is not None else {}
+    described = _decoding_description(pair) if pair is not None else {}
     if runtimes:
-        described["runtimes"] = {name: p.describe(machine=False) for name, p in runtimes.items()}
+        described["runtimes"] = {name: _decoding_description(p) for name, p in runtimes.items()}
     meta = {"task": task.name, "split": split, **described, "window": options.window,
             "max_new_tokens": options.max_new_tokens}
     if options.draft_p_min:  # adaptive draft lengths (absent from fixed-window runs' meta)
@@ -146,6 +145,16 @@ def run_eval(pair: ModelPair | None, task: Task, split: str, modes: list[str | M
         title = f"{task.name} {split}" + ("" if all(m.window for m in methods) else f", window {options.window}")
         return write_report(records, modes, out, title=title,
                             meta={**meta, "judge": fingerprint})
+
+
+def _decoding_description(pair: ModelPair) -> dict:
+    """The pair as an evaluation's meta names it. Without thread counts: an evaluation
+    resumes on other machines (each record names its run). Without the layer the target's
+    features come from: it feeds the judge and changes no token, and each judge record
+    carries its judge's fingerprint (a retrained judge may read another layer)."""
+    described = pair.describe(machine=False)
+    described["target_backend"] = {k: v for k, v in described["target_backend"].items() if k != "feature_layer"}
+    return described
 
 
 def check_retime(retime: bool, parallel: int, report_only: bool) -> None:
