@@ -48,7 +48,7 @@ def auc_report(data: MinedData, seed: int = 0, fractions=(0.25, 0.5, 0.75, 1.0),
         scored = len(data.important)
         low, high = auc_difference_interval((data.problem, data.important, added[1][:scored]),
                                             (data.problem, data.important, without[1]))
-        (kind, description), = train_only_description(reused, data).items()
+        [(kind, description)] = train_only_description(reused, data).items()
         train_only = {"kind": kind, **description, "by_features": reused_rows,
                       "difference": {"features": curve_features, "with": added[0], "without": without[0],
                                      "low": low, "high": high}}
