@@ -68,6 +68,17 @@ def states_after_draft_tokens(model, prompt: list[int], response: list[int], mis
     return out
 
 
+def best_scores(x: np.ndarray, y: np.ndarray, folds, c_grid=C_GRID) -> tuple[float, np.ndarray]:
+    """Cross-validated ROC-AUC at the best C of the grid, and those out-of-fold scores."""
+    best = (0.0, None)
+    for c in c_grid:
+        scores = np.empty(len(y))
+        for train, val in folds:
+            scores[val] = judge_model(c).fit(x[train], y[train]).predict_proba(x[val])[:, 1]
+        best = max(best, (roc_auc_score(y, scores), scores), key=lambda b: b[0])
+    return best
+
+
 def write_run(source: Path, out: Path, cache_dir: Path, records: list[dict], column: int, layer: int,
               meta: dict) -> None:
     """A mining run like `source`, its target features replaced by the recomputed states of
@@ -152,14 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     y, folds = subset.important, problem_folds(subset)
 
     def scored(x: np.ndarray) -> tuple[float, np.ndarray]:
-        """Cross-validated ROC-AUC at the best C of the grid, and those out-of-fold scores."""
-        best = (0.0, None)
-        for c in C_GRID:
-            scores = np.empty(len(y))
-            for train, val in folds:
-                scores[val] = judge_model(c).fit(x[train], y[train]).predict_proba(x[val])[:, 1]
-            best = max(best, (roc_auc_score(y, scores), scores), key=lambda b: b[0])
-        return best
+        return best_scores(x, y, folds)
 
     by_layer = [scored(states[:, i]) for i in range(len(layers))]
     best = int(np.argmax([auc for auc, _ in by_layer[:-1]]))

@@ -26,14 +26,13 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors.numpy import load_file
-from sklearn.metrics import roc_auc_score
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).parent))
-from layer_probe import response_ids  # noqa: E402
+from layer_probe import best_scores, response_ids  # noqa: E402
 
 from autojudge.judge.report import auc_difference_interval  # noqa: E402
-from autojudge.judge.train import judge_model, load_mined, problem_folds  # noqa: E402
+from autojudge.judge.train import load_mined, problem_folds  # noqa: E402
 from autojudge.models.loading import resolve  # noqa: E402
 from autojudge.prompting import chat_prompt_ids  # noqa: E402
 from autojudge.runfiles import read_records  # noqa: E402
@@ -108,13 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     y, folds = subset.important, problem_folds(subset)
 
     def scored(x: np.ndarray) -> tuple[float, np.ndarray]:
-        best = (0.0, None)
-        for c in C_VALUES:
-            scores = np.empty(len(y))
-            for train, val in folds:
-                scores[val] = judge_model(c).fit(x[train], y[train]).predict_proba(x[val])[:, 1]
-            best = max(best, (roc_auc_score(y, scores), scores), key=lambda b: b[0])
-        return best
+        return best_scores(x, y, folds, C_VALUES)
 
     base = scored(np.hstack([states, subset.logits]))
     more = scored(np.hstack([states, subset.logits, extra]))
