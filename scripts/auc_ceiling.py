@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from script_report import publish
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.decomposition import PCA
 from sklearn.ensemble import HistGradientBoostingClassifier
@@ -109,11 +110,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"(cross-validated) | {cross_validated(target_and_logits, trees):.3f} |",
                   "| neural network, 64 units: target and logit features' 128 principal components, best of 3 "
                   f"weight decays (cross-validated) | {cross_validated(target_and_logits, networks):.3f} |"]
-    report = "\n".join(lines)
-    print(report)
-    if args.out:
-        Path(args.out).write_text(report + "\n")
-    return 0
+    return publish(lines, args.out)
 
 
 class PrincipalComponents(BaseEstimator, TransformerMixin):

@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from script_report import publish
 from sklearn.metrics import roc_auc_score
 
 from autojudge.judge.report import auc_difference_interval
@@ -102,11 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     lines += [f"| cross-validated on its own labels of these problems ({FOLDS} folds by problem, the same for both "
               f"runs) | {own['a'][0]:.3f} | {own['b'][0]:.3f} | {own['b'][0] - own['a'][0]:+.3f} "
               f"({own_low:+.3f} to {own_high:+.3f}) |"]
-    report = "\n".join(lines)
-    print(report)
-    if args.out:
-        Path(args.out).write_text(report + "\n")
-    return 0
+    return publish(lines, args.out)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from script_report import publish
 from sklearn.metrics import roc_auc_score
 
 from autojudge.judge.report import auc_difference_interval
@@ -79,11 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     lines += _examples(records, data.meta["target"], args.examples)
     if args.plain:
         lines += _agreement(records, args.plain)
-    report = "\n".join(lines)
-    print(report)
-    if args.out:
-        Path(args.out).write_text(report + "\n")
-    return 0
+    return publish(lines, args.out)
 
 
 def _examples(records: list[dict], target: str, n: int) -> list[str]:

@@ -10,9 +10,9 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
+from script_report import publish
 
 from autojudge.models.loading import load_model
 from autojudge.models.runtime import RuntimeOptions
@@ -46,11 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         cells = [f"{1000 * np.median(times[name][s]):.1f} ({np.median(times[name][s]) / base[s]:.2f}x)"
                  for s in (1, 33)]
         lines.append(f"| {name} | {' | '.join(cells)} |")
-    report = "\n".join(lines)
-    print(report)
-    if args.out:
-        Path(args.out).write_text(report + "\n")
-    return 0
+    return publish(lines, args.out)
 
 
 if __name__ == "__main__":

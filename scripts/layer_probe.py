@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors.numpy import load_file, save_file
+from script_report import publish
 from sklearn.metrics import roc_auc_score
 from tqdm import tqdm
 
@@ -187,11 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         lines += ["", f"{np.mean(seconds):.1f} s per problem on one thread ({len(seconds)} recomputed in this call)"]
     if args.write_run:
         lines += ["", f"Written: {args.write_run}, the target's features from layer {args.write_layer}."]
-    report = "\n".join(lines)
-    print(report)
-    if args.out:
-        Path(args.out).write_text(report + "\n")
-    return 0
+    return publish(lines, args.out)
 
 
 if __name__ == "__main__":

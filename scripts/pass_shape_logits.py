@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from script_report import publish
 
 from autojudge.models.convert import gguf_path
 from autojudge.models.llamacpp import LlamaCppLM
@@ -60,11 +61,7 @@ def main(argv: list[str] | None = None) -> int:
             gap = np.abs(logits - reference).max(axis=1)
             same = int((logits.argmax(1) == reference.argmax(1)).sum())
             lines.append(f"| {name} | {way} | {np.median(gap):.2g} | {gap.max():.2g} | {same}/{READ} |")
-    report = "\n".join(lines)
-    print(report)
-    if args.out:
-        args.out.write_text(report + "\n")
-    return 0
+    return publish(lines, args.out)
 
 
 if __name__ == "__main__":

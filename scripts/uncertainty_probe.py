@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).parent))
 from layer_probe import best_scores, response_ids  # noqa: E402
+from script_report import publish  # noqa: E402
 
 from autojudge.judge.report import auc_difference_interval  # noqa: E402
 from autojudge.judge.train import load_mined, problem_folds  # noqa: E402
@@ -120,11 +121,7 @@ def main(argv: list[str] | None = None) -> int:
              f"| the uncertainty so far alone | {alone[0]:.3f} |", "",
              f"With the uncertainty against without: {more[0] - base[0]:+.3f} (95% bootstrap by problem "
              f"{low:+.3f} to {high:+.3f})."]
-    report = "\n".join(lines)
-    print(report)
-    if args.out:
-        Path(args.out).write_text(report + "\n")
-    return 0
+    return publish(lines, args.out)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,8 @@ import json
 import sys
 from pathlib import Path
 
+from script_report import publish
+
 from autojudge.evaluation.statistics import tokens_per_second
 from autojudge.runfiles import read_records
 
@@ -60,11 +62,7 @@ def main(argv: list[str] | None = None) -> int:
                      f"{sum(r['answer'] == e['answer'] for r, e in zip(records, reference))} | "
                      f"{sum(r['correct'] for r in records) / len(records):.1%} | "
                      f"{'-' if speed is None else f'{speed:.1f}'} |")
-    report = "\n".join(lines)
-    print(report)
-    if args.out:
-        args.out.write_text(report + "\n")
-    return 0
+    return publish(lines, args.out)
 
 
 if __name__ == "__main__":
