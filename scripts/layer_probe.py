@@ -28,11 +28,10 @@ import numpy as np
 import torch
 from safetensors.numpy import load_file, save_file
 from script_report import publish
-from sklearn.metrics import roc_auc_score
 from tqdm import tqdm
 
 from autojudge.judge.report import auc_difference_interval
-from autojudge.judge.train import C_GRID, judge_model, load_mined, problem_folds
+from autojudge.judge.train import C_GRID, best_c, cross_validate_columns, load_mined, problem_folds
 from autojudge.models.loading import resolve
 from autojudge.prompting import chat_prompt_ids
 from autojudge.runfiles import read_records
@@ -71,13 +70,8 @@ def states_after_draft_tokens(model, prompt: list[int], response: list[int], mis
 
 def best_scores(x: np.ndarray, y: np.ndarray, folds, c_grid=C_GRID) -> tuple[float, np.ndarray]:
     """Cross-validated ROC-AUC at the best C of the grid, and those out-of-fold scores."""
-    best = (0.0, None)
-    for c in c_grid:
-        scores = np.empty(len(y))
-        for train, val in folds:
-            scores[val] = judge_model(c).fit(x[train], y[train]).predict_proba(x[val])[:, 1]
-        best = max(best, (roc_auc_score(y, scores), scores), key=lambda b: b[0])
-    return best
+    results = cross_validate_columns(x, y, folds, c_grid)
+    return results[best_c(results)]
 
 
 def write_run(source: Path, out: Path, cache_dir: Path, records: list[dict], column: int, layer: int,

@@ -247,7 +247,11 @@ def out_of_fold_scores(x: np.ndarray, y: np.ndarray, folds, c: float) -> np.ndar
 
 def cross_validate(data: MinedData, features: str, folds, c_grid=C_GRID) -> dict[float, tuple[float, np.ndarray]]:
     """For each C: (out-of-fold ROC-AUC, out-of-fold scores)."""
-    x, y = data.features(features), data.important
+    return cross_validate_columns(data.features(features), data.important, folds, c_grid)
+
+
+def cross_validate_columns(x: np.ndarray, y: np.ndarray, folds, c_grid=C_GRID) -> dict[float, tuple[float, np.ndarray]]:
+    """cross_validate on any feature columns (an experiment's own, say), labels `y`."""
     results = {}
     for c in c_grid:
         scores = out_of_fold_scores(x, y, folds, c)
