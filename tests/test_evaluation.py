@@ -98,6 +98,7 @@ def test_eval_writes_every_report_and_resumes_without_repeating(pair, tmp_path, 
     assert summary["judge:0.5"].accuracy_vs_exact == 0.0  # lossless: the same answers
     for name in ("summary.json", "summary.csv", "summary.md", "tradeoff.png"):
         assert (out / name).stat().st_size > 0
+    assert "earlier_judges" not in json.loads((out / "summary.json").read_text())  # one judge so far
     assert (out / "tradeoff.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with open(out / "summary.csv") as handle:
         assert [row["mode"] for row in csv.DictReader(handle)] == modes
@@ -141,6 +142,18 @@ def test_eval_writes_every_report_and_resumes_without_repeating(pair, tmp_path, 
     assert {row.mode: row.runs for row in rows} == {"target": new[0]["run"], "exact": new[0]["run"],
                                                            "topk:2": first_runs, "judge:0.5": new[0]["run"],
                                                            "judge:0.6": new[0]["run"]}
+    # The earlier judge's comparison stays in the report, from its own records: until a
+    # retrained judge has caught up, it stands on more problems than the current one.
+    summary = json.loads((out / "summary.json").read_text())
+    [earlier] = summary["earlier_judges"]
+    old_records = {(r["mode"], r["problem"]): r for r in records[:4 * len(modes)]}
+    assert earlier["judge"] == judge.fingerprint() and earlier["problems"] == 4
+    by_mode = {row["mode"]: row for row in earlier["rows"]}
+    for mode in ("judge:0.5", "judge:0.6"):
+        assert by_mode[mode]["runs"] == first_runs
+        assert by_mode[mode]["accuracy"] == sum(old_records[mode, p]["correct"] for p in range(4)) / 4
+    assert f"## Earlier judge {judge.fingerprint()[:12]}" in (out / "summary.md").read_text()
+    assert (out / f"tradeoff-judge-{judge.fingerprint()[:8]}.png").read_bytes()[:4] == b"\x89PNG"
 
     # A report from a judge that decoded none of the judge records would compare no
     # problem at all: refused, and the report on disk stays as it is.

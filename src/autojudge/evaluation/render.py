@@ -6,14 +6,31 @@ import csv
 import json
 from pathlib import Path
 
-from autojudge.evaluation.rows import BaselineRatios, ModeSummary, PairedWithExact, RunSpeed
+from autojudge.evaluation.rows import (
+    BaselineRatios,
+    EarlierJudge,
+    ModeSummary,
+    PairedWithExact,
+    RunSpeed,
+    operating_point,
+)
 
 OPERATING_POINT = "Operating point (at most 1 point below exact)"
 
 
-def summary_json(rows: list[ModeSummary], best: ModeSummary | None, meta: dict) -> str:
-    return json.dumps({"meta": meta, "rows": [r.as_dict() for r in rows],
-                       "operating_point": best.as_dict() if best is not None else None}, indent=2)
+def summary_json(rows: list[ModeSummary], best: ModeSummary | None, meta: dict,
+                 earlier: list[EarlierJudge] = ()) -> str:
+    summary = {"meta": meta, "rows": [r.as_dict() for r in rows],
+               "operating_point": best.as_dict() if best is not None else None}
+    if earlier:  # only after a judge was retrained mid-evaluation
+        summary["earlier_judges"] = [
+            {"judge": e.judge, "problems": e.problems, "rows": [r.as_dict() for r in e.rows],
+             "operating_point": _as_dict(operating_point(e.rows))} for e in earlier]
+    return json.dumps(summary, indent=2)
+
+
+def _as_dict(row: ModeSummary | None) -> dict | None:
+    return row.as_dict() if row is not None else None
 
 
 def write_csv(rows: list[ModeSummary], path: Path) -> None:
@@ -52,9 +69,22 @@ def markdown_table(rows: list[ModeSummary]) -> str:
     return "\n".join(lines)
 
 
-def summary_markdown(rows: list[ModeSummary], best: ModeSummary | None, run_speeds: list[RunSpeed] = ()) -> str:
+def summary_markdown(rows: list[ModeSummary], best: ModeSummary | None, run_speeds: list[RunSpeed] = (),
+                     earlier: list[EarlierJudge] = ()) -> str:
     """The table, then what it comes to: the operating point and the noise floor (and,
-    when the timed runs are several, how fast each one's target alone ran)."""
+    when the timed runs are several, how fast each one's target alone ran); then, after
+    a judge was retrained, the same for each earlier judge on the problems it finished."""
+    text = _conclusions(rows, best, run_speeds)
+    for e in earlier:
+        # Kept because re-decoding every judge mode takes long: until the current judge
+        # has caught up, its table stands on fewer problems than its predecessor's.
+        text += (f"\n\n## Earlier judge {e.judge[:12]}...\n\nIts judge-mode records, from before the judge was "
+                 f"retrained, beside every other mode on the {e.problems} problems all of them finished:\n\n"
+                 + _conclusions(e.rows, operating_point(e.rows)))
+    return text
+
+
+def _conclusions(rows: list[ModeSummary], best: ModeSummary | None, run_speeds: list[RunSpeed] = ()) -> str:
     text = markdown_table(rows)
     if len(run_speeds) > 1:
         slow, fast = (f"{r.tokens_per_second:.1f} (run {r.run}, {r.problems} problem{'s' if r.problems != 1 else ''}"

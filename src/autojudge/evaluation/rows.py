@@ -131,6 +131,27 @@ def target_speed_by_run(records: list[dict], hosts: dict[str, str] | None = None
             for run, runs, speed in speeds if speed]
 
 
+@dataclass(frozen=True)
+class EarlierJudge:
+    """The comparison as an earlier judge (since retrained) left it: its judge-mode
+    records beside every other mode's, on the problems that all of them finished."""
+    judge: str  # the earlier judge's fingerprint
+    rows: list[ModeSummary]
+
+    @property
+    def problems(self) -> int:
+        return self.rows[0].problems
+
+
+def earlier_judges(records: list[dict], modes: list[str], judged_by: dict[str, list[dict]]) -> list[EarlierJudge]:
+    """One EarlierJudge per fingerprint in `judged_by` ({judge: its judge-mode records})
+    that finished every mode of some problem, most problems first. `records` are the
+    current report's: their modes that no judge decodes stand beside each earlier judge."""
+    unjudged = [r for r in records if r.get("judge") is None]
+    found = [EarlierJudge(judge, summarize(unjudged + judged, modes)) for judge, judged in judged_by.items()]
+    return sorted((e for e in found if e.problems), key=lambda e: -e.problems)
+
+
 def operating_point(rows: list[ModeSummary], max_drop: float = 0.01) -> ModeSummary | None:
     """The lossy mode with the most accepted tokens per cycle within `max_drop` of exact."""
     lossy = [r for r in rows if not r.lossless and r.accuracy_vs_exact is not None

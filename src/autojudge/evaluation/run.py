@@ -60,8 +60,8 @@ def run_eval(pair: ModelPair | None, task: Task, split: str, modes: list[str | M
 
     A judge-mode record carries the judge's fingerprint. After retraining the judge, a
     rerun decodes the judge modes again, with the baselines on the same problems, and
-    keeps every other mode's records; records of another judge stay in the file but
-    are left out of the report.
+    keeps every other mode's records; records of another judge stay in the file, and
+    the report sets them apart (write_report's `judged_earlier`).
 
     `retime` decodes again, with its baselines, every (mode, problem) whose latest
     record stalled (statistics.stalled: paused, or its core shared), so that it times
@@ -138,13 +138,17 @@ def run_eval(pair: ModelPair | None, task: Task, split: str, modes: list[str | M
         bar.close()
         if rescore:  # the task's scoring changed since: score every kept text again
             by_id = {p.id: p for p in task.load(split)}
-            for record in records:
+            for record in records + others:
                 problem = by_id[record["problem"]]
                 record["correct"] = task.is_correct(record["text"], problem)
                 record["answer"] = task.extract_answer(record["text"], problem)
         title = f"{task.name} {split}" + ("" if all(m.window for m in methods) else f", window {options.window}")
-        return write_report(records, modes, out, title=title,
-                            meta={**meta, "judge": fingerprint})
+        judged_earlier: dict[str, list[dict]] = {}
+        for record in others:
+            if record["mode"] in modes:
+                judged_earlier.setdefault(record["judge"], []).append(record)
+        return write_report(records, modes, out, title=title, meta={**meta, "judge": fingerprint},
+                            judged_earlier=judged_earlier)
 
 
 def _decoding_description(pair: ModelPair) -> dict:
