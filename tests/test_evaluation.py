@@ -18,7 +18,7 @@ from autojudge.evaluation.render import markdown_table, summary_markdown
 from autojudge.evaluation.report import write_report
 from autojudge.evaluation.rows import operating_point, summarize, target_speed_by_run
 from autojudge.evaluation.run import run_eval
-from autojudge.evaluation.statistics import paired_difference, wilson
+from autojudge.evaluation.statistics import paired_difference, problems_to_resolve, wilson
 from autojudge.judge.model import Judge
 from autojudge.judge.train import load_borrowed, load_mined, train_judge
 from autojudge.mining.bench import bench_mining
@@ -320,7 +320,12 @@ def test_the_report_draws_modes_without_a_parameter(tmp_path):
     rows = write_report(records, ["target", "exact", "fly"], tmp_path, title="t", meta={})
     assert [r.mean_accepted for r in rows] == [1.0, 2.5, 5.0]
     assert (tmp_path / "tradeoff.png").read_bytes()[:4] == b"\x89PNG"
-    assert "Operating point (at most 1 point below exact): fly," in (tmp_path / "summary.md").read_text()
+    text = (tmp_path / "summary.md").read_text()
+    assert "Operating point (at most 1 point below exact): fly," in text
+    # Three problems cannot tell 1 point: the report says how many could.
+    paired = rows[2].paired_with_exact
+    needed = problems_to_resolve(paired.ci_low, paired.ci_high, 3)
+    assert needed > 1000 and f"would take about {round(needed, 2 - len(str(needed))):,} problems" in text
     # FLy now fails one problem in three that exact solves: no operating point, and the report says so.
     lossy = [dict(r, correct=False) if r["mode"] == "fly" and r["problem"] == 0 else r for r in records]
     write_report(lossy, ["target", "exact", "fly"], tmp_path, title="t", meta={})
@@ -403,6 +408,18 @@ def test_paired_difference_matches_the_published_interval():
     unpaired = paired_difference(36, 24, 24, 16)  # same accuracies (60%), independent results
     assert paired[0] == unpaired[0] == 0.0
     assert paired[2] - paired[1] < (unpaired[2] - unpaired[1]) * 0.6
+
+
+def test_problems_to_resolve_one_point_matches_the_interval_at_that_size():
+    # 18 of 100 answers changed; the same shares on the estimated number of problems
+    # give a paired interval 1 point either side.
+    _, low, high = paired_difference(40, 10, 8, 42)
+    needed = problems_to_resolve(low, high, 100)
+    k = needed / 100
+    _, low, high = paired_difference(*(round(k * count) for count in (40, 10, 8, 42)))
+    assert 0.0095 < (high - low) / 2 < 0.0105
+    # An interval already narrow enough needs no more problems than it has.
+    assert problems_to_resolve(-0.005, 0.005, 300) == 300
 
 
 def test_trained_judge_on_mined_tiny_data_drives_decoding(pair, tmp_path):

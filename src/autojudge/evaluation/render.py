@@ -14,6 +14,7 @@ from autojudge.evaluation.rows import (
     RunSpeed,
     operating_point,
 )
+from autojudge.evaluation.statistics import problems_to_resolve
 
 OPERATING_POINT = "Operating point (at most 1 point below exact)"
 
@@ -99,6 +100,7 @@ def _conclusions(rows: list[ModeSummary], best: ModeSummary | None, run_speeds: 
                  f"{_fmt(best.against_exact.accepted, '.2f', 'x')} the accepted tokens per cycle of exact, "
                  f"{_fmt(best.against_exact.speed, '.2f', 'x')} its tokens/s; accuracy against exact "
                  f"{_versus_exact_text(best.paired_with_exact)}, paired 95% CI.")
+        text += _resolution(best)
     elif any(not r.lossless for r in rows):
         # Said outright: a missing line would read as a report that forgot to look.
         text += f"\n\n{OPERATING_POINT}: none; every lossy mode loses more."
@@ -111,6 +113,18 @@ def _conclusions(rows: list[ModeSummary], best: ModeSummary | None, run_speeds: 
                  f"{floor.answer_differs:.1%} of the problems; accuracy target - exact "
                  f"{_versus_exact_text(floor)}.")
     return text
+
+
+def _resolution(best: ModeSummary) -> str:
+    """What it would take to tell the operating point from exact to within 1 point."""
+    paired = best.paired_with_exact
+    half = (paired.ci_high - paired.ci_low) / 2
+    if half <= 0.01:
+        return f" Its interval resolves 1 point ({100 * half:.1f} points either side)."
+    needed = problems_to_resolve(paired.ci_low, paired.ci_high, best.problems)
+    needed = round(needed, 2 - len(str(needed)))  # two significant digits: it is an estimate
+    return (f" That interval reaches {100 * half:.1f} points either side on {best.problems} problems; with answers "
+            f"changing as often, 1 point either side would take about {needed:,} problems.")
 
 
 def _fmt(value, spec: str, suffix: str = "") -> str:

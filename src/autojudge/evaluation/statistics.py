@@ -52,6 +52,14 @@ def paired_accuracy_difference(runs: list[dict], other_runs: list[dict]) -> tupl
     return paired_difference(both[True, True], both[True, False], both[False, True], both[False, False])
 
 
+def problems_to_resolve(ci_low: float, ci_high: float, problems: int, half_width: float = 0.01) -> int:
+    """How many problems would shrink a paired interval as wide as (ci_low, ci_high) on
+    `problems` to +-half_width, answers changing as often: its width falls as 1/sqrt(n),
+    so what sets it is the share of problems whose answer changed, not the accuracy."""
+    half = (ci_high - ci_low) / 2
+    return max(problems, math.ceil(problems * (half / half_width) ** 2))
+
+
 def per(amount: float, count: float) -> float | None:
     """amount / count, a mean or a share; None when there is nothing to count (no problems, no tokens)."""
     return amount / count if count else None
