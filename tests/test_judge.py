@@ -190,6 +190,20 @@ def test_auc_report_compares_feature_sets_and_grows_with_data(tmp_path):
     assert (tmp_path / "curve.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_the_curve_outlook_reads_gains_per_doubling():
+    from autojudge.judge.report import curve_outlook
+
+    def curve(*points):
+        return [{"problems": n, "mismatches": 10 * n, "auc": auc} for n, auc in points]
+
+    # 34 -> 68 -> 136 double (102 does not take part); the last gain, repeated, leads on.
+    text = curve_outlook(curve((34, 0.70), (68, 0.73), (102, 0.74), (136, 0.75)))
+    assert "+0.030, then +0.020" in text and "(they have been shrinking)" in text
+    assert "272 training problems per fold would score about 0.770, and 544 about 0.790" in text
+    assert "added nothing" in curve_outlook(curve((50, 0.70), (100, 0.69)))
+    assert curve_outlook(curve((80, 0.70), (100, 0.72))) is None  # no doubling to read
+
+
 def test_auc_report_reuses_the_trained_judges_cross_validation():
     # train_judge and auc_report must split the same problems into the same folds, so
     # the CLI can hand the shipped feature set's AUC over instead of computing it twice.

@@ -143,7 +143,33 @@ def auc_markdown(report: dict) -> str:
     lines += ["", f"| training problems per fold | training mismatches per fold | ROC-AUC ({curve}) |",
               "|---|---|---|"]
     lines += [f"| {row['problems']} | {row['mismatches']} | {row['auc']:.3f} |" for row in report["learning_curve"]]
+    if outlook := curve_outlook(report["learning_curve"]):
+        lines += ["", outlook]
     return "\n".join(lines)
+
+
+def curve_outlook(curve: list[dict]) -> str | None:
+    """What mining more would buy, read off the curve: the gain of each doubling of the
+    training problems that it holds, and where the last gain, repeated, would lead (an
+    optimistic guess while the gains shrink, as learning curves' gains do)."""
+    doublings = [curve[-1]]  # the points of the curve, each with half the problems of the next
+    while True:
+        half = min(curve, key=lambda row: abs(row["problems"] - doublings[0]["problems"] / 2))
+        if abs(half["problems"] / doublings[0]["problems"] - 0.5) > 0.1:
+            break
+        doublings.insert(0, half)
+    if len(doublings) < 2:
+        return None
+    gains = [b["auc"] - a["auc"] for a, b in zip(doublings, doublings[1:])]
+    text = ("Each doubling of the training problems per fold changed the ROC-AUC by "
+            + ", then ".join(f"{gain:+.3f}" for gain in gains) + ".")
+    last, problems, auc = gains[-1], doublings[-1]["problems"], doublings[-1]["auc"]
+    if last <= 0:
+        return text + " The last added nothing: more problems of this kind are unlikely to raise it."
+    shrinking = len(gains) > 1 and gains[-1] < gains[-2]
+    return text + (f" If every further doubling added as much as the last"
+                   f"{' (they have been shrinking)' if shrinking else ''}, {2 * problems} training problems per "
+                   f"fold would score about {auc + last:.3f}, and {4 * problems} about {auc + 2 * last:.3f}.")
 
 
 def plot_learning_curve(report: dict, path: str | Path) -> None:
