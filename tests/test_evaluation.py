@@ -12,7 +12,7 @@ import time
 import pytest
 import torch
 
-from autojudge.decoding.modes import DecodingOptions, decode, mode_policy, parse_judge_mode
+from autojudge.decoding.modes import DecodingOptions, decode, parse_mode
 from autojudge.errors import AutojudgeError
 from autojudge.evaluation.render import markdown_table, summary_markdown
 from autojudge.evaluation.report import write_report
@@ -54,16 +54,17 @@ class StallingJudge(Judge):
 
 
 def test_judge_mode_names_parse_and_bad_ones_are_refused(pair):
-    assert parse_judge_mode("judge:0.2") == ("threshold", 0.2)
-    assert parse_judge_mode("judge@0.9") == ("recall", 0.9)
+    by_threshold, by_recall = parse_mode("judge:0.2"), parse_mode("judge@0.9")
+    assert (by_threshold.by_recall, by_threshold.values[0]) == (False, 0.2)
+    assert (by_recall.by_recall, by_recall.values[0]) == (True, 0.9)
     for bad in ("judge:", "judge:x", "judge:1.5", "judge@-1"):
         with pytest.raises(ValueError):
-            parse_judge_mode(bad)
+            parse_mode(bad)
     with pytest.raises(ValueError, match="needs a judge"):
-        mode_policy("judge:0.1")
+        parse_mode("judge:0.1").policy_for()
     judge = constant_judge(pair, 0.5)
-    assert mode_policy("judge@1.0", judge).threshold == 0.3  # the threshold table's recall-1 row
-    assert mode_policy("judge@0.0", judge).threshold == 0.7
+    assert parse_mode("judge@1.0").policy_for(judge).threshold == 0.3  # the threshold table's recall-1 row
+    assert parse_mode("judge@0.0").policy_for(judge).threshold == 0.7
 
 
 def test_judge_mode_spans_lossless_to_accepting_every_draft_token(pair):

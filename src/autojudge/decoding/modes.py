@@ -141,18 +141,6 @@ def judge_mode(threshold: float) -> str:
     return f"judge:{number(float(threshold))}"
 
 
-def parse_judge_mode(mode: str) -> tuple[str, float]:
-    """("threshold" | "recall", value) for judge:T or judge@R."""
-    parsed = parse_mode(mode)
-    if not parsed.needs_judge:
-        raise ValueError(f"not a judge mode: {mode!r}")
-    return ("recall" if parsed.by_recall else "threshold"), parsed.values[0]
-
-
-def mode_policy(mode: str, judge=None) -> AcceptancePolicy:
-    return parse_mode(mode).policy_for(judge)
-
-
 @dataclass(frozen=True)
 class DecodingOptions:
     """The numbers a decoding mode runs with, the same for every prompt of a run."""
