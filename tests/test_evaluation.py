@@ -153,7 +153,7 @@ def test_eval_writes_every_report_and_resumes_without_repeating(pair, tmp_path, 
     for mode in ("judge:0.5", "judge:0.6"):
         assert by_mode[mode]["runs"] == first_runs
         assert by_mode[mode]["accuracy"] == sum(old_records[mode, p]["correct"] for p in range(4)) / 4
-    assert f"## Earlier judge {judge.fingerprint()[:12]}" in (out / "summary.md").read_text()
+    assert f"### Earlier judge {judge.fingerprint()[:12]}" in (out / "summary.md").read_text()
     assert (out / f"tradeoff-judge-{judge.fingerprint()[:8]}.png").read_bytes()[:4] == b"\x89PNG"
 
     # A report from a judge that decoded none of the judge records would compare no

@@ -79,7 +79,7 @@ def summary_markdown(rows: list[ModeSummary], best: ModeSummary | None, run_spee
     for e in earlier:
         # Kept because re-decoding every judge mode takes long: until the current judge
         # has caught up, its table stands on fewer problems than its predecessor's.
-        text += (f"\n\n## Earlier judge {e.judge[:12]}...\n\nIts judge-mode records, from before the judge was "
+        text += (f"\n\n### Earlier judge {e.judge[:12]}...\n\nIts judge-mode records, from before the judge was "
                  f"retrained, beside every other mode on the {e.problems} problems all of them finished:\n\n"
                  + _conclusions(e.rows, operating_point(e.rows)))
     return text
