@@ -202,6 +202,7 @@ def test_the_curve_outlook_reads_gains_per_doubling():
     assert "272 training problems per fold would score about 0.770, and 544 about 0.790" in text
     assert "added nothing" in curve_outlook(curve((50, 0.70), (100, 0.69)))
     assert curve_outlook(curve((80, 0.70), (100, 0.72))) is None  # no doubling to read
+    assert curve_outlook([]) is None  # no point of the curve could be fitted
 
 
 def test_auc_report_reuses_the_trained_judges_cross_validation():

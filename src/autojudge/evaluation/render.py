@@ -22,7 +22,7 @@ OPERATING_POINT = "Operating point (at most 1 point below exact)"
 def summary_json(rows: list[ModeSummary], best: ModeSummary | None, meta: dict,
                  earlier: list[EarlierJudge] = ()) -> str:
     summary = {"meta": meta, "rows": [r.as_dict() for r in rows],
-               "operating_point": best.as_dict() if best is not None else None}
+               "operating_point": _as_dict(best)}
     if earlier:  # only after a judge was retrained mid-evaluation
         summary["earlier_judges"] = [
             {"judge": e.judge, "problems": e.problems, "rows": [r.as_dict() for r in e.rows],

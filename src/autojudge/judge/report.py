@@ -152,6 +152,8 @@ def curve_outlook(curve: list[dict]) -> str | None:
     """What mining more would buy, read off the curve: the gain of each doubling of the
     training problems that it holds, and where the last gain, repeated, would lead (an
     optimistic guess while the gains shrink, as learning curves' gains do)."""
+    if not curve:  # every fold too small to hold both labels
+        return None
     doublings = [curve[-1]]  # the points of the curve, each with half the problems of the next
     while True:
         half = min(curve, key=lambda row: abs(row["problems"] - doublings[0]["problems"] / 2))
