@@ -199,6 +199,7 @@ def test_models_list_says_what_is_cached_and_how_the_q4_0_copies_are_made(home):
     (["eval", "--task", "gsm8k", "--split", "test"], "choose one of: mine, eval, all"),
     (["eval", "--task", "gsm8k", "--modes", ","], "--modes names no mode"),
     (["eval", "--task", "gsm8k", "--retime", "--parallel", "2"], "--retime decodes single-stream"),
+    (["eval", "--task", "gsm8k", "--ray", "--parallel", "2"], "--ray decodes single-stream"),
 ])
 def test_a_wrong_split_or_no_mode_is_refused_before_anything_is_written(home, tmp_path, tiny_target_dir,
                                                                          tiny_draft_dir, command, message):

@@ -99,18 +99,30 @@ def cmd_eval(args) -> int:
         check_retime(args.retime, args.parallel, args.report_only)
     except ValueError as exc:
         raise AutojudgeError(str(exc)) from None
+    if args.ray is not None and (args.parallel > 1 or args.report_only):
+        raise AutojudgeError("--ray decodes single-stream, one problem per worker: drop --parallel (add workers "
+                             "instead) and --report-only (a report needs no cluster)")
     task = load_task(args.task, args.split)
     options = decoding_options(args)
-    # The draft is loaded even for target-only runs: the run's meta names it, so that
-    # other modes can be added to the same directory later.
-    pair = load_pair(args.draft, args.target, runtime_options(args))
-    judge = None
-    if any(m.needs_judge for m in modes):
-        from autojudge.judge.shipped import load_judge
-        judge = load_judge(pair, args.judge, task=task.name)
-    rows = run_eval(pair, task, args.split, [m.name for m in modes], args.out, options, limit=args.limit,
-                    judge=judge, report_only=args.report_only, parallel=args.parallel, rescore=args.rescore,
-                    retime=args.retime)
+    if args.ray is not None:
+        from autojudge.evaluation.distributed import eval_on_ray
+        from autojudge.mining.distributed import PairSpec
+        rows = eval_on_ray(PairSpec(args.draft, args.target, runtime_options(args)), args.task, args.split,
+                           [m.name for m in modes], args.out, options, judge_path=args.judge,
+                           address=None if args.ray == "local" else args.ray, workers=args.ray_workers,
+                           cpus_per_worker=args.ray_cpus, gpus_per_worker=args.ray_gpus, pin=args.ray_pin,
+                           limit=args.limit, rescore=args.rescore, retime=args.retime)
+    else:
+        # The draft is loaded even for target-only runs: the run's meta names it, so that
+        # other modes can be added to the same directory later.
+        pair = load_pair(args.draft, args.target, runtime_options(args))
+        judge = None
+        if any(m.needs_judge for m in modes):
+            from autojudge.judge.shipped import load_judge
+            judge = load_judge(pair, args.judge, task=task.name)
+        rows = run_eval(pair, task, args.split, [m.name for m in modes], args.out, options, limit=args.limit,
+                        judge=judge, report_only=args.report_only, parallel=args.parallel, rescore=args.rescore,
+                        retime=args.retime)
     print(markdown_table(rows))
     best = operating_point(rows)
     if best is not None:

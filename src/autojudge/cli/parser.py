@@ -54,6 +54,18 @@ def _shard(text: str) -> tuple[int, int]:
     return shard
 
 
+def _add_ray_options(command: argparse.ArgumentParser, verb: str) -> None:
+    command.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                         help=f"{verb} on a Ray cluster: alone, a local one on this machine; 'auto' or an address, "
+                              "a running one (ray start --head)")
+    command.add_argument("--ray-workers", type=_positive, default=2, help="Ray actors, each loading the pair once")
+    command.add_argument("--ray-cpus", type=float, default=1, help="CPUs per Ray worker (default: %(default)s)")
+    command.add_argument("--ray-gpus", type=float, default=0, help="GPUs per Ray worker (default: %(default)s)")
+    command.add_argument("--ray-pin", action="store_true",
+                         help="pin Ray worker i to cores i*C..(i+1)*C-1 (C = --ray-cpus) of its node, so that "
+                              "workers do not share cores (one node)")
+
+
 def _add_checker_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checker", metavar="MODEL",
                         help="model that compares answers, for tasks no program can check (naturalqs, squad): "
@@ -179,15 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="keep a label important only if a second regeneration, through the other pass "
                            "layout, changes the answer too (sturdier labels on llama.cpp; one more "
                            "regeneration per important label)")
-    mine.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
-                      help="mine on a Ray cluster: alone, a local one on this machine; 'auto' or an address, "
-                           "a running one (ray start --head)")
-    mine.add_argument("--ray-workers", type=_positive, default=2, help="Ray actors, each loading the pair once")
-    mine.add_argument("--ray-cpus", type=float, default=1, help="CPUs per Ray worker (default: %(default)s)")
-    mine.add_argument("--ray-gpus", type=float, default=0, help="GPUs per Ray worker (default: %(default)s)")
-    mine.add_argument("--ray-pin", action="store_true",
-                      help="pin Ray worker i to cores i*C..(i+1)*C-1 (C = --ray-cpus) of its node, so that "
-                           "workers do not share cores (one node)")
+    _add_ray_options(mine, "mine")
     mine.add_argument("--rejoin", type=_non_negative, default=0, metavar="M",
                       help="shortcut (off: 0): a regeneration that re-joins the old response for M tokens "
                            "after an interchangeable stretch is not verified further; can change labels, "
@@ -293,6 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--retime", action="store_true",
                     help="decode again, with their baselines, the records whose clock ran without them (paused, "
                          "or their core shared), which the report leaves out of tokens/s; run it on a quiet core")
+    _add_ray_options(ev, "decode")
     _add_pair_options(ev)
 
     serve = commands.add_parser("serve", help="an OpenAI-compatible HTTP server (chat, completions, streaming)")

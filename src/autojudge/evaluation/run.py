@@ -20,7 +20,7 @@ import threading
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 
 from tqdm.auto import tqdm
 
@@ -36,7 +36,7 @@ from autojudge.mining.run import run_side_by_side
 from autojudge.models.backend import ModelPair
 from autojudge.prompting import chat_prompt_ids
 from autojudge.runfiles import append_record, check_meta, host_description, read_records, run_lock
-from autojudge.tasks.base import Task, task_budget
+from autojudge.tasks.base import Problem, Task, task_budget
 
 
 def run_eval(pair: ModelPair | None, task: Task, split: str, modes: list[str | Method], out: str | Path,
@@ -68,7 +68,6 @@ def run_eval(pair: ModelPair | None, task: Task, split: str, modes: list[str | M
     something. Only on request: on a core that is shared now, it would stall again.
     """
     methods = parse_methods([str(m) for m in modes])
-    modes = [m.name for m in methods]
     runtimes = dict(runtimes or {})
     missing_runtimes = sorted({m.runtime for m in methods if m.runtime is not None} - set(runtimes))
     if missing_runtimes or (pair is None and any(m.runtime is None for m in methods)):
@@ -76,23 +75,63 @@ def run_eval(pair: ModelPair | None, task: Task, split: str, modes: list[str | M
     check_retime(retime, parallel, report_only)
     if parallel > 1 and runtimes:
         raise ValueError("methods on named runtimes are timed single-stream: parallel must be 1")
+    options = eval_options(options, task)
+    described = decoding_description(pair) if pair is not None else {}
+    if runtimes:
+        described["runtimes"] = {name: decoding_description(p) for name, p in runtimes.items()}
+    fingerprint = judge.fingerprint() if judge is not None else None
+    # Recorded with each judge-mode run, so a table can say which threshold R stood for.
+    thresholds = {m.name: m.mode.policy_for(judge).threshold for m in methods if needs_judge(m.name)}
+    by_name = {m.name: m for m in methods}
+
+    def decode_locally(queue: list[tuple[Problem, list[str]]], run: str, keep: Callable[[dict], None]) -> None:
+        register_run(out, run, host_description(), parallel)
+        lock = threading.Lock()  # guards the queue
+
+        def work(worker: ModelPair) -> None:
+            while True:
+                with lock:
+                    if not queue:
+                        return
+                    problem, problem_modes = queue.pop(0)
+                for mode in problem_modes:  # every mode of a problem in turn, in one thread
+                    method = by_name[mode]
+                    keep(decode_record(runtimes.get(method.runtime, worker), task, problem, method, options,
+                                       judge if needs_judge(mode) else None, fingerprint, thresholds.get(mode),
+                                       run, parallel))
+
+        run_side_by_side(pair, parallel, work)
+
+    return evaluate(task, split, methods, out, options, described, fingerprint, decode_locally, limit=limit,
+                    report_only=report_only, rescore=rescore, retime=retime, remeasure=parallel == 1)
+
+
+# Decodes a queue of (problem, the modes to decode on it) as run `run`, handing each
+# record to `keep` as soon as it exists: locally (run_eval) or on Ray actors.
+DecodeQueue = Callable[[list[tuple[Problem, list[str]]], str, Callable[[dict], None]], None]
+
+
+def evaluate(task: Task, split: str, methods: list[Method], out: str | Path, options: DecodingOptions,
+             described: dict, fingerprint: str | None, decode_queue: DecodeQueue, *, limit: int | None = None,
+             report_only: bool = False, rescore: bool = False, retime: bool = False,
+             remeasure: bool = True) -> list[ModeSummary]:
+    """The run directory's side of an evaluation, whoever decodes: check the settings
+    against the directory's, find what is missing, have `decode_queue` decode it (each
+    record appended as it comes), write the report. `remeasure`: a timed run decodes the
+    baselines again on every problem it decodes anything of (see the module's docstring)."""
+    modes = [m.name for m in methods]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    options = options or replace(EVAL_OPTIONS, max_new_tokens=task_budget(task))
-    described = _decoding_description(pair) if pair is not None else {}
-    if runtimes:
-        described["runtimes"] = {name: _decoding_description(p) for name, p in runtimes.items()}
     meta = {"task": task.name, "split": split, **described, "window": options.window,
             "max_new_tokens": options.max_new_tokens}
     if options.draft_p_min:  # adaptive draft lengths (absent from fixed-window runs' meta)
         meta["draft_p_min"] = options.draft_p_min
     with run_lock(out, "evaluation"):
         check_meta(out, meta, "evaluation")
-        fingerprint = judge.fingerprint() if judge is not None else None
         records_path = out / "records.jsonl"
         records, others = [], []
         for r in read_records(records_path):
-            (records if not _needs_judge(r["mode"]) or r.get("judge") == fingerprint else others).append(r)
+            (records if not needs_judge(r["mode"]) or r.get("judge") == fingerprint else others).append(r)
         done = {(r["mode"], r["problem"]) for r in records}
         if retime:  # the latest record of a (mode, problem) stands for it in the report
             latest = {(r["mode"], r["problem"]): r for r in records}
@@ -105,36 +144,23 @@ def run_eval(pair: ModelPair | None, task: Task, split: str, modes: list[str | M
         # Any mode missing, a baseline included (a kill between target and exact), brings
         # both baselines back, so that the run holds every pair its ratios need. A batched
         # run times nothing, so it has no ratio to pair and decodes only what is missing.
-        remeasure = {problem for _, problem in missing} if parallel == 1 else set()
+        again = {problem for _, problem in missing} if remeasure else set()
         todo = [(p, m) for p in problems for m in modes
-                if (m, p.id) in missing or (p.id in remeasure and by_name[m].lossless)]
+                if (m, p.id) in missing or (p.id in again and by_name[m].lossless)]
         run = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
-        if todo:  # which machine measured the run's seconds, for the report's speeds by run
-            append_record(out / "runs.jsonl", {"run": run, "host": host_description(), "parallel": parallel})
-        # Recorded with each judge-mode run, so a table can say which threshold R stood for.
-        thresholds = {m.name: m.mode.policy_for(judge).threshold for m in methods if _needs_judge(m.name)}
         bar = tqdm(total=len(todo), desc=f"eval {task.name}/{split}", unit="run")
-        lock = threading.Lock()  # guards the queue, the records file and the bar
+        lock = threading.Lock()  # guards the records file and the bar
 
-        def work(worker: ModelPair) -> None:
-            while True:
-                with lock:
-                    if not queue:
-                        return
-                    problem, problem_modes = queue.pop(0)
-                for mode in problem_modes:  # every mode of a problem in turn, in one thread
-                    method = by_name[mode]
-                    record = _decode_record(runtimes.get(method.runtime, worker), task, problem, method, options,
-                                            judge if _needs_judge(mode) else None, fingerprint,
-                                            thresholds.get(mode), run, parallel)
-                    with lock:
-                        append_record(records_path, record)
-                        records.append(record)
-                        bar.set_postfix(problem=problem.id, mode=mode)
-                        bar.update()
+        def keep(record: dict) -> None:
+            with lock:
+                append_record(records_path, record)
+                records.append(record)
+                bar.set_postfix(problem=record["problem"], mode=record["mode"])
+                bar.update()
 
         queue = [(p, [m for q, m in todo if q.id == p.id]) for p in dict.fromkeys(p for p, _ in todo)]
-        run_side_by_side(pair, parallel if queue else 1, work)
+        if queue:
+            decode_queue(queue, run, keep)
         bar.close()
         if rescore:  # the task's scoring changed since: score every kept text again
             by_id = {p.id: p for p in task.load(split)}
@@ -151,7 +177,17 @@ def run_eval(pair: ModelPair | None, task: Task, split: str, modes: list[str | M
                             judged_earlier=judged_earlier)
 
 
-def _decoding_description(pair: ModelPair) -> dict:
+def eval_options(options: DecodingOptions | None, task: Task) -> DecodingOptions:
+    """`options`, or EVAL_OPTIONS at the task's budget."""
+    return options or replace(EVAL_OPTIONS, max_new_tokens=task_budget(task))
+
+
+def register_run(out: str | Path, run: str, host: str, parallel: int = 1) -> None:
+    """Note which machine measured run `run`'s seconds, for the report's speeds by run."""
+    append_record(Path(out) / "runs.jsonl", {"run": run, "host": host, "parallel": parallel})
+
+
+def decoding_description(pair: ModelPair) -> dict:
     """The pair as an evaluation's meta names it. Without thread counts: an evaluation
     resumes on other machines (each record names its run). Without the layer the target's
     features come from: it feeds the judge and changes no token, and each judge record
@@ -172,7 +208,7 @@ def check_retime(retime: bool, parallel: int, report_only: bool) -> None:
 EVAL_OPTIONS = DecodingOptions(window=16)
 
 
-def _decode_record(pair: ModelPair, task: Task, problem, method: Method, options: DecodingOptions, judge,
+def decode_record(pair: ModelPair, task: Task, problem, method: Method, options: DecodingOptions, judge,
                    fingerprint: str | None, threshold: float | None, run: str, parallel: int) -> dict:
     if parallel == 1:
         # A timed run starts cold, so that every mode pays for its prompt alike. Batched
@@ -209,7 +245,7 @@ def _decode_record(pair: ModelPair, task: Task, problem, method: Method, options
     return record
 
 
-def _needs_judge(name: str) -> bool:
+def needs_judge(name: str) -> bool:
     try:
         method = parse_method(name)
     except ValueError:  # a mode this version no longer knows: not one of this run's

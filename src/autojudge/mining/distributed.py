@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import time
 from collections import deque
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from tqdm.auto import tqdm
@@ -52,6 +53,14 @@ class PairSpec:
         return load_pair(self.draft, self.target, self.runtime)
 
 
+def pin_to_cores(slot: int, per_worker: int) -> None:
+    """Pin this process to cores slot * per_worker, ..., (counted modulo the cores it may
+    use): Ray reserves CPUs but does not pin, and workers whose thread pools float over
+    the same cores slow each other down."""
+    cores = sorted(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, {cores[(slot * per_worker + j) % len(cores)] for j in range(per_worker)})
+
+
 class MiningWorker:
     """One Ray actor: the pair loaded once, then problem after problem."""
 
@@ -60,9 +69,7 @@ class MiningWorker:
         from autojudge.tasks import get_task
         from autojudge.tasks.equivalence import attach_checker
         if pin is not None:  # before loading: llama.cpp sizes its thread pool by the cores it may use
-            slot, per_worker = pin
-            cores = sorted(os.sched_getaffinity(0))
-            os.sched_setaffinity(0, {cores[(slot * per_worker + j) % len(cores)] for j in range(per_worker)})
+            pin_to_cores(*pin)
         self.pair = spec.load()
         self.task = get_task(task_name)
         attach_checker(self.task, self.pair, checker[0], checker[1], spec.runtime)
@@ -106,65 +113,73 @@ def mine_on_ray(spec: PairSpec, task_name: str, split: str, out: str, options: M
     share cores of one). `checker`: see autojudge.tasks.equivalence.attach_checker."""
     from autojudge.tasks import get_task
     task = get_task(task_name)
-    try:
-        import ray
-        from ray.exceptions import ActorDiedError, RayActorError
-    except ImportError:
-        raise AutojudgeError("mining on Ray needs Ray: pip install 'autojudge[ray]'") from None
     options = options.resolved(task)
     if options.rejoin and not can_rejoin(task):
         raise AutojudgeError(f"--rejoin needs a task that says which edits are interchangeable; "
                              f"{task.name} does not")
+    with ray_cluster(address, workers * cpus_per_worker) as ray, run_lock(out, "mining run"):
+        from ray.exceptions import ActorDiedError, RayActorError
+        actor_class = ray.remote(num_cpus=cpus_per_worker, num_gpus=gpus_per_worker)(MiningWorker)
+
+        def new_actor(slot: int):
+            """The worker in `slot` (0..workers-1; a replacement takes its slot, so its cores)."""
+            cores = (slot, max(1, int(cpus_per_worker))) if pin else None
+            return actor_class.remote(spec, task_name, split, cores, (checker, checker_threshold))
+
+        actors = [new_actor(slot) for slot in range(workers)]
+        # The run's meta comes from a worker's pair: the driver loads no model.
+        store = MiningStore(out, ray.get(actors[0].meta.remote(options)))
+        problems = problems_to_mine(task, split, limit, shard, skip)
+        done = store.done()
+        queue = deque(p.id for p in problems if p.id not in done)
+        attempts: dict[int, int] = {}
+        pending: dict = {}  # object ref -> (actor, its slot, problem id)
+        bar = tqdm(desc=f"mine {task.name}/{split} on Ray", unit="problem", total=len(problems),
+                   initial=len(done & {p.id for p in problems}))
+
+        def hand_out(actor, slot: int) -> None:
+            if queue:
+                problem_id = queue.popleft()
+                attempts[problem_id] = attempts.get(problem_id, 0) + 1
+                pending[actor.mine.remote(problem_id, options)] = (actor, slot, problem_id)
+
+        for slot, actor in enumerate(actors):
+            hand_out(actor, slot)
+        while pending:
+            [ready], _ = ray.wait(list(pending), num_returns=1)
+            actor, slot, problem_id = pending.pop(ready)
+            try:
+                mined, seconds, skipped = ray.get(ready)
+            except (RayActorError, ActorDiedError):
+                if attempts[problem_id] >= MAX_ATTEMPTS:
+                    raise AutojudgeError(f"problem {problem_id} killed its Ray worker {MAX_ATTEMPTS} times; "
+                                         "the run stops (rerun to resume)") from None
+                bar.write(f"a Ray worker died mining problem {problem_id}; handed out again")
+                queue.appendleft(problem_id)
+                actor = new_actor(slot)  # its replacement, on the same cores
+                hand_out(actor, slot)
+                continue
+            store.add(mined, seconds, skipped=skipped)
+            bar.update()
+            hand_out(actor, slot)
+        bar.close()
+        return store
+
+
+@contextmanager
+def ray_cluster(address: str | None, cpus: float):
+    """Ray, connected: to the cluster at `address`, or to a local one of `cpus` CPUs
+    started here (and shut down on leaving). Within a running Ray session, that one."""
+    try:
+        import ray
+    except ImportError:
+        raise AutojudgeError("running on Ray needs Ray: pip install 'autojudge[ray]'") from None
     started_here = not ray.is_initialized()
     if started_here:
         ray.init(address=address, include_dashboard=False, log_to_driver=False,
-                 **({"num_cpus": max(1, int(workers * cpus_per_worker))} if address is None else {}))
-    actor_class = ray.remote(num_cpus=cpus_per_worker, num_gpus=gpus_per_worker)(MiningWorker)
+                 **({"num_cpus": max(1, int(cpus))} if address is None else {}))
     try:
-        with run_lock(out, "mining run"):
-            def new_actor(slot: int):
-                """The worker in `slot` (0..workers-1; a replacement takes its slot, so its cores)."""
-                cores = (slot, max(1, int(cpus_per_worker))) if pin else None
-                return actor_class.remote(spec, task_name, split, cores, (checker, checker_threshold))
-
-            actors = [new_actor(slot) for slot in range(workers)]
-            # The run's meta comes from a worker's pair: the driver loads no model.
-            store = MiningStore(out, ray.get(actors[0].meta.remote(options)))
-            problems = problems_to_mine(task, split, limit, shard, skip)
-            done = store.done()
-            queue = deque(p.id for p in problems if p.id not in done)
-            attempts: dict[int, int] = {}
-            pending: dict = {}  # object ref -> (actor, its slot, problem id)
-            bar = tqdm(desc=f"mine {task.name}/{split} on Ray", unit="problem", total=len(problems),
-                       initial=len(done & {p.id for p in problems}))
-
-            def hand_out(actor, slot: int) -> None:
-                if queue:
-                    problem_id = queue.popleft()
-                    attempts[problem_id] = attempts.get(problem_id, 0) + 1
-                    pending[actor.mine.remote(problem_id, options)] = (actor, slot, problem_id)
-
-            for slot, actor in enumerate(actors):
-                hand_out(actor, slot)
-            while pending:
-                [ready], _ = ray.wait(list(pending), num_returns=1)
-                actor, slot, problem_id = pending.pop(ready)
-                try:
-                    mined, seconds, skipped = ray.get(ready)
-                except (RayActorError, ActorDiedError):
-                    if attempts[problem_id] >= MAX_ATTEMPTS:
-                        raise AutojudgeError(f"problem {problem_id} killed its Ray worker {MAX_ATTEMPTS} times; "
-                                             "the run stops (rerun to resume)") from None
-                    bar.write(f"a Ray worker died mining problem {problem_id}; handed out again")
-                    queue.appendleft(problem_id)
-                    actor = new_actor(slot)  # its replacement, on the same cores
-                    hand_out(actor, slot)
-                    continue
-                store.add(mined, seconds, skipped=skipped)
-                bar.update()
-                hand_out(actor, slot)
-            bar.close()
-            return store
+        yield ray
     finally:
         if started_here:
             ray.shutdown()

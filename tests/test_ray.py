@@ -1,4 +1,5 @@
-"""Mining on a real local Ray cluster: the labels of local mining, a worker lost, a driver killed."""
+"""Mining and evaluation on a real local Ray cluster: what local runs give, a worker lost,
+a driver killed."""
 
 from __future__ import annotations
 
@@ -13,10 +14,15 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
+from autojudge.decoding.modes import DecodingOptions  # noqa: E402
+from autojudge.evaluation.distributed import eval_on_ray  # noqa: E402
+from autojudge.evaluation.run import run_eval  # noqa: E402
 from autojudge.mining.distributed import PairSpec, mine_on_ray  # noqa: E402
 from autojudge.mining.options import MiningOptions  # noqa: E402
 from autojudge.mining.run import mine  # noqa: E402
 from autojudge.models.runtime import RuntimeOptions  # noqa: E402
+from autojudge.runfiles import read_records  # noqa: E402
+from tests.test_evaluation import constant_judge  # noqa: E402
 from tests.toy_task import ToyTask, tiny_pair  # noqa: E402
 
 MAX_NEW = 24
@@ -125,3 +131,79 @@ def test_a_killed_driver_resumes_with_nothing_lost_or_repeated(cluster, spec, lo
     ids = [r["problem_id"] for r in _lines(out)]
     assert sorted(ids) == list(range(6))  # each problem once
     assert _labels(store.records) == local_labels
+
+
+EVAL_MODES = ["target", "exact", "topk:2", "judge:0.5", "judge:0.6"]
+EVAL_OPTIONS = DecodingOptions(window=6, max_new_tokens=24)
+# What a record says of its decode, apart from where and when it ran.
+DECODED = ("token_ids", "correct", "answer", "cycles", "accepted_mismatches", "stop_reason", "judge", "threshold")
+
+
+@pytest.fixture(scope="module")
+def judge_file(tmp_path_factory, tiny_target_dir, tiny_draft_dir):
+    path = tmp_path_factory.mktemp("judge") / "judge.safetensors"
+    constant_judge(tiny_pair(tiny_target_dir, tiny_draft_dir), 0.5).save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def local_decodes(tmp_path_factory, tiny_target_dir, tiny_draft_dir, judge_file):
+    from autojudge.judge.model import Judge
+    out = tmp_path_factory.mktemp("local-eval")
+    run_eval(tiny_pair(tiny_target_dir, tiny_draft_dir), ToyTask(), "all", EVAL_MODES, out, EVAL_OPTIONS,
+             judge=Judge.load(judge_file))
+    return {(r["mode"], r["problem"]): [r[k] for k in DECODED] for r in read_records(out / "records.jsonl")}
+
+
+def _decodes(out) -> dict:
+    return {(r["mode"], r["problem"]): [r[k] for k in DECODED] for r in read_records(out / "records.jsonl")}
+
+
+def test_two_workers_evaluate_what_a_local_run_does_each_problem_timed_by_one(cluster, spec, judge_file,
+                                                                              local_decodes, tmp_path):
+    out = tmp_path / "eval"
+    rows = eval_on_ray(spec, "tests.toy_task:ToyTask", "all", EVAL_MODES, out, EVAL_OPTIONS, judge_path=judge_file,
+                       workers=2, limit=3, pin=True)
+    records = read_records(out / "records.jsonl")
+    assert len(records) == 3 * len(EVAL_MODES)
+    assert _decodes(out) == {key: local_decodes[key] for key in _decodes(out)}
+    assert {r.mode for r in rows} == set(EVAL_MODES) and all(r.problems == 3 for r in rows)
+    # Each worker is a run of its own, with its host; a problem's modes and baselines share one.
+    runs = read_records(out / "runs.jsonl")
+    assert len(runs) == 2 and all(run["host"] and run["parallel"] == 1 for run in runs)
+    for problem in range(3):
+        assert len({r["run"] for r in records if r["problem"] == problem}) == 1
+    assert {r["run"] for r in records} <= {run["run"] for run in runs}
+    assert (out / "summary.md").exists() and json.loads((out / "meta.json").read_text())["task"] == "toy"
+    # Resumed with one problem more: only that problem is decoded.
+    eval_on_ray(spec, "tests.toy_task:ToyTask", "all", EVAL_MODES, out, EVAL_OPTIONS, judge_path=judge_file,
+                workers=2, limit=4)
+    again = read_records(out / "records.jsonl")
+    assert again[:len(records)] == records
+    assert sorted((r["mode"], r["problem"]) for r in again[len(records):]) == sorted((m, 3) for m in EVAL_MODES)
+    assert _decodes(out)[("judge:0.6", 3)] == local_decodes[("judge:0.6", 3)]
+
+
+def test_an_evaluation_worker_that_dies_has_its_problem_decoded_again_by_its_replacement(
+        cluster, marker, spec, judge_file, local_decodes, tmp_path):
+    marker.unlink(missing_ok=True)  # the mining test's worker died already: arm it again
+    out = tmp_path / "dying"
+    eval_on_ray(spec, "tests.toy_task:DyingToyTask", "all", EVAL_MODES, out, EVAL_OPTIONS, judge_path=judge_file,
+                workers=2, limit=4)
+    assert marker.exists()  # a worker did die, checking problem 1's first answer
+    records = read_records(out / "records.jsonl")
+    assert sorted((r["mode"], r["problem"]) for r in records) == sorted(
+        (m, p) for m in EVAL_MODES for p in range(4))  # each once
+    assert _decodes(out) == {key: local_decodes[key] for key in _decodes(out)}
+    runs = [run["run"] for run in read_records(out / "runs.jsonl")]
+    assert len(runs) == 3  # two workers and the replacement
+    [problem_1_run] = {r["run"] for r in records if r["problem"] == 1}
+    assert problem_1_run == runs[2]
+
+
+def test_a_missing_judge_file_is_refused_before_any_worker_starts(tmp_path, spec):
+    from autojudge.errors import AutojudgeError
+    with pytest.raises(AutojudgeError, match="no judge file at"):
+        eval_on_ray(spec, "tests.toy_task:ToyTask", "all", ["exact", "judge:0.5"], tmp_path / "x", EVAL_OPTIONS,
+                    judge_path=tmp_path / "missing.safetensors")
+    assert not (tmp_path / "x").exists()
