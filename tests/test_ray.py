@@ -207,3 +207,19 @@ def test_a_missing_judge_file_is_refused_before_any_worker_starts(tmp_path, spec
         eval_on_ray(spec, "tests.toy_task:ToyTask", "all", ["exact", "judge:0.5"], tmp_path / "x", EVAL_OPTIONS,
                     judge_path=tmp_path / "missing.safetensors")
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("command", ["mine", "eval"])
+def test_a_worker_that_cannot_load_the_pair_stops_the_run_with_its_own_error(cluster, tiny_draft_dir, tmp_path,
+                                                                              command):
+    from autojudge.errors import AutojudgeError
+    missing = tmp_path / "missing-target"
+    bad = PairSpec(str(tiny_draft_dir), str(missing), RuntimeOptions(backend="torch", linear="default"))
+    with pytest.raises(AutojudgeError) as failure:
+        if command == "mine":
+            mine_on_ray(bad, "tests.toy_task:ToyTask", "all", str(tmp_path / "run"), OPTIONS, workers=1, limit=1)
+        else:
+            eval_on_ray(bad, "tests.toy_task:ToyTask", "all", ["target"], tmp_path / "run", EVAL_OPTIONS, workers=1,
+                        limit=1)
+    # One line, the worker's own error, not a Ray traceback or a retried "worker died".
+    assert str(failure.value) == f"a Ray worker could not start: {missing}: no such model directory"

@@ -35,7 +35,7 @@ from autojudge.evaluation.run import (
     needs_judge,
     register_run,
 )
-from autojudge.mining.distributed import MAX_ATTEMPTS, PairSpec, pin_to_cores, ray_cluster
+from autojudge.mining.distributed import MAX_ATTEMPTS, PairSpec, pin_to_cores, ray_cluster, ray_get, start_failure
 from autojudge.runfiles import host_description
 
 
@@ -118,7 +118,7 @@ def eval_on_ray(spec: PairSpec, task_name: str, split: str, modes: list[str], ou
 
         actors = [new_actor(slot) for slot in range(workers)]
         # The meta and the judge's fingerprint come from a worker: the driver loads no model.
-        described, fingerprint = ray.get([actors[0].describe.remote(), actors[0].fingerprint.remote()])
+        described, fingerprint = ray_get(ray, [actors[0].describe.remote(), actors[0].fingerprint.remote()])
 
         def decode_on_actors(queue: list, run: str, keep) -> None:
             queue = deque(queue)
@@ -131,7 +131,7 @@ def eval_on_ray(spec: PairSpec, task_name: str, split: str, modes: list[str], ou
                 nonlocal started
                 started += 1
                 worker_run = f"{run}-w{started}"
-                register_run(out, worker_run, ray.get(actor.host.remote()))
+                register_run(out, worker_run, ray_get(ray, actor.host.remote()))
                 return actor, worker_run
 
             def hand_out(slot: int, actor, worker_run: str, problem=None, left=()) -> None:
@@ -151,7 +151,9 @@ def eval_on_ray(spec: PairSpec, task_name: str, split: str, modes: list[str], ou
                 slot, actor, worker_run, problem, left, rest = pending.pop(ready)
                 try:
                     record = ray.get(ready)
-                except (RayActorError, ActorDiedError):
+                except (RayActorError, ActorDiedError) as exc:
+                    if start_failure(exc) is not None:  # its replacement would fail alike
+                        raise start_failure(exc) from None
                     if attempts[problem.id] >= MAX_ATTEMPTS:
                         raise AutojudgeError(f"problem {problem.id} killed its Ray worker {MAX_ATTEMPTS} times; "
                                              "the run stops (rerun to resume)") from None

@@ -128,7 +128,7 @@ def mine_on_ray(spec: PairSpec, task_name: str, split: str, out: str, options: M
 
         actors = [new_actor(slot) for slot in range(workers)]
         # The run's meta comes from a worker's pair: the driver loads no model.
-        store = MiningStore(out, ray.get(actors[0].meta.remote(options)))
+        store = MiningStore(out, ray_get(ray, actors[0].meta.remote(options)))
         problems = problems_to_mine(task, split, limit, shard, skip)
         done = store.done()
         queue = deque(p.id for p in problems if p.id not in done)
@@ -150,7 +150,9 @@ def mine_on_ray(spec: PairSpec, task_name: str, split: str, out: str, options: M
             actor, slot, problem_id = pending.pop(ready)
             try:
                 mined, seconds, skipped = ray.get(ready)
-            except (RayActorError, ActorDiedError):
+            except (RayActorError, ActorDiedError) as exc:
+                if start_failure(exc) is not None:  # its replacement would fail alike
+                    raise start_failure(exc) from None
                 if attempts[problem_id] >= MAX_ATTEMPTS:
                     raise AutojudgeError(f"problem {problem_id} killed its Ray worker {MAX_ATTEMPTS} times; "
                                          "the run stops (rerun to resume)") from None
@@ -164,6 +166,30 @@ def mine_on_ray(spec: PairSpec, task_name: str, split: str, out: str, options: M
             hand_out(actor, slot)
         bar.close()
         return store
+
+
+def start_failure(exc: Exception) -> AutojudgeError | None:
+    """A Ray worker that could not start (its pair or its task failed to load: a model
+    path wrong on its node, say) as one line, the worker's own error; None for a worker
+    lost mid-work, which a replacement may fix."""
+    if not getattr(exc, "actor_init_failed", False):
+        return None
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    name, colon, message = (lines[-1] if lines else str(exc)).partition(": ")
+    cause = message if colon and name.startswith("autojudge.errors.") else f"{name}{colon}{message}"
+    return AutojudgeError(f"a Ray worker could not start: {cause}")
+
+
+def ray_get(ray, refs):
+    """ray.get, a worker's failure to start told in one line (start_failure)."""
+    from ray.exceptions import RayActorError
+    try:
+        return ray.get(refs)
+    except RayActorError as exc:
+        failure = start_failure(exc)
+        if failure is not None:
+            raise failure from None
+        raise
 
 
 @contextmanager
