@@ -147,7 +147,8 @@ def main() -> None:
     for cost in sorted(bench.glob("checker-cost-*.md")):
         parts.append(section(f"The model answer checker's cost ({cost.stem})", cost))
     for run in sorted(bench.glob("ray-*/summary.md")):
-        parts.append(section(f"Mining on Ray ({run.parent.name})", run))
+        job = "Evaluation" if run.parent.name.startswith("ray-eval") else "Mining"
+        parts.append(section(f"{job} on Ray ({run.parent.name})", run))
     if (bench / "serve-load.md").exists():
         parts.append(section("Serving: load test against llama-cpp-python's server", bench / "serve-load.md"))
     for old in sorted(p for p in bench.glob("mining*.md") if "speedup" not in p.name):  # budget 256
