@@ -118,7 +118,7 @@ def test_eval_writes_every_report_and_resumes_without_repeating(pair, tmp_path, 
     # judge and changes no token, so the evaluation resumes.
     pair.target.read_features_from(1)
     try:
-        retrained = constant_judge(pair, 0.55)
+        retrained = constant_judge(pair, 0.65)  # calls every mismatch important at 0.6 too
         capsys.readouterr()
         rows = run_eval(pair, task, "all", modes, out, DecodingOptions(window=6, max_new_tokens=24),
                         limit=4, judge=retrained)
@@ -154,6 +154,23 @@ def test_eval_writes_every_report_and_resumes_without_repeating(pair, tmp_path, 
         assert by_mode[mode]["runs"] == first_runs
         assert by_mode[mode]["accuracy"] == sum(old_records[mode, p]["correct"] for p in range(4)) / 4
     assert f"### Earlier judge {judge.fingerprint()[:12]}" in (out / "summary.md").read_text()
+    # And, mode by mode, the current judge against it on the problems both decoded.
+    heads = {h["mode"]: h for h in earlier["head_to_head"]}
+    new_records = {(r["mode"], r["problem"]): r for r in new}
+    for mode in ("judge:0.5", "judge:0.6"):
+        assert heads[mode]["problems"] == 4
+        assert heads[mode]["accuracy"] == sum(new_records[mode, p]["correct"] for p in range(4)) / 4
+        assert heads[mode]["earlier_accuracy"] == sum(old_records[mode, p]["correct"] for p in range(4)) / 4
+        assert heads[mode]["difference"]["accuracy_difference"] == pytest.approx(
+            heads[mode]["accuracy"] - heads[mode]["earlier_accuracy"])
+    # At 0.6 the earlier judge kept every mismatch and the retrained one keeps none: the
+    # tokens per cycle fall to exact decoding's; at 0.5 both were lossless.
+    assert heads["judge:0.6"]["mean_accepted"] == pytest.approx(
+        sum(new_records["exact", p]["new_tokens"] for p in range(4)) / sum(new_records["exact", p]["cycles"]
+                                                                          for p in range(4)))
+    assert heads["judge:0.6"]["mean_accepted"] < heads["judge:0.6"]["earlier_mean_accepted"]
+    assert heads["judge:0.5"]["mean_accepted"] == heads["judge:0.5"]["earlier_mean_accepted"]
+    assert "The current judge against it, mode by mode" in (out / "summary.md").read_text()
     assert (out / f"tradeoff-judge-{judge.fingerprint()[:8]}.png").read_bytes()[:4] == b"\x89PNG"
 
     # A report from a judge that decoded none of the judge records would compare no

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from pathlib import Path
 
 from autojudge.evaluation.rows import (
     BaselineRatios,
     EarlierJudge,
+    HeadToHead,
     ModeSummary,
     PairedWithExact,
     RunSpeed,
     operating_point,
 )
-from autojudge.evaluation.statistics import problems_to_resolve
+from autojudge.evaluation.statistics import problems_to_resolve, ratio
 
 OPERATING_POINT = "Operating point (at most 1 point below exact)"
 
@@ -26,7 +28,8 @@ def summary_json(rows: list[ModeSummary], best: ModeSummary | None, meta: dict,
     if earlier:  # only after a judge was retrained mid-evaluation
         summary["earlier_judges"] = [
             {"judge": e.judge, "problems": e.problems, "rows": [r.as_dict() for r in e.rows],
-             "operating_point": _as_dict(operating_point(e.rows))} for e in earlier]
+             "operating_point": _as_dict(operating_point(e.rows)),
+             "head_to_head": [dataclasses.asdict(h) for h in e.head_to_head]} for e in earlier]
     return json.dumps(summary, indent=2)
 
 
@@ -82,7 +85,23 @@ def summary_markdown(rows: list[ModeSummary], best: ModeSummary | None, run_spee
         text += (f"\n\n### Earlier judge {e.judge[:12]}...\n\nIts judge-mode records, from before the judge was "
                  f"retrained, beside every other mode on the {e.problems} problems all of them finished:\n\n"
                  + _conclusions(e.rows, operating_point(e.rows)))
+        if e.head_to_head:
+            text += ("\n\nThe current judge against it, mode by mode, on the problems both decoded:\n\n"
+                     + head_to_head_table(e.head_to_head))
     return text
+
+
+def head_to_head_table(rows: list[HeadToHead]) -> str:
+    header = ["mode", "problems", "accuracy now", "accuracy before", "now - before (paired 95% CI)",
+              "answer differs", "tokens/cycle now", "before", "now / before"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for h in rows:
+        cells = [h.mode, str(h.problems), _fmt(h.accuracy, ".1%"), _fmt(h.earlier_accuracy, ".1%"),
+                 _versus_exact_text(h.difference), _fmt(h.difference.answer_differs, ".1%"),
+                 _fmt(h.mean_accepted, ".2f"), _fmt(h.earlier_mean_accepted, ".2f"),
+                 _fmt(ratio(h.mean_accepted, h.earlier_mean_accepted), ".2f", "x")]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def _conclusions(rows: list[ModeSummary], best: ModeSummary | None, run_speeds: list[RunSpeed] = ()) -> str:
@@ -132,7 +151,8 @@ def _fmt(value, spec: str, suffix: str = "") -> str:
 
 
 def _versus_exact_text(paired: PairedWithExact | None) -> str:
-    """"+1.2 pt (-2.7 to +5.2)": the paired difference from exact and its 95% interval."""
+    """"+1.2 pt (-2.7 to +5.2)": the paired difference (from exact, or between two judges)
+    and its 95% interval."""
     if paired is None or paired.accuracy_difference is None:
         return "-"
     return (f"{100 * paired.accuracy_difference:+.1f} pt ({100 * paired.ci_low:+.1f} to "

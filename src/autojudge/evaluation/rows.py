@@ -132,11 +132,26 @@ def target_speed_by_run(records: list[dict], hosts: dict[str, str] | None = None
 
 
 @dataclass(frozen=True)
+class HeadToHead:
+    """One judge mode, the current judge against an earlier one, on the problems both
+    decoded: did retraining change the answers, and how many tokens each cycle keeps."""
+    mode: str
+    problems: int
+    accuracy: float | None  # the current judge's
+    earlier_accuracy: float | None
+    difference: PairedWithExact  # current minus earlier, paired; answer_differs between the two
+    mean_accepted: float | None
+    earlier_mean_accepted: float | None
+
+
+@dataclass(frozen=True)
 class EarlierJudge:
     """The comparison as an earlier judge (since retrained) left it: its judge-mode
-    records beside every other mode's, on the problems that all of them finished."""
+    records beside every other mode's, on the problems that all of them finished; and,
+    mode by mode, the current judge against it on the problems both decoded."""
     judge: str  # the earlier judge's fingerprint
     rows: list[ModeSummary]
+    head_to_head: list[HeadToHead] = ()
 
     @property
     def problems(self) -> int:
@@ -148,8 +163,26 @@ def earlier_judges(records: list[dict], modes: list[str], judged_by: dict[str, l
     that finished every mode of some problem, most problems first. `records` are the
     current report's: their modes that no judge decodes stand beside each earlier judge."""
     unjudged = [r for r in records if r.get("judge") is None]
-    found = [EarlierJudge(judge, summarize(unjudged + judged, modes)) for judge, judged in judged_by.items()]
+    found = [EarlierJudge(judge, summarize(unjudged + judged, modes), head_to_head(records, judged, modes))
+             for judge, judged in judged_by.items()]
     return sorted((e for e in found if e.problems), key=lambda e: -e.problems)
+
+
+def head_to_head(current: list[dict], earlier: list[dict], modes: list[str]) -> list[HeadToHead]:
+    """Each of `modes` that both record lists hold, problem by problem (the latest record
+    of each (mode, problem) stands for it)."""
+    now = {(r["mode"], r["problem"]): r for r in current}
+    then = {(r["mode"], r["problem"]): r for r in earlier}
+    rows = []
+    for mode in modes:
+        problems = sorted(p for m, p in then if m == mode and (m, p) in now)
+        if not problems:
+            continue
+        ours, theirs = [now[mode, p] for p in problems], [then[mode, p] for p in problems]
+        rows.append(HeadToHead(mode, len(problems), per(sum(r["correct"] for r in ours), len(ours)),
+                               per(sum(r["correct"] for r in theirs), len(theirs)), _paired(ours, theirs),
+                               _mean_accepted(ours), _mean_accepted(theirs)))
+    return rows
 
 
 def operating_point(rows: list[ModeSummary], max_drop: float = 0.01) -> ModeSummary | None:
@@ -200,8 +233,13 @@ def _paired_with_exact(is_exact: bool, runs: list[dict], exact_runs: list[dict])
     """Same problems, same order as exact's runs: the comparison is problem by problem."""
     if not runs or is_exact:
         return PairedWithExact(None, None, None, None)
-    difference, low, high = paired_accuracy_difference(runs, exact_runs)
-    differs = sum(r.get("answer") != e.get("answer") for r, e in zip(runs, exact_runs)) / len(runs)
+    return _paired(runs, exact_runs)
+
+
+def _paired(runs: list[dict], other_runs: list[dict]) -> PairedWithExact:
+    """`runs` against `other_runs` of the same problems, in the same order."""
+    difference, low, high = paired_accuracy_difference(runs, other_runs)
+    differs = sum(r.get("answer") != o.get("answer") for r, o in zip(runs, other_runs)) / len(runs)
     return PairedWithExact(difference, low, high, differs)
 
 
