@@ -62,6 +62,8 @@ class EvalWorker:
                 self.judge = load_judge(self.pair, path, task=self.task.name)
         self.thresholds = {name: m.mode.policy_for(self.judge).threshold
                            for name, m in self.methods.items() if needs_judge(name)}
+        # Hashed once: every judge-mode record carries it.
+        self.judge_fingerprint = self.judge.fingerprint() if self.judge is not None else None
 
     def describe(self) -> dict:
         """The pair as the run's meta names it (the driver loads no model)."""
@@ -71,12 +73,12 @@ class EvalWorker:
         return host_description()
 
     def fingerprint(self) -> str | None:
-        return self.judge.fingerprint() if self.judge is not None else None
+        return self.judge_fingerprint
 
     def decode(self, problem_id: int, mode: str, run: str) -> dict:
         judge = self.judge if needs_judge(mode) else None
         return decode_record(self.pair, self.task, self.problems[problem_id], self.methods[mode], self.options,
-                             judge, self.fingerprint() if judge is not None else None, self.thresholds.get(mode),
+                             judge, self.judge_fingerprint if judge is not None else None, self.thresholds.get(mode),
                              run, 1)
 
 
@@ -108,7 +110,7 @@ def eval_on_ray(spec: PairSpec, task_name: str, split: str, modes: list[str], ou
     names = [m.name for m in methods]
     lossless = [m.name for m in methods if m.lossless]
     with ray_cluster(address, workers * cpus_per_worker) as ray:
-        from ray.exceptions import ActorDiedError, RayActorError
+        from ray.exceptions import RayActorError
         actor_class = ray.remote(num_cpus=cpus_per_worker, num_gpus=gpus_per_worker)(EvalWorker)
 
         def new_actor(slot: int):
@@ -151,9 +153,9 @@ def eval_on_ray(spec: PairSpec, task_name: str, split: str, modes: list[str], ou
                 slot, actor, worker_run, problem, left, rest = pending.pop(ready)
                 try:
                     record = ray.get(ready)
-                except (RayActorError, ActorDiedError) as exc:
-                    if start_failure(exc) is not None:  # its replacement would fail alike
-                        raise start_failure(exc) from None
+                except RayActorError as exc:  # ActorDiedError among them
+                    if (failure := start_failure(exc)) is not None:  # its replacement would fail alike
+                        raise failure from None
                     if attempts[problem.id] >= MAX_ATTEMPTS:
                         raise AutojudgeError(f"problem {problem.id} killed its Ray worker {MAX_ATTEMPTS} times; "
                                              "the run stops (rerun to resume)") from None

@@ -50,7 +50,7 @@ def markdown_table(rows: list[ModeSummary]) -> str:
     header = ["mode", "problems", "accuracy (95% CI)", "accuracy vs exact (paired 95% CI)", "answer differs from exact",
               "cut by the budget", "tokens identical to target", "tokens/cycle", "vs exact", "tok/s",
               "speed vs target", "speed vs exact", "judged-in tokens /100"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    cell_rows = []
     for r in rows:
         accuracy = f"{r.accuracy:.1%} ({r.ci_low:.1%}-{r.ci_high:.1%})" if r.accuracy is not None else "-"
         mode = r.mode if "@" not in r.mode or r.threshold is None else f"{r.mode} (T={r.threshold:.3g})"
@@ -61,7 +61,8 @@ def markdown_table(rows: list[ModeSummary]) -> str:
                  _fmt(r.against_exact.accepted, ".2f", "x"), _fmt(r.tokens_per_second, ".2f"),
                  _speed_text(r.against_target, r.problems), _speed_text(r.against_exact, r.problems),
                  _fmt(r.accepted_mismatches_per_100_tokens, ".1f")]
-        lines.append("| " + " | ".join(cells) + " |")
+        cell_rows.append(cells)
+    lines = [_table(header, cell_rows)]
     if len({run for r in rows for run in r.runs.split(", ")}) > 1:
         lines.append("\nThe records come from more than one run, so tok/s may mix machines. Each speed ratio "
                      "compares records measured in the same run.")
@@ -94,14 +95,16 @@ def summary_markdown(rows: list[ModeSummary], best: ModeSummary | None, run_spee
 def head_to_head_table(rows: list[HeadToHead]) -> str:
     header = ["mode", "problems", "accuracy now", "accuracy before", "now - before (paired 95% CI)",
               "answer differs", "tokens/cycle now", "before", "now / before"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for h in rows:
-        cells = [h.mode, str(h.problems), _fmt(h.accuracy, ".1%"), _fmt(h.earlier_accuracy, ".1%"),
-                 _versus_exact_text(h.difference), _fmt(h.difference.answer_differs, ".1%"),
-                 _fmt(h.mean_accepted, ".2f"), _fmt(h.earlier_mean_accepted, ".2f"),
-                 _fmt(ratio(h.mean_accepted, h.earlier_mean_accepted), ".2f", "x")]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    return _table(header, [[h.mode, str(h.problems), _fmt(h.accuracy, ".1%"), _fmt(h.earlier_accuracy, ".1%"),
+                            _versus_exact_text(h.difference), _fmt(h.difference.answer_differs, ".1%"),
+                            _fmt(h.mean_accepted, ".2f"), _fmt(h.earlier_mean_accepted, ".2f"),
+                            _fmt(ratio(h.mean_accepted, h.earlier_mean_accepted), ".2f", "x")] for h in rows])
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    """A Markdown table: the header, its rule, a line per row of cells."""
+    return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+                     + ["| " + " | ".join(cells) + " |" for cells in rows])
 
 
 def _conclusions(rows: list[ModeSummary], best: ModeSummary | None, run_speeds: list[RunSpeed] = ()) -> str:

@@ -118,7 +118,7 @@ def mine_on_ray(spec: PairSpec, task_name: str, split: str, out: str, options: M
         raise AutojudgeError(f"--rejoin needs a task that says which edits are interchangeable; "
                              f"{task.name} does not")
     with ray_cluster(address, workers * cpus_per_worker) as ray, run_lock(out, "mining run"):
-        from ray.exceptions import ActorDiedError, RayActorError
+        from ray.exceptions import RayActorError
         actor_class = ray.remote(num_cpus=cpus_per_worker, num_gpus=gpus_per_worker)(MiningWorker)
 
         def new_actor(slot: int):
@@ -150,9 +150,9 @@ def mine_on_ray(spec: PairSpec, task_name: str, split: str, out: str, options: M
             actor, slot, problem_id = pending.pop(ready)
             try:
                 mined, seconds, skipped = ray.get(ready)
-            except (RayActorError, ActorDiedError) as exc:
-                if start_failure(exc) is not None:  # its replacement would fail alike
-                    raise start_failure(exc) from None
+            except RayActorError as exc:  # ActorDiedError among them
+                if (failure := start_failure(exc)) is not None:  # its replacement would fail alike
+                    raise failure from None
                 if attempts[problem_id] >= MAX_ATTEMPTS:
                     raise AutojudgeError(f"problem {problem_id} killed its Ray worker {MAX_ATTEMPTS} times; "
                                          "the run stops (rerun to resume)") from None
