@@ -24,12 +24,13 @@ import time
 from pathlib import Path
 
 from autojudge.evaluation.distributed import eval_on_ray
-from autojudge.mining.distributed import PairSpec, mine_on_ray
+from autojudge.mining.distributed import mine_on_ray
 from autojudge.mining.options import MiningOptions
 from autojudge.models.registry import DEFAULT_DRAFT, DEFAULT_TARGET
 from autojudge.runfiles import read_records
 from autojudge.tasks import get_task
 from autojudge.tasks.base import task_budget
+from autojudge.workers import PairSpec
 
 
 def main() -> None:

@@ -7,7 +7,7 @@ import re
 import pytest
 
 import autojudge.judge  # noqa: F401  (registers the judge's modes)
-from autojudge.costmodel import PassCosts, check_against_runs
+from autojudge.evaluation.costmodel import PassCosts, check_against_runs
 from autojudge.decoding.modes import DecodingOptions
 from autojudge.evaluation.methods import parse_method, parse_methods
 from autojudge.evaluation.run import run_eval

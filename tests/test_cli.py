@@ -134,7 +134,8 @@ def test_unusable_device(home, tiny_target_dir):
 def generate_json(home, mode, draft, target) -> dict:
     result = run_cli(home, "generate", "--prompt", PROMPT, "--draft", draft, "--target", target,
                      "--mode", mode, "--window", 4, "--max-new-tokens", 8, "--json",
-                     "--linear", "default")
+                     # Whole windows: the tiny draft's doubts would otherwise cut its proposals short.
+                     "--draft-p-min", 0, "--linear", "default")
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
     assert len(result.stdout.splitlines()) == 1  # one JSON object, nothing else
@@ -224,7 +225,10 @@ def test_train_refuses_a_missing_output_folder_before_training(home, tmp_path):
                                  "--out", tmp_path / "no" / "j.safetensors"))
     assert message == f"{tmp_path / 'no' / 'j.safetensors'}: the folder {tmp_path / 'no'} does not exist"
     message = error_line(run_cli(home, "train", "--data", tmp_path / "no-run", "--out", tmp_path / "j.safetensors"))
-    assert message == f"{tmp_path / 'no-run'}: not a mining run ({tmp_path / 'no-run' / 'meta.json'} is missing)"
+    assert message == f"{tmp_path / 'no-run'}: no such directory (give a run directory written by autojudge mine)"
+    (tmp_path / "empty-run").mkdir()
+    message = error_line(run_cli(home, "train", "--data", tmp_path / "empty-run", "--out", tmp_path / "j.safetensors"))
+    assert message == f"{tmp_path / 'empty-run'}: not a mining run ({tmp_path / 'empty-run' / 'meta.json'} is missing)"
 
 
 def test_checker_calibration_needs_an_exact_checker_and_mining_runs(home, tmp_path):
@@ -238,8 +242,11 @@ def test_checker_calibration_needs_an_exact_checker_and_mining_runs(home, tmp_pa
 
 def test_the_console_script_finds_a_task_module_in_the_current_folder(home, tmp_path):
     (tmp_path / "my_tasks.py").write_text(
-        "class Tiny:\n    name = 'tiny'\n    def load(self, split):\n"
-        "        raise ValueError(f'tiny has no split {split!r}')\n")
+        "from autojudge.tasks.base import TaskBase\n"
+        "class Tiny(TaskBase):\n    name = 'tiny'\n    def load(self, split):\n"
+        "        raise ValueError(f'tiny has no split {split!r}')\n"
+        "    def messages(self, problem):\n        return [{'role': 'user', 'content': problem.prompt}]\n"
+        "    def extract_answer(self, text, problem):\n        return text\n")
     script = os.path.join(os.path.dirname(sys.executable), "autojudge")
     env = {**os.environ, "AUTOJUDGE_HOME": str(home)}
     env.pop("PYTHONPATH", None)

@@ -232,7 +232,7 @@ def test_a_model_without_an_output_layer_is_refused_with_its_name():
 
 
 def test_pass_costs_are_timed_per_size_and_leave_the_context_cached():
-    from autojudge.costmodel import measure_pass_costs
+    from autojudge.evaluation.costmodel import measure_pass_costs
     lm = backend(tiny_model(1), "t")
     costs = measure_pass_costs(lm, context=20, sizes=(1, 4), repeats=2)
     assert set(costs.seconds) == {1, 4} and all(s > 0 for s in costs.seconds.values())

@@ -12,9 +12,11 @@ from autojudge.mining.options import MiningOptions
 from autojudge.mining.run import mine
 from autojudge.models.backend import another_sequence
 from autojudge.models.hf import HFCausalLM
+from autojudge.models.loading import model_beside
+from autojudge.models.runtime import RuntimeOptions
 from autojudge.tasks import get_task
 from autojudge.tasks.base import Problem, Verdict, compare
-from autojudge.tasks.equivalence import LLMEquivalence, attach_checker
+from autojudge.tasks.equivalence import LLMEquivalence, attach_checker, wants_checker
 from autojudge.tasks.open_qa import NaturalQuestions, answer_line, matches, normalise
 from tests.tiny import tiny_model
 from tests.tiny_dirs import tiny_tokenizer
@@ -97,12 +99,14 @@ def test_an_open_task_compares_identical_answers_without_the_model_and_needs_a_c
     assert compare(task, problem, "Answer: Shakespeare", None, "It was\nAnswer: shakespeare.", None) == Verdict(True)
     with pytest.raises(Exception, match="attach one"):
         compare(task, problem, "Answer: Shakespeare", None, "Answer: Marlowe", None)
-    attached = attach_checker(task, pair)  # by default: another sequence of the target
+    attached = attach_checker(task, *model_beside(pair, None, RuntimeOptions()))  # another sequence of the target
     assert attached.model.name == pair.target.name and attached.model is not pair.target
     task.checker = checker = long_checker()
     verdict = compare(task, problem, "Answer: Shakespeare", None, "Answer: Marlowe", None)
     assert verdict.p_same is not None and checker.calls == 1
-    assert attach_checker(ToyTask(), pair) is None  # a task with its own checker is left alone
+    assert wants_checker(task) and not wants_checker(ToyTask())  # the toy task compares without a model
+    with pytest.raises(ValueError, match="without a model"):
+        attach_checker(ToyTask(), checker.model, checker.tokenizer)
     # Tasks without a model compare extracted answers.
     assert compare(ToyTask(), problem, "", "1", "", "1") == Verdict(True)
 
@@ -131,7 +135,7 @@ def test_mining_records_the_checkers_probability_beside_each_label(pair, tmp_pat
     assert meta["checker"]["threshold"] == 0.5 and meta["checker"]["model"] == "tiny-checker"
     # Resuming with another threshold would mix two kinds of labels: refused.
     task.checker = long_checker(0.7)
-    with pytest.raises(Exception, match=r"other settings \(checker\)"):
+    with pytest.raises(Exception, match=r"other settings: checker\.threshold: 0\.5 -> 0\.7; use another --out"):
         mine(pair, task, "mine", str(tmp_path / "run"), MiningOptions(max_new_tokens=24, window=4), limit=3)
 
 

@@ -17,11 +17,12 @@ ray = pytest.importorskip("ray")
 from autojudge.decoding.modes import DecodingOptions  # noqa: E402
 from autojudge.evaluation.distributed import eval_on_ray  # noqa: E402
 from autojudge.evaluation.run import run_eval  # noqa: E402
-from autojudge.mining.distributed import PairSpec, mine_on_ray  # noqa: E402
+from autojudge.mining.distributed import mine_on_ray  # noqa: E402
 from autojudge.mining.options import MiningOptions  # noqa: E402
 from autojudge.mining.run import mine  # noqa: E402
 from autojudge.models.runtime import RuntimeOptions  # noqa: E402
 from autojudge.runfiles import read_records  # noqa: E402
+from autojudge.workers import PairSpec  # noqa: E402
 from tests.test_evaluation import constant_judge  # noqa: E402
 from tests.toy_task import ToyTask, tiny_pair  # noqa: E402
 
@@ -103,9 +104,10 @@ def test_a_worker_that_dies_mid_problem_has_its_problem_mined_again_once(cluster
 
 DRIVER = """
 import sys
-from autojudge.mining.distributed import PairSpec, mine_on_ray
+from autojudge.mining.distributed import mine_on_ray
 from autojudge.mining.options import MiningOptions
 from autojudge.models.runtime import RuntimeOptions
+from autojudge.workers import PairSpec
 spec = PairSpec(sys.argv[1], sys.argv[2], RuntimeOptions(backend="torch", linear="default"))
 options = MiningOptions(max_new_tokens=int(sys.argv[5]), window=0)
 mine_on_ray(spec, "tests.toy_task:ToyTask", "all", sys.argv[3], options, address=sys.argv[4], workers=2)

@@ -9,7 +9,6 @@ the real default pair (integration).
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import subprocess
@@ -40,7 +39,7 @@ def _free_port() -> int:
 
 def _start(home, target, draft, *extra):
     return _launch(["--target", str(target), "--draft", str(draft), "--backend", "torch", "--linear", "default",
-                    "--window", "4", *extra], {"AUTOJUDGE_HOME": str(home)})
+                    "--window", "4", "--draft-p-min", "0", *extra], {"AUTOJUDGE_HOME": str(home)})
 
 
 def _launch(args: list[str], env: dict):
@@ -82,7 +81,7 @@ def pair(tiny_target_dir, tiny_draft_dir):
 
 def _alone(pair, prompt: str, max_tokens: int, mode: str = "exact") -> str:
     ids = chat_prompt_ids(pair.tokenizer, [{"role": "user", "content": prompt}])
-    out = decode(pair, ids, mode, DecodingOptions(window=4, max_new_tokens=max_tokens))
+    out = decode(pair, ids, mode, DecodingOptions(window=4, max_new_tokens=max_tokens, draft_p_min=0.0))
     return pair.tokenizer.decode(out.token_ids, skip_special_tokens=True)
 
 
@@ -107,7 +106,7 @@ def test_a_chat_completion_answers_as_the_library_does(client, pair):
 
 def _alone_window(pair, prompt, mode, window):
     ids = chat_prompt_ids(pair.tokenizer, [{"role": "user", "content": prompt}])
-    out = decode(pair, ids, mode, DecodingOptions(window=window, max_new_tokens=24))
+    out = decode(pair, ids, mode, DecodingOptions(window=window, max_new_tokens=24, draft_p_min=0.0))
     return pair.tokenizer.decode(out.token_ids, skip_special_tokens=True)
 
 
@@ -202,7 +201,49 @@ def test_the_server_without_its_extra_says_how_to_install_it():
             "from autojudge.cli import main; sys.exit(main(['serve']))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 1
-    assert "pip install 'autojudge[serve]'" in result.stderr and json is not None
+    assert result.stderr == "autojudge: error: the server needs its extra: pip install 'autojudge[serve]' " \
+                            "(uvicorn is missing)\n"
+
+
+@pytest.mark.parametrize("field, value", [("temperature", -1), ("temperature", 2.5), ("top_p", 0), ("top_p", 1.5),
+                                          ("seed", -1), ("logprobs", True), ("top_logprobs", 2)])
+def test_the_openai_fields_are_checked_as_openai_does(client, field, value):
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(model=client.models.list().data[0].id, max_tokens=4,
+                                       messages=[{"role": "user", "content": PROMPTS[0]}], **{field: value})
+    assert refused.value.status_code == 400 and refused.value.param == field
+    assert field in refused.value.message
+
+
+def test_the_edges_of_the_openai_ranges_are_served(client):
+    reply = client.chat.completions.create(model=client.models.list().data[0].id, max_tokens=4, temperature=2,
+                                           top_p=1, seed=0, logprobs=False,
+                                           messages=[{"role": "user", "content": PROMPTS[0]}])
+    assert reply.usage.completion_tokens > 0 and reply.choices[0].logprobs is None
+
+
+def test_completion_logprobs_are_refused_not_ignored(client, pair):
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.completions.create(model=pair.target.name, prompt="the cat sat", max_tokens=4, logprobs=0)
+    assert refused.value.param == "logprobs" and "log-probabilities" in refused.value.message
+
+
+@pytest.mark.parametrize("field, value, words", [("window", 100, "window 100: 1 to 64"),
+                                                 ("draft_p_min", 2.0, "draft_p_min 2.0: a probability")])
+def test_a_requests_decoding_numbers_are_checked_as_the_servers_are(client, field, value, words):
+    with pytest.raises(openai.BadRequestError) as refused:
+        _chat(client, PROMPTS[0], max_tokens=4, **{field: value})
+    assert refused.value.param == field and words in refused.value.message
+
+
+def test_a_default_no_request_could_use_stops_the_server_before_it_loads_a_model(tmp_path):
+    env = {**os.environ, "AUTOJUDGE_HOME": str(tmp_path), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    # No model at this path: the server would fail on it only if it got as far as loading.
+    result = subprocess.run([sys.executable, "-m", "autojudge", "serve", "--target", str(tmp_path / "no-model"),
+                             "--backend", "torch", "--window", "100"],
+                            env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 1
+    assert result.stderr == "autojudge: error: --window 100: 1 to 64 draft tokens per cycle\n"
 
 
 def test_more_slots_than_torch_holds_are_refused_at_start_up(tmp_path, tiny_target_dir, tiny_draft_dir):
@@ -235,9 +276,10 @@ def _scripted_decode(pair, prompt_ids, mode, options, *, stop_when, **rest):
 def _in_process(pair, monkeypatch, **options):
     import uvicorn
 
-    import autojudge.serve.app as served
-    monkeypatch.setattr(served, "decode", _scripted_decode)
-    app = served.build_app(pair, served.ServerOptions(window=4, **options))
+    import autojudge.serve.decode_loop
+    from autojudge.serve.app import ServerOptions, build_app
+    monkeypatch.setattr(autojudge.serve.decode_loop, "decode", _scripted_decode)
+    app = build_app(pair, ServerOptions(decoding=DecodingOptions(window=4, max_new_tokens=512), **options))
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)

@@ -38,6 +38,17 @@ def noisy_copy(model: Qwen2ForCausalLM, seed: int, scale: float) -> Qwen2ForCaus
     return copy
 
 
+def last_token_model(seed: int) -> Qwen2ForCausalLM:
+    """A real model whose next token depends on the last token alone (its attention writes
+    nothing): its greedy text follows a fixed token-to-token map, so a prompt holding a
+    stretch of that text and then its first token again is copied by the answer."""
+    model = tiny_model(seed)
+    with torch.no_grad():
+        for layer in model.model.layers:
+            layer.self_attn.o_proj.weight.zero_()
+    return model
+
+
 def backend(model: Qwen2ForCausalLM, name: str, onednn: bool = False) -> HFCausalLM:
     if onednn:
         use_onednn_linear(model)

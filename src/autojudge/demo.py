@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import textwrap
 
+from autojudge.decoding import defaults
 from autojudge.decoding.modes import DecodingOptions, decode, judge_mode, parse_mode
 from autojudge.judge.shipped import load_judge
 from autojudge.models.loading import load_pair
@@ -21,12 +22,14 @@ from autojudge.tasks.gsm8k import GSM8K
 def run_demo(n: int = 3, options: DecodingOptions | None = None, *, runtime: RuntimeOptions = RuntimeOptions(),
              judge_path: str | None = None, threshold: float | None = None, recall: float = 0.9) -> int:
     """Decode the first `n` GSM8K eval problems in exact and judge mode, side by side;
-    `options` default to window 16 at GSM8K's budget."""
+    `options` default to decoding.defaults at GSM8K's budget."""
     task = GSM8K()
-    options = options or DecodingOptions(window=16, max_new_tokens=task_budget(task))
+    options = options or DecodingOptions(defaults.WINDOW, task_budget(task), defaults.DRAFT_P_MIN,
+                                         defaults.DRAFT_LENGTH, defaults.DRAFTER)
     problems = task.load("eval")[:n]
-    print("loading the default pair (the first run downloads ~1.5 GB of GGUF files, a few minutes)")
-    pair = load_pair(runtime=runtime)
+    print("loading the default pair (the first run downloads ~1.5 GB of GGUF files and makes their Q4_0 copies, "
+          "a few minutes)")
+    pair = load_pair(defaults.DRAFT, defaults.TARGET, runtime=runtime)
     judge = load_judge(pair, judge_path, task="gsm8k")
     judged = parse_mode(judge_mode(threshold) if threshold is not None else f"judge@{recall}").with_threshold(judge)
     threshold, judged = judged.values[0], judged.name  # judge@R as judge:T, the threshold it stands for

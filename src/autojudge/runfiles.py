@@ -44,19 +44,49 @@ def run_lock(root: str | Path, what: str = "run") -> Iterator[None]:
         yield
 
 
-def check_meta(root: str | Path, meta: dict, what: str = "run") -> None:
-    """Write root/meta.json, or refuse to resume a run made with other settings."""
+def check_meta(root: str | Path, meta: dict, what: str = "run", recorded_later: tuple[str, ...] = ()) -> None:
+    """Write root/meta.json, or refuse to resume a run made with other settings, naming
+    each changed setting with its old and new value.
+
+    `recorded_later` names settings that runs made before they were recorded lack:
+    absent from the old meta.json, such a setting is "not recorded" and not compared."""
     path = Path(root) / "meta.json"
     if path.exists():
         old = json.loads(path.read_text())
-        changed = sorted(k for k in set(old) | set(meta) if old.get(k) != meta.get(k))
+        meta = {k: v for k, v in meta.items() if k in old or k not in recorded_later}
+        changed = changed_settings(old, meta)
         if changed:
-            raise AutojudgeError(f"{root} holds a {what} with other settings ({', '.join(changed)}); "
+            raise AutojudgeError(f"{root} holds a {what} with other settings: {'; '.join(changed)}; "
                                  "use another --out, or the same settings to resume")
         return
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(meta, indent=2))
     os.replace(tmp, path)
+
+
+def changed_settings(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """"key: old -> new" for each setting that differs, nested settings by their dotted
+    path ("features.position: ... -> ..."), so that a refusal says what changed."""
+    changed = []
+    for key in sorted(set(old) | set(new)):
+        before, after = old.get(key, _MISSING), new.get(key, _MISSING)
+        if before == after:
+            continue
+        if isinstance(before, dict) and isinstance(after, dict):
+            changed += changed_settings(before, after, f"{prefix}{key}.")
+        else:
+            changed.append(f"{prefix}{key}: {_shown(before)} -> {_shown(after)}")
+    return changed
+
+
+_MISSING = object()
+
+
+def _shown(value, width: int = 60) -> str:
+    if value is _MISSING:
+        return "(none)"
+    text = json.dumps(value)
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def read_records(path: str | Path, repair: bool = True) -> list[dict]:
@@ -109,3 +139,11 @@ def host_description() -> str:
     vector = ("AVX-512" + (" VNNI" if "avx512_vnni" in flags else "") if "avx512f" in flags
               else "AVX2" if "avx2" in flags else "no AVX2" if flags else None)
     return ", ".join(x for x in (model, f"{os.cpu_count()} cores", vector) if x)
+
+
+# A mining run's folder of the training-free rules' features, one file per problem,
+# written by autojudge.mining.rule_features and read by the judge's head-to-head.
+RULE_FEATURES_DIR = "rules"
+# A mining run's file of contrast regenerations (one line per important label), written
+# by autojudge.mining.contrast and read by the "contrast" label definition.
+CONTRAST_FILE = "contrast.jsonl"

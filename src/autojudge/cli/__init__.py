@@ -8,9 +8,11 @@ import sys
 
 from autojudge.cli.common import load_task, quiet_libraries
 from autojudge.cli.decode_commands import cmd_bench, cmd_costs, cmd_demo, cmd_eval, cmd_generate, cmd_serve
-from autojudge.cli.mine_commands import cmd_bench_mining, cmd_calibrate_checker, cmd_mine, cmd_noise_floor, cmd_train
+from autojudge.cli.mine_commands import (cmd_bench_mining, cmd_calibrate_checker, cmd_contrast_labels,
+                                         cmd_head_to_head, cmd_mine, cmd_noise_floor, cmd_rule_features, cmd_train)
 from autojudge.cli.parser import build_parser
 from autojudge.cli.setup_commands import cmd_data, cmd_models
+from autojudge.cli.task_commands import cmd_task
 from autojudge.errors import AutojudgeError
 
 __all__ = ["build_parser", "main"]
@@ -51,5 +53,6 @@ def _default_budget(args) -> None:
 
 COMMANDS = {"models": cmd_models, "data": cmd_data, "generate": cmd_generate, "bench": cmd_bench,
             "costs": cmd_costs, "mine": cmd_mine, "bench-mining": cmd_bench_mining, "train": cmd_train,
-            "eval": cmd_eval, "demo": cmd_demo, "noise-floor": cmd_noise_floor,
-            "calibrate-checker": cmd_calibrate_checker, "serve": cmd_serve}
+            "eval": cmd_eval, "demo": cmd_demo, "noise-floor": cmd_noise_floor, "rule-features": cmd_rule_features,
+            "contrast-labels": cmd_contrast_labels, "head-to-head": cmd_head_to_head,
+            "calibrate-checker": cmd_calibrate_checker, "serve": cmd_serve, "task": cmd_task}

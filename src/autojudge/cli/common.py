@@ -10,12 +10,14 @@ from autojudge.models.runtime import RuntimeOptions
 
 
 def load_task(name: str, split: str | None = None):
-    """The task, checked before any model is loaded: that it exists and has `split`."""
+    """The task, checked before any model is loaded: that it exists, keeps the task
+    contract (autojudge.tasks.contract) and gives problems for `split`."""
     from autojudge.tasks import get_task
+    from autojudge.tasks.contract import check_split
     try:
         task = get_task(name)
         if split is not None:
-            task.load(split)
+            check_split(task, split)
     except ValueError as exc:
         raise AutojudgeError(str(exc)) from None
     return task
@@ -49,10 +51,14 @@ def quiet_libraries() -> None:
 
 
 def decoding_options(args):
-    """The DecodingOptions a command was given (--window, --max-new-tokens, --draft-p-min),
-    checked before any model is loaded."""
+    """The DecodingOptions a command was given (--window, --max-new-tokens, --draft-p-min,
+    --draft-length, --drafter; those it lacks at decoding.defaults), checked before any
+    model is loaded."""
+    from autojudge.decoding import defaults
     from autojudge.decoding.modes import DecodingOptions  # here: the grammar starts without torch
     try:
-        return DecodingOptions(args.window, args.max_new_tokens, getattr(args, "draft_p_min", 0.0))
+        return DecodingOptions(args.window, args.max_new_tokens, getattr(args, "draft_p_min", defaults.DRAFT_P_MIN),
+                               getattr(args, "draft_length", defaults.DRAFT_LENGTH),
+                               getattr(args, "drafter", defaults.DRAFTER))
     except ValueError as exc:
         raise AutojudgeError(f"--{str(exc).replace('_', '-')}") from None

@@ -12,10 +12,22 @@ def cmd_generate(args) -> int:
     from autojudge.decoding.modes import decode, judge_mode, parse_mode
     from autojudge.models.loading import load_pair
     from autojudge.prompting import chat_prompt_ids
+    from autojudge.tasks.contract import check_messages, find_problem
     from autojudge.tasks.gsm8k import GSM8K
 
-    task, problem = GSM8K(), None
-    if args.gsm8k is not None:
+    # The task decides the prompt (--problem, --gsm8k), the answer check and the shipped
+    # judge; a free --prompt has a task only when --task names one.
+    task, problem = (load_task(args.task) if args.task else None), None
+    if args.problem is not None:
+        if task is None:
+            raise AutojudgeError("--problem ID needs --task, the task whose problem it is (a built-in name or "
+                                 "module:Class)")
+        problem = find_problem(task, args.problem)
+        messages = check_messages(task, problem)
+    elif args.gsm8k is not None:
+        if task is not None and task.name != "gsm8k":
+            raise AutojudgeError(f"--gsm8k decodes a GSM8K problem; for task {task.name} write --problem ID")
+        task = GSM8K()
         problems = {p.id: p for p in task.load("all")}
         if args.gsm8k not in problems:
             raise AutojudgeError(f"no GSM8K problem {args.gsm8k}; ids run from 0 to {len(problems) - 1}")
@@ -41,11 +53,20 @@ def cmd_generate(args) -> int:
         raise AutojudgeError(str(exc)) from None
     if args.judge and not mode.needs_judge:
         raise AutojudgeError("--judge goes with a judge mode")
-    pair = load_pair(None if mode.policy == "target" else args.draft, args.target, runtime_options(args))
+    if mode.needs_judge and args.judge is None and task is None:
+        # A shipped judge learnt one task's mismatches: it is not applied to a prompt of unknown kind.
+        raise AutojudgeError("a judge mode needs a judge for this prompt's task: pass --judge (a file from autojudge "
+                             "train), or --task gsm8k or mbpp to use the judge shipped for it")
+    if mode.needs_judge and args.judge is None:
+        from autojudge.judge.shipped import shipped_judge_for
+        shipped_judge_for(task.name)  # refused now, not after the pair has loaded
+    # A lookup drafts without the draft model; a judge is still checked against the pair it was trained on.
+    needs_draft = mode.policy != "target" and (options.drafter == "model" or mode.needs_judge)
+    pair = load_pair(args.draft if needs_draft else None, args.target, runtime_options(args))
     judge = None
     if mode.needs_judge:
         from autojudge.judge.shipped import load_judge
-        judge = load_judge(pair, args.judge, task="gsm8k")
+        judge = load_judge(pair, args.judge, task=task.name if task is not None else None)
         mode = mode.with_threshold(judge)  # judge@R -> judge:T, so the output names the threshold used
         threshold = mode.values[0]
     prompt_ids = chat_prompt_ids(pair.tokenizer, messages)
@@ -58,22 +79,31 @@ def cmd_generate(args) -> int:
 
     report = {"text": text, "token_ids": result.token_ids, "mode": mode,
               "window": None if mode == "target" else args.window,
+              **({} if mode == "target" else {"draft_length": options.draft_length, "drafter": options.drafter}),
               "stop_reason": result.stop_reason, **pair.describe(), "stats": result.stats.to_dict()}
     if judge is not None:
         report.update(judge=args.judge or "shipped", threshold=threshold)
     if problem is not None:
-        report.update(gsm8k_id=problem.id, answer=task.extract_answer(text, problem),
-                      gold=problem.reference, correct=task.is_correct(text, problem))
+        report.update(**({"gsm8k_id": problem.id} if args.gsm8k is not None else {"task": task.name,
+                                                                                   "problem_id": problem.id}),
+                      answer=task.extract_answer(text, problem), gold=problem.reference,
+                      correct=task.is_correct(text, problem))
     if args.json:
         print(json.dumps(report))
         return 0
     print(text)
     print()
     if problem is not None:
-        print(f"answer {report['answer']}  gold {problem.reference}  "
+        print(f"answer {report['answer']}  gold {_shortened(problem.reference)}  "
               f"{'correct' if report['correct'] else 'wrong'}")
     print(format_stats(mode, result.stats))
     return 0
+
+
+def _shortened(text: str, width: int = 80) -> str:
+    """A gold answer on one line (a code task's reference is a whole program)."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= width else flat[: width - 3] + "..."
 
 
 def format_stats(mode: str, stats) -> str:
@@ -104,9 +134,12 @@ def cmd_eval(args) -> int:
                              "instead) and --report-only (a report needs no cluster)")
     task = load_task(args.task, args.split)
     options = decoding_options(args)
+    if any(m.needs_judge for m in modes) and args.judge is None:
+        from autojudge.judge.shipped import shipped_judge_for
+        shipped_judge_for(task.name)  # refused now, not after the pair has loaded
     if args.ray is not None:
         from autojudge.evaluation.distributed import eval_on_ray
-        from autojudge.mining.distributed import PairSpec
+        from autojudge.workers import PairSpec
         rows = eval_on_ray(PairSpec(args.draft, args.target, runtime_options(args)), args.task, args.split,
                            [m.name for m in modes], args.out, options, judge_path=args.judge,
                            address=None if args.ray == "local" else args.ray, workers=args.ray_workers,
@@ -151,7 +184,7 @@ def cmd_bench(args) -> int:
 
 
 def cmd_costs(args) -> int:
-    from autojudge.costmodel import costs_report, measure_pass_costs
+    from autojudge.evaluation.costmodel import costs_report, measure_pass_costs
     from autojudge.models.loading import load_pair
     if args.check:
         return check_costs(args)
@@ -169,7 +202,7 @@ def cmd_costs(args) -> int:
 def check_costs(args) -> int:
     from pathlib import Path
 
-    from autojudge.costmodel import check_against_runs, load_costs
+    from autojudge.evaluation.costmodel import check_against_runs, load_costs
     from autojudge.runfiles import read_records
     costs = {"torch": load_costs(args.torch_costs), "llamacpp": load_costs(args.llamacpp_costs)}
     print(check_against_runs(read_records(Path(args.check) / "records.jsonl"), costs, args.draft, args.target))
@@ -196,14 +229,15 @@ def cmd_serve(args) -> int:
     try:
         default = parse_mode(args.mode)
     except ValueError as exc:
-        raise AutojudgeError(str(exc)) from None
-    pair = load_pair(args.draft, args.target, runtime_options(args))
+        raise AutojudgeError(f"--mode: {exc}") from None
+    # Checked here, before any model loads, by the DecodingOptions every request's are made from.
+    options = ServerOptions(mode=default, decoding=decoding_options(args), runtime=runtime_options(args),
+                            max_waiting=args.max_waiting, slots=args.slots)
+    pair = load_pair(args.draft, args.target, options.runtime)
     judge = None
     if args.judge or args.task or default.needs_judge:
         from autojudge.judge.shipped import load_judge
         judge = load_judge(pair, args.judge, task=args.task or "gsm8k")
-    options = ServerOptions(mode=default.name, window=args.window, draft_p_min=args.draft_p_min,
-                            max_tokens=args.max_tokens, max_waiting=args.max_waiting, slots=args.slots)
     app = build_app(pair, options, judge)  # makes the slots: refuses more than the runtime holds
     slots = app.state.slots.size
     print(f"serving {pair.target.name} (draft {pair.draft.name if pair.draft else '-'}) on "

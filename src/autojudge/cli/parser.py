@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import argparse
 
+from autojudge.decoding import defaults
 from autojudge.models.registry import DEFAULT_DRAFT, DEFAULT_TARGET, REGISTERED
 from autojudge.models.runtime import AUTO, BACKEND_CHOICES, RUNTIMES
 from autojudge.tasks.base import CHECKER_THRESHOLD
+
+# The splits a task's load(split) is asked for (autojudge.tasks.contract.SPLITS).
+_SPLIT_HELP = "mine (problems to mine and train on), eval (held out, for evaluation) or all"
+# Every decoding mode by name (autojudge.decoding.modes).
+_MODES_HELP = ("target (the target alone), exact (lossless speculative decoding), topk:K, fly[:H[:L]] (FLy), "
+               "typical[:E[:A]] (typical acceptance), judge:THRESHOLD[:L], judge@RECALL[:L]")
 
 _BUDGET_HELP = ("default: the task's budget (GSM8K 1024, MBPP and HumanEval 512, naturalqs and squad 256; "
                 "512 for a free prompt)")
@@ -74,10 +81,13 @@ def _add_checker_options(parser: argparse.ArgumentParser) -> None:
                         help="the checker calls two answers the same when p(same) >= P (default: %(default)s)")
 
 
-def _add_pair_options(parser: argparse.ArgumentParser, backends: bool = True) -> None:
-    parser.add_argument("--draft", default=DEFAULT_DRAFT,
+def _add_pair_options(parser: argparse.ArgumentParser, backends: bool = True, decoding: bool = False) -> None:
+    # Commands that decode for a user take the measured defaults' pair (decoding.defaults);
+    # mining, training and their benches stay on the pair their data was made with.
+    parser.add_argument("--draft", default=defaults.DRAFT if decoding else DEFAULT_DRAFT,
                         help="registered name, local directory or Hugging Face id (default: %(default)s)")
-    parser.add_argument("--target", default=DEFAULT_TARGET, help="as --draft (default: %(default)s)")
+    parser.add_argument("--target", default=defaults.TARGET if decoding else DEFAULT_TARGET,
+                        help="as --draft (default: %(default)s)")
     if backends:
         parser.add_argument("--backend", choices=BACKEND_CHOICES, default=AUTO,
                             help="runtime for both models (default: %(default)s: llamacpp on CPU for "
@@ -100,6 +110,23 @@ def _add_pair_options(parser: argparse.ArgumentParser, backends: bool = True) ->
                             help="on a GPU, run each torch step eagerly instead of replaying a CUDA graph")
     parser.add_argument("--linear", choices=["onednn", "default"], default="onednn",
                         help="torch CPU float32 linear kernels (default: %(default)s, faster verification)")
+
+
+def _add_draft_options(parser: argparse.ArgumentParser, what: str = "") -> None:
+    """--window, --draft-p-min, --draft-length and --drafter, at the measured defaults."""
+    parser.add_argument("--window", type=_positive, default=defaults.WINDOW,
+                        help=f"{what}draft tokens per cycle, up to 64 (default: %(default)s)")
+    parser.add_argument("--draft-p-min", type=_probability, default=defaults.DRAFT_P_MIN, metavar="P",
+                        help=f"{what}adaptive draft length: stop drafting before a token the draft gives a "
+                             "probability below P; 0: the whole window (default: %(default)s)")
+    parser.add_argument("--draft-length", choices=defaults.DRAFT_LENGTHS, default=defaults.DRAFT_LENGTH,
+                        help=f"{what}fixed: up to --window tokens every cycle; adaptive: each cycle the count "
+                             "with the most expected tokens per second from the acceptance and pass times "
+                             "measured so far, zero (the target alone) included (default: %(default)s)")
+    parser.add_argument("--drafter", choices=defaults.DRAFTERS, default=defaults.DRAFTER,
+                        help=f"{what}model: the draft model proposes; lookup: n-grams of the prompt and the "
+                             "text so far, no draft model (exact, topk, fly, typical and target-only judges) "
+                             "(default: %(default)s)")
 
 
 def _add_judge_options(parser: argparse.ArgumentParser) -> None:
@@ -135,16 +162,17 @@ def build_parser() -> argparse.ArgumentParser:
     source = gen.add_mutually_exclusive_group(required=True)
     source.add_argument("--prompt", help="user message (sent through the chat template)")
     source.add_argument("--gsm8k", type=int, metavar="ID", help="GSM8K test problem id (0-1318)")
-    _add_pair_options(gen)
+    source.add_argument("--problem", type=int, metavar="ID",
+                        help="problem ID of --task: its prompt is built by the task, its answer checked")
+    gen.add_argument("--task", help="the task of --problem (a built-in name or module:Class); with --prompt, "
+                                    "the task whose shipped judge --mode judge uses")
+    _add_pair_options(gen, decoding=True)
     gen.add_argument("--mode", default="exact",
                      help="target, exact, topk (with --topk), judge (with --threshold or --recall), or any mode "
                           "by name: topk:K, fly[:H[:L]], typical[:E[:A]], judge:T[:L], judge@R[:L] "
                           "(default: %(default)s)")
-    gen.add_argument("--window", type=_positive, default=8, help="draft tokens per cycle (up to 64)")
+    _add_draft_options(gen)
     gen.add_argument("--topk", type=_positive, default=4, help="K for --mode topk")
-    gen.add_argument("--draft-p-min", type=_probability, default=0.0, metavar="P",
-                     help="adaptive draft length: stop drafting before a token the draft gives a probability "
-                          "below P (default: 0, fixed windows)")
     _add_judge_options(gen)
     gen.add_argument("--max-new-tokens", type=_positive, help=_BUDGET_HELP)
     gen.add_argument("--json", action="store_true", help="print one JSON object")
@@ -153,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
                                               "target alone, HF assisted, ours")
     _add_pair_options(bench, backends=False)
     bench.add_argument("--task", default="gsm8k", help="task name (default: %(default)s)")
-    bench.add_argument("--split", default="eval", help="task split (default: %(default)s)")
+    bench.add_argument("--split", default="eval", help=f"task split: {_SPLIT_HELP} (default: %(default)s)")
     bench.add_argument("--n", type=_positive, default=10, help="the first N problems of the split")
     bench.add_argument("--methods", default="torch/target,torch/assisted,torch/exact/w4,torch/exact/w8,"
                                             "torch/exact/w16,torch/exact/w32",
@@ -168,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     mine = commands.add_parser("mine", help="label important mismatches (Algorithm 1), resumable")
     mine.add_argument("--task", default="gsm8k", help="task name (default: %(default)s)")
-    mine.add_argument("--split", default="mine", help="task split (gsm8k, mbpp: mine, eval, all)")
+    mine.add_argument("--split", default="mine", help=f"task split: {_SPLIT_HELP} (default: %(default)s)")
     mine.add_argument("--limit", type=_positive, help="first N problems of the split")
     mine.add_argument("--out", required=True, help="run directory (resumed when it exists)")
     _add_pair_options(mine)
@@ -212,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     mbench = commands.add_parser("bench-mining", help="plain vs fast mining on the same problems")
     mbench.add_argument("--task", default="gsm8k")
-    mbench.add_argument("--split", default="mine")
+    mbench.add_argument("--split", default="mine", help=f"task split: {_SPLIT_HELP} (default: %(default)s)")
     mbench.add_argument("--n", type=_positive, default=2, help="first N problems of the split")
     mbench.add_argument("--max-new-tokens", type=_positive, help=_BUDGET_HELP)
     mbench.add_argument("--methods", default="plain,fast",
@@ -230,7 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     noise = commands.add_parser("noise-floor", help="null swaps: regenerate with the target's own token, "
                                                     "count answers that change anyway")
     noise.add_argument("--task", default="gsm8k")
-    noise.add_argument("--split", default="mine")
+    noise.add_argument("--split", default="mine", help=f"task split: {_SPLIT_HELP} (default: %(default)s)")
     noise.add_argument("--n", type=_positive, default=70, help="first N problems of the split")
     noise.add_argument("--per-problem", type=_positive, default=3, help="null swaps per answer")
     noise.add_argument("--max-new-tokens", type=_positive)
@@ -240,13 +268,38 @@ def build_parser() -> argparse.ArgumentParser:
     _add_pair_options(noise)
     _add_checker_options(noise)
 
+    rules = commands.add_parser("rule-features", help="add the training-free rules' features (FLy's top-3 "
+                                                      "entropy and lookahead) to mined labels, resumable")
+    rules.add_argument("--data", required=True, nargs="+", help="mining runs, completed in place (their rules/)")
+    rules.add_argument("--limit", type=_positive, help="only each run's first N labelled problems")
+    _add_pair_options(rules)
+
+    contrast = commands.add_parser("contrast-labels", help="for each important label, sample a continuation "
+                                                           "with the target's own token kept (the contrast "
+                                                           "label definition), resumable")
+    contrast.add_argument("--data", required=True, nargs="+", help="mining runs, completed in place (contrast.jsonl)")
+    contrast.add_argument("--limit", type=_positive, help="only each run's first N labelled problems")
+    contrast.add_argument("--temperature", type=float, default=0.7, help="of the nudge (default: %(default)s)")
+    _add_pair_options(contrast)
+
+    h2h = commands.add_parser("head-to-head", help="every acceptance rule and judge as a classifier of held-out "
+                                                   "labels, per label definition, with bootstrap intervals")
+    h2h.add_argument("--data", required=True, nargs="+", help="mining runs of one task (their shards)")
+    h2h.add_argument("--labels", default="answer-changed,correctness-lost",
+                     help="comma-separated label definitions: answer-changed, correctness-lost, contrast "
+                          "(default: %(default)s)")
+    h2h.add_argument("--draws", type=_positive, default=1000, help="bootstrap draws, by problem (default: %(default)s)")
+    h2h.add_argument("--out", required=True, metavar="PREFIX", help="write PREFIX.json (the rows) and PREFIX.md")
+
     train = commands.add_parser("train", help="fit the judge on a mining run")
     train.add_argument("--data", required=True, nargs="+",
                        help="one or more directories written by `autojudge mine` (e.g. its shards)")
-    train.add_argument("--features", choices=["draft", "target", "hidden", "both", "logits", "target+logits", "all"],
-                       default="hidden",
+    train.add_argument("--features", default="hidden",
+                       choices=["draft", "target", "hidden", "both", "logits", "target+logits", "all", "logits+rules",
+                                "target+logits+rules"],
                        help="hidden: both models' hidden states (also called both); logits: six logit features "
-                            "(log-probabilities, rank, entropies); all: both (default: %(default)s)")
+                            "(log-probabilities, rank, entropies); all: both; +rules: FLy's top-3 entropy and "
+                            "lookahead too (after `autojudge rule-features`) (default: %(default)s)")
     train.add_argument("--reuse", nargs="+", metavar="DIR", default=[],
                        help="mining runs at a smaller budget (same task and pair) whose labels a larger "
                             "budget provably leaves alone (both texts ended before it): added to the "
@@ -255,11 +308,26 @@ def build_parser() -> argparse.ArgumentParser:
                        help="mining runs of another task, same pair, runtimes and feature layer (e.g. GSM8K "
                             "for an MBPP judge): its labels are added to the training labels of every fold, "
                             "never scored; the report shows the AUC with them and without")
+    train.add_argument("--labels", choices=["answer-changed", "correctness-lost", "contrast"], default="answer-changed",
+                       help="what makes a mismatch important: answer-changed (Algorithm 1, the paper's), "
+                            "correctness-lost (the target's right answer turns wrong; needs gold answers), "
+                            "contrast (the answer changed where a nudge without a swap keeps it; needs "
+                            "`autojudge contrast-labels`) (default: %(default)s)")
     train.add_argument("--out", required=True, help="judge file to write (.safetensors)")
+    train.add_argument("--force", action="store_true",
+                       help="write the judge even when its cross-validated ROC-AUC is below 0.5 (worse than chance)")
     train.add_argument("--seed", type=int, default=0, help="seed of the by-problem split")
     train.add_argument("--report", metavar="PREFIX",
                        help="also write PREFIX.md/.json/.png: cross-validated AUC per feature set (with "
                             "and without --reuse labels), and against the number of training problems")
+
+    task = commands.add_parser("task", help="check a task of your own before mining it")
+    task_cmd = task.add_subparsers(dest="task_command", required=True)
+    check = task_cmd.add_parser("check", help="the task contract (methods, arguments, splits) and a dry run of "
+                                              "extraction and equivalence on the problems' references; no model")
+    check.add_argument("task", nargs="?", metavar="TASK", help="module:Class, or a built-in task name")
+    check.add_argument("--task", dest="task_option", metavar="TASK", help="the same, as an option")
+    check.add_argument("--limit", type=_positive, help="dry-run the first N problems only (default: all)")
 
     costs = commands.add_parser("costs", help="per-pass costs and the speed-up ceiling (cost model)")
     _add_pair_options(costs)
@@ -273,19 +341,16 @@ def build_parser() -> argparse.ArgumentParser:
     costs.add_argument("--llamacpp-costs", default="docs/bench/costs-llamacpp.json")
 
     ev = commands.add_parser("eval", help="accuracy against speed per decoding mode, resumable")
-    ev.add_argument("--task", default="gsm8k", help="gsm8k, mbpp, humaneval or module:Class")
-    ev.add_argument("--split", default="eval")
+    ev.add_argument("--task", default="gsm8k",
+                    help="gsm8k, mbpp, humaneval, naturalqs, squad or module:Class (default: %(default)s)")
+    ev.add_argument("--split", default="eval", help=f"task split: {_SPLIT_HELP} (default: %(default)s)")
     ev.add_argument("--limit", type=_positive, help="first N problems of the split")
     ev.add_argument("--modes", default="target,exact,topk:4,topk:16,judge:0.05,judge:0.2,judge:0.5",
-                    help="comma-separated: target, exact, topk:K, judge:THRESHOLD, judge@RECALL "
-                         "(default: %(default)s)")
-    ev.add_argument("--window", type=_positive, default=16, help="draft tokens per cycle")
+                    help=f"comma-separated modes: {_MODES_HELP} (default: %(default)s)")
+    _add_draft_options(ev)
     ev.add_argument("--parallel", type=_positive, default=1, metavar="N",
                     help="decode N problems side by side, their passes merged (llama.cpp): faster accuracy and "
                          "tokens per cycle; such records are left out of tokens/s (default: %(default)s)")
-    ev.add_argument("--draft-p-min", type=_probability, default=0.0, metavar="P",
-                    help="adaptive draft length: stop drafting before a token the draft gives a probability "
-                         "below P (default: 0, fixed windows)")
     ev.add_argument("--max-new-tokens", type=_positive, help=_BUDGET_HELP)
     ev.add_argument("--judge", metavar="PATH", help="judge file (default: the shipped judge for the task)")
     ev.add_argument("--out", required=True, help="run directory (resumed when it exists)")
@@ -298,28 +363,33 @@ def build_parser() -> argparse.ArgumentParser:
                     help="decode again, with their baselines, the records whose clock ran without them (paused, "
                          "or their core shared), which the report leaves out of tokens/s; run it on a quiet core")
     _add_ray_options(ev, "decode")
-    _add_pair_options(ev)
+    _add_pair_options(ev, decoding=True)
 
     serve = commands.add_parser("serve", help="an OpenAI-compatible HTTP server (chat, completions, streaming)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=_positive, default=8000)
     serve.add_argument("--mode", default="exact", help="default decoding mode; a request may name its own "
                                                        "(default: %(default)s)")
-    serve.add_argument("--window", type=_positive, default=16, help="default draft tokens per cycle")
-    serve.add_argument("--draft-p-min", type=_probability, default=0.0, metavar="P",
-                       help="default adaptive draft length (0: fixed windows)")
-    serve.add_argument("--max-tokens", type=_positive, default=512, help="a request's default budget")
+    serve.add_argument("--window", type=_positive, default=defaults.WINDOW,
+                       help="default draft tokens per cycle (default: %(default)s)")
+    serve.add_argument("--draft-p-min", type=_probability, default=defaults.DRAFT_P_MIN, metavar="P",
+                       help="default adaptive draft length (0: fixed windows; default: %(default)s)")
+    serve.add_argument("--max-tokens", dest="max_new_tokens", type=_positive, default=512,
+                       help="a request's default budget")
     serve.add_argument("--max-waiting", type=_positive, default=16,
                        help="requests that may wait for a slot; one more gets a 503 (default: %(default)s)")
     serve.add_argument("--slots", type=_positive, help="requests that decode at once, their passes merged "
                        "(default: 4 on llama.cpp; torch holds one sequence per model: 1, and more is refused)")
     serve.add_argument("--task", help="serve the judge modes with this task's shipped judge (gsm8k, mbpp)")
     serve.add_argument("--judge", metavar="PATH", help="serve the judge modes with this judge file")
-    _add_pair_options(serve)
+    _add_pair_options(serve, decoding=True)
 
     demo = commands.add_parser("demo", help="answer GSM8K eval problems with the default pair")
     demo.add_argument("--n", type=_positive, default=3)
-    demo.add_argument("--window", type=_positive, default=16)
+    demo.add_argument("--window", type=_positive, default=defaults.WINDOW,
+                      help="draft tokens per cycle (default: %(default)s)")
+    demo.add_argument("--draft-p-min", type=_probability, default=defaults.DRAFT_P_MIN, metavar="P",
+                      help="adaptive draft length (0: fixed windows; default: %(default)s)")
     demo.add_argument("--max-new-tokens", type=_positive, help=_BUDGET_HELP)
     demo.add_argument("--backend", choices=BACKEND_CHOICES, default=AUTO,
                       help="the shipped judge fits the llama.cpp pair (default: %(default)s)")

@@ -104,6 +104,9 @@ class LookupDrafter:
     the old, so the old suffix is an excellent draft); among several matches, the one
     nearest the current position wins. Then the sequence itself, as in prompt-lookup
     decoding. With no match it proposes nothing, and the target decodes one token.
+    Without a reference it is a decoding drafter of its own (`--drafter lookup`): answers
+    that copy from their prompt (code, quotes, extraction) get many tokens per target
+    pass for no model pass at all.
 
     The proposal length adapts: it doubles after a fully accepted proposal and halves
     after a rejection. A wasted draft token is cheap in a torch pass but costs about a
@@ -150,6 +153,8 @@ class LookupDrafter:
             accepted = length - self._proposed_at
             self.length = self.length * 2 if accepted >= self._proposed else max(1, self.length // 2)
             self.length = min(self.length, MAX_WINDOW)
+            # Judged once: a cycle that drafts nothing (a controller's zero) must not judge it again.
+            self._proposed = 0
 
 
 def nearest_match_end(source: Sequence[int], pattern: list[int], limit: int, near: int,

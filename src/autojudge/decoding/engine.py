@@ -17,6 +17,7 @@ from typing import Callable, Sequence
 
 import torch
 
+from autojudge.decoding.controller import DraftLengthController
 from autojudge.decoding.drafters import Drafter, ModelDrafter
 from autojudge.decoding.policies import AcceptancePolicy, Exact, Window
 from autojudge.decoding.sampling import Sampling, speculative_sample
@@ -89,6 +90,7 @@ def generate(
     stop_when: Callable[[list[int]], bool] | None = None,
     draft_p_min: float = 0.0,
     sampling: Sampling | None = None,
+    draft_length: str | DraftLengthController = "fixed",
 ) -> Generation:
     """Decode greedily from `target`, speculating with a draft model or another drafter.
 
@@ -100,6 +102,9 @@ def generate(
     `sampling` (temperature > 0): the target's distribution is sampled, and a draft's
     tokens verified by speculative sampling (autojudge.decoding.sampling), which keeps
     that distribution; only the exact and judge policies go with it.
+    `draft_length` "fixed" drafts up to `window` tokens every cycle; "adaptive" (or a
+    DraftLengthController, e.g. with given costs) chooses each cycle's count, zero
+    included, for the most expected tokens per second (autojudge.decoding.controller).
     """
     if draft is not None and drafter is not None:
         raise ValueError("pass a draft model or a drafter, not both")
@@ -115,6 +120,17 @@ def generate(
         raise ValueError(f"window {window}: at most {MAX_WINDOW} draft tokens per cycle")
     context = _check_prompt(prompt_ids, [target] if draft is None else [target, draft])
     window = window if drafter is not None else 0
+    controller = None
+    if isinstance(draft_length, DraftLengthController):
+        controller = draft_length
+        if drafter is not None and controller.window != window:
+            raise ValueError(f"the controller chooses among {controller.window} draft tokens, the window is {window}")
+    elif draft_length == "adaptive":
+        controller = DraftLengthController(window) if drafter is not None else None
+    elif draft_length != "fixed":
+        raise ValueError(f"draft length {draft_length!r}: fixed or adaptive")
+    if drafter is None:
+        controller = None
     stats = DecodeStats(accept_histogram=[0] * (window + 1))
     start = time.perf_counter()
 
@@ -133,13 +149,17 @@ def generate(
     while len(seq) < limit:
         before = len(seq)
         k = min(window, limit - before - 1)
+        if controller is not None and k > 0:
+            k = min(k, controller.choose())
         drafted, draft_hidden, draft_logits = [], None, None
+        drafting = time.perf_counter()
         if k > 0:
             proposal = drafter.propose(seq, k, stop_ids, policy.needs_hidden, needs_logits, sampling)
             drafted, draft_hidden, draft_logits = proposal.tokens, proposal.hidden, proposal.logits
             stats.draft_forwards += proposal.forwards
             stats.drafted_tokens += len(drafted)
 
+        verifying = time.perf_counter()
         out = target.forward([seq[-1], *drafted])
         stats.target_forwards += 1
         view = Window(
@@ -157,6 +177,9 @@ def generate(
             harmless = policy.harmless(view) if drafted and hasattr(policy, "harmless") else None
             accepted, token, mismatches = speculative_sample(sampling, out.logits, draft_logits, drafted, harmless)
             emitted = drafted[:accepted] + [token]
+        if controller is not None:
+            # The verification's time includes the policy's (a judge's features and scores).
+            controller.observe(len(drafted), accepted, verifying - drafting, time.perf_counter() - verifying)
 
         stats.cycles += 1
         stats.accept_histogram[accepted] += 1

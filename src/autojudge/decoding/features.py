@@ -41,3 +41,38 @@ def logit_features(target_logits: torch.Tensor, draft_logits: torch.Tensor,
 def _entropy(logp: torch.Tensor) -> torch.Tensor:
     # exp(-inf) * -inf is nan: tokens of zero probability contribute nothing.
     return -(logp.exp() * logp.nan_to_num(neginf=0.0)).sum(dim=-1, keepdim=True)
+
+
+# What the training-free rules read at a mismatch, as judge features too: FLy's
+# uncertainty (the entropy of the target's top 3, renormalised) and its agreement test
+# (how many of the following draft tokens the target then matches natively).
+RULE_FEATURES = (
+    "target_top3_entropy",  # entropy (nats) of the target's 3 most likely tokens, renormalised
+    "lookahead",  # draft tokens right after this one that the target matches, at most LOOKAHEAD_CAP
+)
+LOOKAHEAD_CAP = 8
+
+
+def top_entropy(logits: torch.Tensor, top: int) -> torch.Tensor:
+    """[n] entropy (nats) of each row's `top` most likely tokens, renormalised."""
+    logp = torch.log_softmax(logits.float().topk(top, dim=-1).values, dim=-1)
+    return -(logp.exp() * logp).sum(dim=-1)
+
+
+def rule_features(target_logits: torch.Tensor, matches: torch.Tensor) -> torch.Tensor:
+    """[n, len(RULE_FEATURES)] float32 for n consecutive draft positions.
+
+    target_logits[i] is the target's next-token logits where draft token i was proposed;
+    matches[i] says whether draft token i equals the target's own token there. The
+    lookahead of position i counts the matches from i + 1 on, up to the first miss, the
+    window's end or LOOKAHEAD_CAP: near a window's end it can only see what was drafted.
+    """
+    hits = matches.to(torch.bool).tolist()
+    lookahead = []
+    for i in range(len(hits)):
+        run = 0
+        while run < LOOKAHEAD_CAP and i + 1 + run < len(hits) and hits[i + 1 + run]:
+            run += 1
+        lookahead.append(float(run))
+    entropy = top_entropy(target_logits, 3).cpu()
+    return torch.stack([entropy, torch.tensor(lookahead)], dim=-1)

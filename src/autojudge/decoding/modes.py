@@ -23,11 +23,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
+from autojudge.decoding import defaults
+from autojudge.decoding.drafters import LookupDrafter
 from autojudge.decoding.engine import Generation, generate
 from autojudge.decoding.policies import AcceptancePolicy, Exact, FLy, TopK, Typical, number, spelled
 from autojudge.decoding.sampling import Sampling
 from autojudge.models.backend import MAX_WINDOW, ModelPair
-from autojudge.tasks.base import DEFAULT_BUDGET
+
+# New tokens per generation when the caller names no budget. Tasks name their own
+# (autojudge.tasks.base.task_budget), which every command that runs a task passes in.
+DEFAULT_BUDGET = 512
 
 
 @dataclass(frozen=True)
@@ -143,7 +148,11 @@ def judge_mode(threshold: float) -> str:
 
 @dataclass(frozen=True)
 class DecodingOptions:
-    """The numbers a decoding mode runs with, the same for every prompt of a run."""
+    """The numbers a decoding mode runs with, the same for every prompt of a run.
+
+    A library call gets what it asks for: plain fixed windows unless told otherwise. The
+    commands (generate, eval, serve, demo) start from the measured defaults instead,
+    autojudge.decoding.defaults."""
 
     window: int = 8
     """Draft tokens proposed per cycle, 1 to MAX_WINDOW; the target alone ignores it."""
@@ -155,6 +164,14 @@ class DecodingOptions:
     """Adaptive draft length: the draft stops proposing before a token it gives a
     probability below this; 0 drafts the whole window every cycle."""
 
+    draft_length: str = "fixed"
+    """"fixed": up to `window` draft tokens every cycle; "adaptive": the controller
+    (autojudge.decoding.controller) chooses each cycle's count, zero included."""
+
+    drafter: str = "model"
+    """"model": the pair's draft model proposes; "lookup": n-grams of the prompt and the
+    text so far, no draft model (policies reading the draft's states are refused)."""
+
     def __post_init__(self):
         if not 1 <= self.window <= MAX_WINDOW:
             raise ValueError(f"window {self.window}: 1 to {MAX_WINDOW} draft tokens per cycle")
@@ -162,6 +179,10 @@ class DecodingOptions:
             raise ValueError(f"max_new_tokens {self.max_new_tokens}: at least 1")
         if not 0.0 <= self.draft_p_min <= 1.0:
             raise ValueError(f"draft_p_min {self.draft_p_min}: a probability, 0 to 1")
+        if self.draft_length not in defaults.DRAFT_LENGTHS:
+            raise ValueError(f"draft_length {self.draft_length!r}: one of {', '.join(defaults.DRAFT_LENGTHS)}")
+        if self.drafter not in defaults.DRAFTERS:
+            raise ValueError(f"drafter {self.drafter!r}: one of {', '.join(defaults.DRAFTERS)}")
 
 
 def decode(pair: ModelPair, prompt_ids: Sequence[int], mode: str | Mode = "exact",
@@ -176,6 +197,9 @@ def decode(pair: ModelPair, prompt_ids: Sequence[int], mode: str | Mode = "exact
     policy = mode.policy_for(judge)
     if getattr(policy, "judge", None) is not None:  # it reads the target's features: from its layer?
         policy.judge.check_reads(pair.target)
-    return generate(pair.target, prompt_ids, draft=pair.draft, policy=policy, window=options.window,
+    # A lookup needs no draft model: one loaded beside it is left alone.
+    draft, drafter = (None, LookupDrafter()) if options.drafter == "lookup" else (pair.draft, None)
+    return generate(pair.target, prompt_ids, draft=draft, drafter=drafter, policy=policy, window=options.window,
                     max_new_tokens=options.max_new_tokens, stop_ids=pair.stop_ids,
-                    draft_p_min=options.draft_p_min, sampling=sampling, stop_when=stop_when)
+                    draft_p_min=options.draft_p_min, sampling=sampling, stop_when=stop_when,
+                    draft_length=options.draft_length)

@@ -14,7 +14,7 @@ from typing import Protocol
 
 import torch
 
-from autojudge.decoding.features import logit_features
+from autojudge.decoding.features import logit_features, rule_features, top_entropy
 
 
 @dataclass
@@ -48,6 +48,11 @@ class Window:
             raise ValueError("logit features need the draft's logits; this drafter gives none")
         k = len(self.draft_tokens)
         return logit_features(self.target_logits[:k], self.draft_logits, self.draft_tokens)
+
+    @cached_property
+    def rule_features(self) -> torch.Tensor:
+        """[k, len(RULE_FEATURES)]: what FLy reads at each position (autojudge.decoding.features)."""
+        return rule_features(self.target_logits[:len(self.draft_tokens)], self.matches)
 
 
 class AcceptancePolicy(Protocol):
@@ -128,12 +133,6 @@ def keep_with_lookahead(matches: torch.Tensor, harmless: torch.Tensor, lookahead
         if not ok_list[i] or i + lookahead >= k or not all(match_list[i + 1:i + 1 + lookahead]):
             return i
     return k
-
-
-def top_entropy(logits: torch.Tensor, top: int) -> torch.Tensor:
-    """[n] entropy (nats) of each row's `top` most likely tokens, renormalised."""
-    logp = torch.log_softmax(logits.float().topk(top, dim=-1).values, dim=-1)
-    return -(logp.exp() * logp).sum(dim=-1)
 
 
 class FLy:

@@ -35,8 +35,8 @@ from autojudge.evaluation.run import (
     needs_judge,
     register_run,
 )
-from autojudge.mining.distributed import MAX_ATTEMPTS, PairSpec, pin_to_cores, ray_cluster, ray_get, start_failure
 from autojudge.runfiles import host_description
+from autojudge.workers import MAX_ATTEMPTS, PairSpec, pin_to_cores, ray_cluster, ray_get, start_failure
 
 
 class EvalWorker:

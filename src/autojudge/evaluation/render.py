@@ -1,4 +1,9 @@
-"""The report's text from summary rows: a Markdown table with its conclusions, CSV and JSON."""
+"""The report's text from summary rows: a Markdown table with its conclusions, CSV and JSON.
+
+The main table compares modes by ratios measured within a run (so on one machine);
+absolute tokens/s, which depend on the machine, stand in a table of their own with a
+column per machine.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +16,9 @@ from autojudge.evaluation.rows import (
     BaselineRatios,
     EarlierJudge,
     HeadToHead,
+    Machines,
     ModeSummary,
     PairedWithExact,
-    RunSpeed,
     operating_point,
 )
 from autojudge.evaluation.statistics import problems_to_resolve, ratio
@@ -48,7 +53,7 @@ def write_csv(rows: list[ModeSummary], path: Path) -> None:
 
 def markdown_table(rows: list[ModeSummary]) -> str:
     header = ["mode", "problems", "accuracy (95% CI)", "accuracy vs exact (paired 95% CI)", "answer differs from exact",
-              "cut by the budget", "tokens identical to target", "tokens/cycle", "vs exact", "tok/s",
+              "cut by the budget", "tokens identical to target", "tokens/cycle", "vs exact",
               "speed vs target", "speed vs exact", "judged-in tokens /100"]
     cell_rows = []
     for r in rows:
@@ -58,13 +63,13 @@ def markdown_table(rows: list[ModeSummary]) -> str:
         cells = [mode, str(r.problems), accuracy, _versus_exact_text(r.paired_with_exact),
                  _fmt(answer_differs, ".1%"), _fmt(r.cut_fraction, ".1%"), _fmt(r.identical_to_target, ".1%"),
                  _fmt(r.mean_accepted, ".2f"),
-                 _fmt(r.against_exact.accepted, ".2f", "x"), _fmt(r.tokens_per_second, ".2f"),
+                 _fmt(r.against_exact.accepted, ".2f", "x"),
                  _speed_text(r.against_target, r.problems), _speed_text(r.against_exact, r.problems),
                  _fmt(r.accepted_mismatches_per_100_tokens, ".1f")]
         cell_rows.append(cells)
     lines = [_table(header, cell_rows)]
     if len({run for r in rows for run in r.runs.split(", ")}) > 1:
-        lines.append("\nThe records come from more than one run, so tok/s may mix machines. Each speed ratio "
+        lines.append("\nThe records come from more than one run, perhaps on different machines: each speed ratio "
                      "compares records measured in the same run.")
     if any(ratios.speed is not None and ratios.speed_problems < r.problems
            for r in rows for ratios in (r.against_target, r.against_exact)):
@@ -74,18 +79,18 @@ def markdown_table(rows: list[ModeSummary]) -> str:
     return "\n".join(lines)
 
 
-def summary_markdown(rows: list[ModeSummary], best: ModeSummary | None, run_speeds: list[RunSpeed] = (),
+def summary_markdown(rows: list[ModeSummary], best: ModeSummary | None, machines: Machines | None = None,
                      earlier: list[EarlierJudge] = ()) -> str:
-    """The table, then what it comes to: the operating point and the noise floor (and,
-    when the timed runs are several, how fast each one's target alone ran); then, after
-    a judge was retrained, the same for each earlier judge on the problems it finished."""
-    text = _conclusions(rows, best, run_speeds)
+    """The table, then tokens/s machine by machine, then what it comes to: the operating
+    point and the noise floor; then, after a judge was retrained, the same for each
+    earlier judge on the problems it finished."""
+    text = _conclusions(rows, best, machines)
     for e in earlier:
         # Kept because re-decoding every judge mode takes long: until the current judge
         # has caught up, its table stands on fewer problems than its predecessor's.
         text += (f"\n\n### Earlier judge {e.judge[:12]}...\n\nIts judge-mode records, from before the judge was "
                  f"retrained, beside every other mode on the {e.problems} problems all of them finished:\n\n"
-                 + _conclusions(e.rows, operating_point(e.rows)))
+                 + _conclusions(e.rows, operating_point(e.rows), machines))
         if e.head_to_head:
             text += ("\n\nThe current judge against it, mode by mode, on the problems both decoded:\n\n"
                      + head_to_head_table(e.head_to_head))
@@ -101,22 +106,37 @@ def head_to_head_table(rows: list[HeadToHead]) -> str:
                             _fmt(ratio(h.mean_accepted, h.earlier_mean_accepted), ".2f", "x")] for h in rows])
 
 
+def machine_speeds(rows: list[ModeSummary], machines: Machines) -> str:
+    """Tokens/s in a column per machine (the same machine type is not the same speed:
+    with AVX-512 and without, llama.cpp's quantized kernels differ about 3x)."""
+    names = [name for name in machines.names() if any(s.machine == name for r in rows for s in r.speed_by_machine)]
+    text = ""
+    if names:
+        cells = [[r.mode] + [next((f"{s.tokens_per_second:.2f} ({s.problems})" for s in r.speed_by_machine
+                                   if s.machine == name), "-") for name in names] for r in rows]
+        text += ("\n\nTokens/s, a column per machine (in brackets, the problems timed on it; runs count by "
+                 "their problems, not their seconds):\n\n" + _table(["mode"] + [f"tok/s on {n}" for n in names], cells))
+    unknown = []
+    if machines.unknown_runs:
+        unknown.append(f"{machines.unknown_runs} run{'s' if machines.unknown_runs != 1 else ''} that named no host")
+    if machines.unnamed_records:
+        unknown.append("the records from before runs were named")
+    if unknown:
+        text += (f"\n\nLeft out of tokens/s, their machines unknown: {' and '.join(unknown)}. They count in the "
+                 "speed ratios, each record against baselines of its own run.")
+    return text
+
+
 def _table(header: list[str], rows: list[list[str]]) -> str:
     """A Markdown table: the header, its rule, a line per row of cells."""
     return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
                      + ["| " + " | ".join(cells) + " |" for cells in rows])
 
 
-def _conclusions(rows: list[ModeSummary], best: ModeSummary | None, run_speeds: list[RunSpeed] = ()) -> str:
+def _conclusions(rows: list[ModeSummary], best: ModeSummary | None, machines: Machines | None = None) -> str:
     text = markdown_table(rows)
-    if len(run_speeds) > 1:
-        slow, fast = (f"{r.tokens_per_second:.1f} (run {r.run}, {r.problems} problem{'s' if r.problems != 1 else ''}"
-                      f"{'; ' + r.host if r.host else ''})"
-                      for r in (min(run_speeds, key=lambda r: r.tokens_per_second),
-                                max(run_speeds, key=lambda r: r.tokens_per_second)))
-        text += (f"\n\nThe target alone ran at {slow} to {fast} tok/s over {len(run_speeds)} timed runs. "
-                 "Tok/s and speed ratios pool the records of each run, and runs count by their problems, not "
-                 "their seconds.")
+    if machines is not None:
+        text += machine_speeds(rows, machines)
     if best is not None:
         text += (f"\n\n{OPERATING_POINT}: {best.mode}, "
                  f"{_fmt(best.against_exact.accepted, '.2f', 'x')} the accepted tokens per cycle of exact, "

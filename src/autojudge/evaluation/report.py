@@ -8,16 +8,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from autojudge.evaluation.methods import Method
 from autojudge.evaluation.plot import plot
 from autojudge.evaluation.render import summary_json, summary_markdown, write_csv
-from autojudge.evaluation.rows import (
-    ModeSummary,
-    earlier_judges,
-    operating_point,
-    summarize,
-    target_speed_by_run,
-)
+from autojudge.evaluation.rows import Machines, ModeSummary, earlier_judges, operating_point, summarize
 from autojudge.runfiles import read_records
+
+
+def report_title(meta: dict, methods: list[Method]) -> str:
+    """The plot's title: task and split, and the window unless every method names its own."""
+    return f"{meta['task']} {meta['split']}" + ("" if all(m.window for m in methods) else f", window {meta['window']}")
 
 
 def write_report(records: list[dict], modes: list[str], out: Path, *, title: str, meta: dict,
@@ -25,14 +25,16 @@ def write_report(records: list[dict], modes: list[str], out: Path, *, title: str
     """The report on `records`; `judged_earlier`, {fingerprint: judge-mode records} of
     judges since retrained, adds each one's comparison (summary.md, summary.json and a
     plot tradeoff-judge-<fingerprint>.png of its own)."""
-    rows = summarize(records, modes)
+    # runs.jsonl is absent for evaluations begun before runs named their host.
+    hosts = {r["run"]: r["host"] for r in read_records(out / "runs.jsonl")}
+    every_record = records + [r for judged in (judged_earlier or {}).values() for r in judged]
+    machines = Machines.of(every_record, hosts)
+    rows = summarize(records, modes, machines)
     best = operating_point(rows)
-    earlier = earlier_judges(records, modes, judged_earlier or {})
+    earlier = earlier_judges(records, modes, judged_earlier or {}, machines)
     (out / "summary.json").write_text(summary_json(rows, best, meta, earlier))
     write_csv(rows, out / "summary.csv")
-    runs = out / "runs.jsonl"  # absent for evaluations begun before runs named their host
-    hosts = {r["run"]: r["host"] for r in read_records(runs)} if runs.exists() else {}
-    (out / "summary.md").write_text(summary_markdown(rows, best, target_speed_by_run(records, hosts), earlier) + "\n")
+    (out / "summary.md").write_text(summary_markdown(rows, best, machines, earlier) + "\n")
     plot(rows, out / "tradeoff.png", f"{title}, {rows[0].problems} problems")
     for e in earlier:
         plot(e.rows, out / f"tradeoff-judge-{e.judge[:8]}.png",

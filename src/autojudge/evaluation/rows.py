@@ -7,7 +7,8 @@ meet in one ratio, a problem whose baseline was measured in another run is left 
 of that ratio, with the count shown, and runs weigh by their problems, not their
 seconds (a slow machine's run counts as much per problem as a fast one's). A method
 on a named runtime is set against the baselines of that runtime (and, for exact, of
-its window): `Method.baseline`.
+its window): `Method.baseline`. Absolute tokens/s are given per machine (`Machines`),
+never pooled across machines.
 """
 
 from __future__ import annotations
@@ -17,16 +18,49 @@ from dataclasses import dataclass, fields
 from autojudge.decoding.engine import is_cut
 from autojudge.evaluation.methods import parse_method
 from autojudge.evaluation.statistics import (
-    group_by_run,
     paired_accuracy_difference,
     paired_speed_ratio,
     per,
     ratio,
     single_stream,
-    tokens_per_second,
     tokens_per_second_by_run,
     wilson,
 )
+
+
+@dataclass(frozen=True)
+class Machines:
+    """Which machine timed each run, where that is known: the host runs.jsonl names for
+    the run, or, in a report of which a single run named no host, that run (one run is
+    one machine). Several runs that named no host could be any machines, and records
+    from before runs were named any number of them: their tokens/s are shown nowhere."""
+    of_run: dict[str, str]  # {run: its machine}
+    unknown_runs: int  # the named runs whose machine is not known
+    unnamed_records: bool = False  # whether some records come from before runs were named
+
+    @classmethod
+    def of(cls, records: list[dict], hosts: dict[str, str] | None = None) -> Machines:
+        """The machines of `records`' runs, from `hosts` ({run: host}, runs.jsonl's)."""
+        hosts = hosts or {}
+        runs = list(dict.fromkeys(r.get("run") for r in records))
+        unknown = [run for run in runs if run not in hosts and run is not None]
+        of_run = {run: hosts[run] for run in runs if run in hosts}
+        if len(unknown) == 1 and None not in runs:
+            of_run[unknown[0]] = f"run {unknown[0]} (host not recorded)"
+            unknown = []
+        return cls(of_run, len(unknown), None in runs)
+
+    def names(self) -> list[str]:
+        """Each machine once, in the order the records first name it."""
+        return list(dict.fromkeys(self.of_run.values()))
+
+
+@dataclass(frozen=True)
+class MachineSpeed:
+    """A mode's single-stream tokens/s on one machine, over the problems it timed there."""
+    machine: str
+    problems: int
+    tokens_per_second: float
 
 
 @dataclass(frozen=True)
@@ -55,7 +89,9 @@ class ModeSummary:
     ci_low: float  # Wilson 95% interval of the accuracy
     ci_high: float
     mean_accepted: float | None  # tokens per cycle, that is per target pass
-    tokens_per_second: float | None  # single-stream: records batched or stalled are left out
+    # Single-stream tokens/s, machine by machine: records batched or stalled, and those of
+    # runs whose machine is not known, are left out.
+    speed_by_machine: tuple[MachineSpeed, ...]
     accepted_mismatches_per_100_tokens: float | None
     mean_length: float | None
     # Stopped at the budget: such an "answer" is whatever stood last at the cut.
@@ -75,6 +111,12 @@ class ModeSummary:
         return parse_method(self.mode).lossless
 
     @property
+    def tokens_per_second(self) -> float | None:
+        """Single-stream tokens/s when one machine timed every timed record of the mode;
+        None when none or several did (figures of two machines do not average)."""
+        return self.speed_by_machine[0].tokens_per_second if len(self.speed_by_machine) == 1 else None
+
+    @property
     def accuracy_vs_exact(self) -> float | None:
         return self.paired_with_exact.accuracy_difference if self.paired_with_exact else None
 
@@ -82,6 +124,9 @@ class ModeSummary:
         """The row as summary.json and summary.csv write it: flat, the keys in this order,
         and the keys paired with exact only when exact decoding was among the modes."""
         row = {name: getattr(self, name) for name in _SCALAR_FIELDS}
+        for speed in self.speed_by_machine:
+            row[f"tokens_per_second on {speed.machine}"] = speed.tokens_per_second
+            row[f"timed_problems on {speed.machine}"] = speed.problems
         if self.paired_with_exact is not None:
             paired = self.paired_with_exact
             row.update(accuracy_vs_exact=paired.accuracy_difference, vs_exact_ci_low=paired.ci_low,
@@ -93,11 +138,14 @@ class ModeSummary:
         return row
 
 
-_NESTED_FIELDS = ("paired_with_exact", "against_target", "against_exact")
+_NESTED_FIELDS = ("speed_by_machine", "paired_with_exact", "against_target", "against_exact")
 _SCALAR_FIELDS = tuple(f.name for f in fields(ModeSummary) if f.name not in _NESTED_FIELDS)
 
 
-def summarize(records: list[dict], modes: list[str]) -> list[ModeSummary]:
+def summarize(records: list[dict], modes: list[str], machines: Machines | None = None) -> list[ModeSummary]:
+    """A row per mode; `machines` (default: from the records' runs alone, no host known)
+    say which records' tokens/s may stand together."""
+    machines = machines or Machines.of(records)
     # The latest record of a (mode, problem) stands for it (records come in the order
     # they were measured); earlier ones stay available as baselines of their own run.
     by_problem: dict[int, dict[str, dict]] = {}
@@ -109,26 +157,7 @@ def summarize(records: list[dict], modes: list[str]) -> list[ModeSummary]:
     complete = [runs for runs in by_problem.values() if all(m in runs for m in modes)]
     runs_of = {mode: [runs[mode] for runs in complete] for mode in modes}
     mean_accepted = {mode: _mean_accepted(runs) for mode, runs in runs_of.items()}
-    return [_summary(mode, runs_of, measured, mean_accepted) for mode in modes]
-
-
-@dataclass(frozen=True)
-class RunSpeed:
-    """How fast one run's machine decoded: the target alone, timed single-stream."""
-    run: str
-    problems: int
-    tokens_per_second: float
-    host: str | None = None  # its CPU (runfiles.host_description), when the run recorded it
-
-
-def target_speed_by_run(records: list[dict], hosts: dict[str, str] | None = None) -> list[RunSpeed]:
-    """Per timed run, in the order the runs began: a report's reader sees how far apart
-    the machines of the runs it pools were (and, from `hosts`, {run: CPU}, on what)."""
-    timed = [r for r in records if r["mode"] == "target" and single_stream(r)]
-    speeds = [(run, runs, tokens_per_second(runs))
-              for run, runs in group_by_run(timed, run_of=lambda r: r.get("run") or "unnamed").items()]
-    return [RunSpeed(run, len({r["problem"] for r in runs}), speed, (hosts or {}).get(run))
-            for run, runs, speed in speeds if speed]
+    return [_summary(mode, runs_of, measured, mean_accepted, machines) for mode in modes]
 
 
 @dataclass(frozen=True)
@@ -158,12 +187,13 @@ class EarlierJudge:
         return self.rows[0].problems
 
 
-def earlier_judges(records: list[dict], modes: list[str], judged_by: dict[str, list[dict]]) -> list[EarlierJudge]:
+def earlier_judges(records: list[dict], modes: list[str], judged_by: dict[str, list[dict]],
+                   machines: Machines | None = None) -> list[EarlierJudge]:
     """One EarlierJudge per fingerprint in `judged_by` ({judge: its judge-mode records})
     that finished every mode of some problem, most problems first. `records` are the
     current report's: their modes that no judge decodes stand beside each earlier judge."""
     unjudged = [r for r in records if r.get("judge") is None]
-    found = [EarlierJudge(judge, summarize(unjudged + judged, modes), head_to_head(records, judged, modes))
+    found = [EarlierJudge(judge, summarize(unjudged + judged, modes, machines), head_to_head(records, judged, modes))
              for judge, judged in judged_by.items()]
     return sorted((e for e in found if e.problems), key=lambda e: -e.problems)
 
@@ -193,7 +223,7 @@ def operating_point(rows: list[ModeSummary], max_drop: float = 0.01) -> ModeSumm
 
 
 def _summary(mode: str, runs_of: dict[str, list[dict]], measured: dict,
-             mean_accepted: dict[str, float | None]) -> ModeSummary:
+             mean_accepted: dict[str, float | None], machines: Machines) -> ModeSummary:
     runs, method = runs_of[mode], parse_method(mode)
     target, exact = method.baseline("target"), method.baseline("exact")
     n, tokens = len(runs), sum(r["new_tokens"] for r in runs)
@@ -202,7 +232,7 @@ def _summary(mode: str, runs_of: dict[str, list[dict]], measured: dict,
     target_runs, exact_runs = runs_of.get(target), runs_of.get(exact)
     return ModeSummary(
         mode=mode, problems=n, accuracy=per(correct, n), ci_low=low, ci_high=high,
-        mean_accepted=mean_accepted[mode], tokens_per_second=tokens_per_second_by_run(runs),
+        mean_accepted=mean_accepted[mode], speed_by_machine=_speed_by_machine(runs, machines),
         accepted_mismatches_per_100_tokens=per(100 * sum(r.get("accepted_mismatches", 0) for r in runs), tokens),
         mean_length=per(tokens, n), cut_fraction=_cut_fraction(runs),
         threshold=next((r.get("threshold") for r in runs), None),
@@ -211,6 +241,14 @@ def _summary(mode: str, runs_of: dict[str, list[dict]], measured: dict,
         paired_with_exact=None if exact_runs is None else _paired_with_exact(mode == exact, runs, exact_runs),
         against_target=_against(mode, runs, target, measured, mean_accepted),
         against_exact=_against(mode, runs, exact, measured, mean_accepted))
+
+
+def _speed_by_machine(runs: list[dict], machines: Machines) -> tuple[MachineSpeed, ...]:
+    timed = [r for r in runs if single_stream(r) and r.get("run") in machines.of_run]
+    on = {name: [r for r in timed if machines.of_run[r["run"]] == name] for name in machines.names()}
+    speeds = [(name, len({r["problem"] for r in records}), tokens_per_second_by_run(records))
+              for name, records in on.items() if records]
+    return tuple(MachineSpeed(name, problems, speed) for name, problems, speed in speeds if speed)
 
 
 def _cut_fraction(runs: list[dict]) -> float | None:

@@ -29,14 +29,14 @@ from autojudge.decoding.modes import DecodingOptions, decode
 from autojudge.errors import AutojudgeError
 from autojudge.evaluation.adapters import ADAPTERS
 from autojudge.evaluation.methods import Method, parse_method, parse_methods
-from autojudge.evaluation.report import write_report
+from autojudge.evaluation.report import report_title, write_report
 from autojudge.evaluation.rows import ModeSummary
 from autojudge.evaluation.statistics import stalled
-from autojudge.mining.run import run_side_by_side
 from autojudge.models.backend import ModelPair
 from autojudge.prompting import chat_prompt_ids
 from autojudge.runfiles import append_record, check_meta, host_description, read_records, run_lock
 from autojudge.tasks.base import Problem, Task, task_budget
+from autojudge.workers import run_side_by_side
 
 
 def run_eval(pair: ModelPair | None, task: Task, split: str, modes: list[str | Method], out: str | Path,
@@ -126,12 +126,14 @@ def evaluate(task: Task, split: str, methods: list[Method], out: str | Path, opt
             "max_new_tokens": options.max_new_tokens}
     if options.draft_p_min:  # adaptive draft lengths (absent from fixed-window runs' meta)
         meta["draft_p_min"] = options.draft_p_min
+    if options.draft_length != "fixed":  # the controller (absent from fixed-length runs' meta)
+        meta["draft_length"] = options.draft_length
+    if options.drafter != "model":  # a lookup drafter (absent from draft-model runs' meta)
+        meta["drafter"] = options.drafter
     with run_lock(out, "evaluation"):
         check_meta(out, meta, "evaluation")
         records_path = out / "records.jsonl"
-        records, others = [], []
-        for r in read_records(records_path):
-            (records if not needs_judge(r["mode"]) or r.get("judge") == fingerprint else others).append(r)
+        records, others = judged_apart(read_records(records_path), fingerprint)
         done = {(r["mode"], r["problem"]) for r in records}
         if retime:  # the latest record of a (mode, problem) stands for it in the report
             latest = {(r["mode"], r["problem"]): r for r in records}
@@ -168,13 +170,26 @@ def evaluate(task: Task, split: str, methods: list[Method], out: str | Path, opt
                 problem = by_id[record["problem"]]
                 record["correct"] = task.is_correct(record["text"], problem)
                 record["answer"] = task.extract_answer(record["text"], problem)
-        title = f"{task.name} {split}" + ("" if all(m.window for m in methods) else f", window {options.window}")
-        judged_earlier: dict[str, list[dict]] = {}
-        for record in others:
-            if record["mode"] in modes:
-                judged_earlier.setdefault(record["judge"], []).append(record)
-        return write_report(records, modes, out, title=title, meta={**meta, "judge": fingerprint},
-                            judged_earlier=judged_earlier)
+        return write_report(records, modes, out, title=report_title(meta, methods), meta={**meta, "judge": fingerprint},
+                            judged_earlier=by_judge(others, modes))
+
+
+def judged_apart(records: list[dict], fingerprint: str | None) -> tuple[list[dict], list[dict]]:
+    """`records` split in two: those of the judge `fingerprint` names, with every record
+    that no judge decodes; and the judge-mode records of other judges."""
+    current, others = [], []
+    for r in records:
+        (current if not needs_judge(r["mode"]) or r.get("judge") == fingerprint else others).append(r)
+    return current, others
+
+
+def by_judge(others: list[dict], modes: list[str]) -> dict[str, list[dict]]:
+    """Other judges' records of `modes`, {fingerprint: its records}: write_report's `judged_earlier`."""
+    judged: dict[str, list[dict]] = {}
+    for record in others:
+        if record["mode"] in modes:
+            judged.setdefault(record["judge"], []).append(record)
+    return judged
 
 
 def eval_options(options: DecodingOptions | None, task: Task) -> DecodingOptions:

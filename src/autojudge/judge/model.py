@@ -18,7 +18,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import safe_open, save_file
 
-from autojudge.decoding.features import LOGIT_FEATURES
+from autojudge.decoding.features import LOGIT_FEATURES, RULE_FEATURES
 from autojudge.errors import AutojudgeError
 from autojudge.models.backend import feature_layer_name
 from autojudge.models.registry import same_weights
@@ -31,12 +31,15 @@ VERSION = 1
 FEATURE_SETS = {
     "draft": ("draft",), "target": ("target",), "hidden": ("draft", "target"), "both": ("draft", "target"),
     "logits": ("logits",), "target+logits": ("target", "logits"), "all": ("draft", "target", "logits"),
+    # With the training-free rules' features (FLy's top-3 entropy and lookahead; autojudge rule-features).
+    "logits+rules": ("logits", "rules"), "target+logits+rules": ("target", "logits", "rules"),
 }
 
 
 def feature_width(features: str, hidden: dict) -> int:
     """Columns of a feature set, given the two models' hidden sizes."""
-    return sum(len(LOGIT_FEATURES) if group == "logits" else hidden[group] for group in FEATURE_SETS[features])
+    widths = {"logits": len(LOGIT_FEATURES), "rules": len(RULE_FEATURES), **hidden}
+    return sum(widths[group] for group in FEATURE_SETS[features])
 
 
 class JudgeError(AutojudgeError):

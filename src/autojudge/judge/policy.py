@@ -39,7 +39,8 @@ class JudgePolicy:
         """[k] bool: the judge's P(important) is below the threshold (with sampling, such a
         draft token is kept even where speculative sampling rejects it)."""
         parts = {"draft": window.draft_hidden, "target": window.target_hidden,
-                 "logits": window.logit_features if self.needs_draft_logits else None}
+                 "logits": window.logit_features if self.needs_draft_logits else None,
+                 "rules": window.rule_features if "rules" in self.judge.groups else None}
         # On a mixed pair a draft-only judge scores on the draft's device, not the target's.
         return (self.judge.prob_important(parts) < self.threshold).to(window.matches.device)
 

@@ -9,6 +9,7 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from autojudge.errors import AutojudgeError
+from autojudge.judge.baselines import rules_markdown
 from autojudge.judge.train import (
     FOLDS,
     MinedData,
@@ -55,13 +56,19 @@ def auc_report(data: MinedData, seed: int = 0, fractions=(0.25, 0.5, 0.75, 1.0),
     order = np.unique(data.problem)
     np.random.default_rng(seed).shuffle(order)
     rank = {problem: i for i, problem in enumerate(order)}
-    curve = []
+    curve, sizes_done = [], set()
     for fraction in fractions:
-        smaller = []
+        smaller, sizes = [], []
         for train, val in splits:
             problems = sorted(set(data.problem[train].tolist()), key=rank.get)
             chosen = problems[: max(2, int(round(fraction * len(problems))))]
             smaller.append((train[np.isin(data.problem[train], chosen)], val))
+            sizes.append(len(chosen))
+        # With few problems, several fractions round to the same problems per fold:
+        # one row each, not the same row again.
+        if tuple(sizes) in sizes_done:
+            continue
+        sizes_done.add(tuple(sizes))
         try:
             results = cross_validate(data, curve_features, smaller)
         except AutojudgeError:  # a fold this small lacks one of the labels
@@ -139,6 +146,9 @@ def auc_markdown(report: dict) -> str:
             lines += ["", f"{difference['features']}: {difference['with']:.3f} with them against "
                           f"{difference['without']:.3f} without, {difference['with'] - difference['without']:+.3f} "
                           f"(95% bootstrap by problem {difference['low']:+.3f} to {difference['high']:+.3f})."]
+    if rules := report.get("one_position_rules"):
+        lines += ["", "Rules that need no training, each one logit feature at the mismatch, on the same labels "
+                      "(the direction read off them):", "", rules_markdown(rules)]
     curve = report.get("curve_features", "hidden")
     lines += ["", f"| training problems per fold | training mismatches per fold | ROC-AUC ({curve}) |",
               "|---|---|---|"]

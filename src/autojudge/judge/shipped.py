@@ -21,16 +21,32 @@ def shipped_judge_path(task: str) -> Path:
     return SHIPPED_DIR / f"{JUDGE_FOR_TASK.get(task, task)}-llamacpp.safetensors"
 
 
-def load_judge(pair: ModelPair, path: str | Path | None = None, task: str = "gsm8k") -> Judge:
-    """The judge at `path`, or the shipped one for `task`; refused unless it fits `pair`."""
-    if path is None:
-        path = shipped_judge_path(task)
-        if not path.exists():
-            raise JudgeError(f"no judge is shipped for task {task!r}; mine and train one "
-                             "(autojudge mine, autojudge train) and pass --judge")
+def shipped_judge_for(task: str | None) -> Path:
+    """The shipped judge's file for `task`, or one line saying that none is (checked
+    before a model loads)."""
+    if task is None or task not in JUDGE_FOR_TASK or not shipped_judge_path(task).exists():
+        raise JudgeError(f"no judge is shipped for {'this prompt' if task is None else f'task {task!r}'}; "
+                         "pass --judge with one you trained (autojudge mine, then autojudge train)")
+    return shipped_judge_path(task)
+
+
+def load_judge(pair: ModelPair, path: str | Path | None = None, task: str | None = "gsm8k") -> Judge:
+    """The judge at `path`, or the shipped one for `task`; refused unless it fits `pair`.
+
+    A shipped judge serves only the task and the pair it was trained on: on another
+    task's mismatches or another pair's features its scores mean nothing."""
+    shipped = path is None
+    if shipped:
+        path = shipped_judge_for(task)
     judge = Judge.load(path)
-    judge.check_compatible(_described_reading(pair, judge.feature_layer), pair.draft.hidden_size,
-                           pair.target.hidden_size)
+    try:
+        judge.check_compatible(_described_reading(pair, judge.feature_layer), pair.draft.hidden_size,
+                               pair.target.hidden_size)
+    except JudgeError as exc:
+        if not shipped:
+            raise
+        raise JudgeError(f"the judge shipped for {task} was trained on another pair ({exc}); pass --judge with one "
+                         "trained on this pair (autojudge mine, then autojudge train)") from None
     # The target reads the judge's layer from now on (a pair serves the judge loaded last;
     # decoding with an earlier one is refused: Judge.check_reads).
     pair.target.read_features_from(judge.feature_layer)

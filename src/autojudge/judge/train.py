@@ -27,11 +27,15 @@ from sklearn.model_selection import GroupKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from autojudge.decoding.features import LOGIT_FEATURES
+from autojudge.decoding.features import LOGIT_FEATURES, RULE_FEATURES
 from autojudge.errors import AutojudgeError
 from autojudge.judge.model import FEATURE_SETS, Judge
 from autojudge.models.backend import feature_layer_name
-from autojudge.runfiles import read_records
+from autojudge.runfiles import RULE_FEATURES_DIR, changed_settings, read_records
+
+# meta.json keys that older mining runs lack (autojudge.mining.store.RECORDED_LATER;
+# the judge does not import mining).
+RECORDED_LATER = ("task_fingerprint",)
 
 C_GRID = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
 FOLDS = 5
@@ -45,6 +49,9 @@ class MinedData:
     problem: np.ndarray  # [n] problem ids, for the split
     meta: dict  # the mining run's meta.json
     logits: np.ndarray | None = None  # [n, len(LOGIT_FEATURES)]; None for runs mined without them
+    # [n, len(RULE_FEATURES)] from the run's rules/ (autojudge rule-features); NaN rows for
+    # problems without them, None when no problem has them.
+    rules: np.ndarray | None = None
 
     def features(self, which: str) -> np.ndarray:
         if which not in FEATURE_SETS:
@@ -53,18 +60,24 @@ class MinedData:
         if "logits" in groups and self.logits is None:
             raise AutojudgeError(f"feature set {which!r} needs logit features, which this mining run "
                                  "lacks (mined before they were recorded); choose draft, target or hidden")
-        parts = {"draft": self.draft, "target": self.target, "logits": self.logits}
+        if "rules" in groups and (self.rules is None or np.isnan(self.rules).any()):
+            missing = len(self.important) if self.rules is None else int(np.isnan(self.rules).any(axis=1).sum())
+            raise AutojudgeError(f"feature set {which!r} needs the rules' features, which {missing} labels lack; "
+                                 "run `autojudge rule-features --data RUN` on the mining runs first")
+        parts = {"draft": self.draft, "target": self.target, "logits": self.logits, "rules": self.rules}
         return np.concatenate([parts[group] for group in groups], axis=1)
 
     def select(self, keep: np.ndarray) -> MinedData:
         """The labels where `keep` (a bool per label) is true."""
         return MinedData(self.draft[keep], self.target[keep], self.important[keep], self.problem[keep], self.meta,
-                         None if self.logits is None else self.logits[keep])
+                         None if self.logits is None else self.logits[keep],
+                         None if self.rules is None else self.rules[keep])
 
     def feature_sets(self) -> list[str]:
         """The feature sets this data can train (one name each: "both" is "hidden")."""
         return [name for name, groups in FEATURE_SETS.items()
-                if name != "both" and ("logits" not in groups or self.logits is not None)]
+                if name != "both" and ("logits" not in groups or self.logits is not None)
+                and ("rules" not in groups or (self.rules is not None and not np.isnan(self.rules).any()))]
 
 
 def load_mined(run_dirs: str | Path | list) -> MinedData:
@@ -74,13 +87,21 @@ def load_mined(run_dirs: str | Path | list) -> MinedData:
     parts = [_load_one(d) for d in run_dirs]
     seen = set(parts[0].problem.tolist())
     for run_dir, part in zip(run_dirs[1:], parts[1:]):
-        if _settings(part.meta) != _settings(parts[0].meta):
-            raise AutojudgeError(f"{run_dir} was mined with other settings than {run_dirs[0]}")
+        if changed := changed_settings(*_comparable(_settings(parts[0].meta), _settings(part.meta))):
+            raise AutojudgeError(f"{run_dir} was mined with other settings than {run_dirs[0]}: {'; '.join(changed)}")
         if overlap := set(part.problem.tolist()) & seen:
             raise AutojudgeError(f"{run_dir} repeats problems of another run directory "
                                  f"(e.g. {sorted(overlap)[:3]}); give each shard its own problems")
         seen |= set(part.problem.tolist())
     return _joined(parts, parts[0].meta)
+
+
+def _comparable(first: dict, other: dict) -> tuple[dict, dict]:
+    """Two runs' settings less those one of them did not record (a run mined before
+    task fingerprints were recorded trains beside newer ones)."""
+    unrecorded = {k for k in RECORDED_LATER if (k in first) != (k in other)}
+    return ({k: v for k, v in first.items() if k not in unrecorded},
+            {k: v for k, v in other.items() if k not in unrecorded})
 
 
 def _settings(meta: dict) -> dict:
@@ -93,19 +114,24 @@ def _settings(meta: dict) -> dict:
 def _joined(parts: list[MinedData], meta: dict) -> MinedData:
     """The parts' labels one after another; logit features only if every part has them."""
     logits = [part.logits for part in parts]
+    rules = [part.rules if part.rules is not None else np.full((len(part.important), len(RULE_FEATURES)), np.nan)
+             for part in parts]
     return MinedData(*(np.concatenate([getattr(part, f) for part in parts])
                        for f in ("draft", "target", "important", "problem")), meta,
-                     None if any(x is None for x in logits) else np.concatenate(logits))
+                     None if any(x is None for x in logits) else np.concatenate(logits),
+                     None if all(part.rules is None for part in parts) else np.concatenate(rules))
 
 
 def _load_one(run_dir: str | Path, keep=None) -> MinedData:
     """`keep(record)`, when given, says which of a problem's mismatches to load (a list of bools)."""
     root = Path(run_dir)
+    if not root.is_dir():
+        raise AutojudgeError(f"{run_dir}: no such directory (give a run directory written by autojudge mine)")
     for name in ("meta.json", "problems.jsonl"):
         if not (root / name).is_file():
             raise AutojudgeError(f"{run_dir}: not a mining run ({root / name} is missing)")
     meta = json.loads((root / "meta.json").read_text())
-    draft, target, logits, important, problem = [], [], [], [], []
+    draft, target, logits, rules, important, problem = [], [], [], [], [], []
     # Read-only: the run may still be mining, its last line half written.
     for record in read_records(root / "problems.jsonl", repair=False):
         chosen = np.array(keep(record) if keep else [True] * len(record["mismatches"]), dtype=bool)
@@ -121,14 +147,19 @@ def _load_one(run_dir: str | Path, keep=None) -> MinedData:
         target.append(tensors["target"].float().numpy()[chosen])
         if "logits" in tensors:
             logits.append(tensors["logits"].float().numpy()[chosen])
+        rule_file = root / RULE_FEATURES_DIR / f"{record['problem_id']}.safetensors"
+        rules.append(load_file(str(rule_file))["rules"].numpy()[chosen] if rule_file.exists()
+                     else np.full((int(chosen.sum()), len(RULE_FEATURES)), np.nan))
         important += [m["important"] for m, kept in zip(record["mismatches"], chosen) if kept]
         problem += [record["problem_id"]] * int(chosen.sum())
     if not important:
         raise AutojudgeError(f"{run_dir}: no labelled mismatches yet")
     if logits and len(logits) != len(draft):
         raise AutojudgeError(f"{run_dir}: some problems have logit features and some do not")
+    rules = np.concatenate(rules)
     return MinedData(np.concatenate(draft), np.concatenate(target), np.array(important, dtype=bool),
-                     np.array(problem), meta, np.concatenate(logits) if logits else None)
+                     np.array(problem), meta, np.concatenate(logits) if logits else None,
+                     None if np.isnan(rules).all() else rules)
 
 
 # Tokens a response's text may count above its generated ids when tokenized again.
@@ -328,6 +359,7 @@ def train_judge(data: MinedData, features: str = "hidden", c_grid=C_GRID, seed: 
                   + f"; hidden states: the target's {feature_layer_name(target_layer)} and the draft's final norm, "
                     "after reading the draft token",
         "logit_features": list(LOGIT_FEATURES),
+        "rule_features": list(RULE_FEATURES),
         "C": c, "validation_auc": results[c][0], "auc_by_C": {str(k): auc for k, (auc, _) in results.items()},
         "train": {"mismatches": int(len(y)), "problems": int(len(np.unique(training.problem)))},
         "validation": {"method": f"{len(splits)}-fold cross-validation by problem",

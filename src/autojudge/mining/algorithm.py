@@ -67,6 +67,9 @@ class LabelledMismatch:
     # When the second regeneration overturned the first: the answer the first gave (the
     # label's own alt_answer is then the second's), to read what the runtime's noise did.
     overturned_answer: str | None = None
+    # Tokens of the regenerated response (None: settled, nothing regenerated): the
+    # lengths a budget is judged by (autojudge.mining.budget).
+    regeneration_tokens: int | None = None
     # For a task whose answers a model compares: its probability that the two responses
     # give the same answer (None: no model was asked, e.g. identical answer lines).
     same_probability: float | None = None
@@ -85,6 +88,7 @@ class MinedProblem:
     target_passes: int = 0
     first_answer_stop: str | None = None  # how the target's first answer ended (see regeneration_stop)
     response_stop: str | None = None  # how the final response ended
+    first_answer_tokens: int | None = None  # tokens of the target's first answer
 
 
 def next_token_predictions(model: CausalLM, seq: Sequence[int], first: int) -> list[int]:
@@ -172,7 +176,7 @@ class Miner:
         unfinished = stop_reason == "settled"
         answer = self.task.extract_answer(self.decode(y), self.problem)
         result = MinedProblem(self.problem.id, answer, self.decode(y), list(y), first_answer_stop=stop_reason,
-                              response_stop=stop_reason)
+                              response_stop=stop_reason, first_answer_tokens=len(y))
         if answer is None:  # nothing to compare against: no labels from this problem
             result.target_passes = self.passes
             return result
@@ -211,7 +215,8 @@ class Miner:
             result.mismatches.append(LabelledMismatch(t, self.y[t], swapped, important, alt_answer,
                                                       self.decode(alt), regeneration_stop=regen_stop,
                                                       confirmed=confirmed, overturned_answer=overturned,
-                                                      same_probability=verdict.p_same))
+                                                      same_probability=verdict.p_same,
+                                                      regeneration_tokens=len(alt)))
             if not important:
                 if regen_stop != "rejoined":  # a re-joined response ends as the old one did
                     unfinished, result.response_stop = regen_stop == "settled", regen_stop

@@ -27,6 +27,7 @@ from autojudge.errors import AutojudgeError
 from autojudge.mining.algorithm import mine_problem
 from autojudge.mining.options import MiningOptions
 from autojudge.mining.run import mine, mining_meta
+from autojudge.mining.store import RECORDED_LATER
 from autojudge.models.backend import ModelPair
 from autojudge.prompting import chat_prompt_ids
 from autojudge.runfiles import append_record, check_meta, read_records, run_lock
@@ -57,7 +58,7 @@ def bench_mining(pair: ModelPair, task: Task, split: str, n: int, out: str | Pat
     with run_lock(out, "mining benchmark"):
         meta = mining_meta(pair, task, split, options)
         del meta["regeneration"]  # each record names its own
-        check_meta(out, meta, "mining benchmark")
+        check_meta(out, meta, "mining benchmark", recorded_later=RECORDED_LATER)
         path = out / "records.jsonl"
         records = read_records(path)
         done = {(r["problem"], r["method"]) for r in records}

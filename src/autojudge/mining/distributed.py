@@ -20,59 +20,37 @@ into its own cache on first use (AUTOJUDGE_HOME, or a shared folder set to it).
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections import deque
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 
 from tqdm.auto import tqdm
 
 from autojudge.errors import AutojudgeError, PromptError
 from autojudge.mining.algorithm import MinedProblem, mine_problem
+from autojudge.mining.budget import budget_warnings
 from autojudge.mining.options import MiningOptions
 from autojudge.mining.run import mining_meta, problems_to_mine
 from autojudge.mining.store import MiningStore
-from autojudge.models.registry import DEFAULT_DRAFT, DEFAULT_TARGET
-from autojudge.models.runtime import RuntimeOptions
 from autojudge.runfiles import run_lock
 from autojudge.tasks.base import can_rejoin
 from autojudge.tasks.equivalence import DEFAULT_THRESHOLD
-
-MAX_ATTEMPTS = 3
-
-
-@dataclass(frozen=True)
-class PairSpec:
-    """What a worker needs to load the pair itself: load_pair's arguments (pickled to it)."""
-    draft: str | None = DEFAULT_DRAFT
-    target: str = DEFAULT_TARGET
-    runtime: RuntimeOptions = field(default_factory=RuntimeOptions)
-
-    def load(self):
-        from autojudge.models.loading import load_pair
-        return load_pair(self.draft, self.target, self.runtime)
-
-
-def pin_to_cores(slot: int, per_worker: int) -> None:
-    """Pin this process to cores slot * per_worker, ..., (counted modulo the cores it may
-    use): Ray reserves CPUs but does not pin, and workers whose thread pools float over
-    the same cores slow each other down."""
-    cores = sorted(os.sched_getaffinity(0))
-    os.sched_setaffinity(0, {cores[(slot * per_worker + j) % len(cores)] for j in range(per_worker)})
-
+from autojudge.workers import MAX_ATTEMPTS, PairSpec, pin_to_cores, ray_cluster, ray_get, start_failure
 
 class MiningWorker:
     """One Ray actor: the pair loaded once, then problem after problem."""
 
     def __init__(self, spec: PairSpec, task_name: str, split: str, pin: tuple[int, int] | None = None,
                  checker: tuple[str | None, float] = (None, DEFAULT_THRESHOLD)):
+        from autojudge.models.loading import model_beside
         from autojudge.tasks import get_task
-        from autojudge.tasks.equivalence import attach_checker
+        from autojudge.tasks.equivalence import attach_checker, wants_checker
         if pin is not None:  # before loading: llama.cpp sizes its thread pool by the cores it may use
             pin_to_cores(*pin)
         self.pair = spec.load()
         self.task = get_task(task_name)
-        attach_checker(self.task, self.pair, checker[0], checker[1], spec.runtime)
+        if wants_checker(self.task):
+            attach_checker(self.task, *model_beside(self.pair, checker[0], spec.runtime), checker[1])
         self.split = split
         self.problems = {p.id: p for p in self.task.load(split)}
 
@@ -110,7 +88,8 @@ def mine_on_ray(spec: PairSpec, task_name: str, split: str, out: str, options: M
     `cpus_per_worker` cores (i * c, ..., counted modulo the cores its node lets it use):
     Ray reserves CPUs but does not pin, and workers whose thread pools float over the
     same cores slow each other down. Meant for one node (workers on several nodes may
-    share cores of one). `checker`: see autojudge.tasks.equivalence.attach_checker."""
+    share cores of one). `checker`: the model that compares answers, for a task that wants one (None: the
+    target; see autojudge.models.loading.model_beside)."""
     from autojudge.tasks import get_task
     task = get_task(task_name)
     options = options.resolved(task)
@@ -133,6 +112,7 @@ def mine_on_ray(spec: PairSpec, task_name: str, split: str, out: str, options: M
         done = store.done()
         queue = deque(p.id for p in problems if p.id not in done)
         attempts: dict[int, int] = {}
+        warned: set[str] = set()  # kinds of answers the budget was found to cut, warned about once
         pending: dict = {}  # object ref -> (actor, its slot, problem id)
         bar = tqdm(desc=f"mine {task.name}/{split} on Ray", unit="problem", total=len(problems),
                    initial=len(done & {p.id for p in problems}))
@@ -163,49 +143,8 @@ def mine_on_ray(spec: PairSpec, task_name: str, split: str, out: str, options: M
                 continue
             store.add(mined, seconds, skipped=skipped)
             bar.update()
+            for warning in budget_warnings(store.records, options.max_new_tokens, warned):
+                bar.write(f"autojudge: warning: {warning}", file=sys.stderr)
             hand_out(actor, slot)
         bar.close()
         return store
-
-
-def start_failure(exc: Exception) -> AutojudgeError | None:
-    """A Ray worker that could not start (its pair or its task failed to load: a model
-    path wrong on its node, say) as one line, the worker's own error; None for a worker
-    lost mid-work, which a replacement may fix."""
-    if not getattr(exc, "actor_init_failed", False):
-        return None
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    name, colon, message = (lines[-1] if lines else str(exc)).partition(": ")
-    cause = message if colon and name.startswith("autojudge.errors.") else f"{name}{colon}{message}"
-    return AutojudgeError(f"a Ray worker could not start: {cause}")
-
-
-def ray_get(ray, refs):
-    """ray.get, a worker's failure to start told in one line (start_failure)."""
-    from ray.exceptions import RayActorError
-    try:
-        return ray.get(refs)
-    except RayActorError as exc:
-        failure = start_failure(exc)
-        if failure is not None:
-            raise failure from None
-        raise
-
-
-@contextmanager
-def ray_cluster(address: str | None, cpus: float):
-    """Ray, connected: to the cluster at `address`, or to a local one of `cpus` CPUs
-    started here (and shut down on leaving). Within a running Ray session, that one."""
-    try:
-        import ray
-    except ImportError:
-        raise AutojudgeError("running on Ray needs Ray: pip install 'autojudge[ray]'") from None
-    started_here = not ray.is_initialized()
-    if started_here:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False,
-                 **({"num_cpus": max(1, int(cpus))} if address is None else {}))
-    try:
-        yield ray
-    finally:
-        if started_here:
-            ray.shutdown()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import functools
+import sys
 import threading
 import time
 
@@ -11,12 +11,15 @@ from tqdm.auto import tqdm
 from autojudge.decoding.features import LOGIT_FEATURES
 from autojudge.errors import AutojudgeError, PromptError
 from autojudge.mining.algorithm import MinedProblem, mine_problem
+from autojudge.mining.budget import budget_warnings
 from autojudge.mining.options import MiningOptions
 from autojudge.mining.store import FEATURE_DTYPE, MiningStore
 from autojudge.models.backend import ModelPair, feature_layer_name
 from autojudge.prompting import chat_prompt_ids
 from autojudge.runfiles import run_lock
 from autojudge.tasks.base import Task, can_rejoin, settled_check
+from autojudge.tasks.contract import task_fingerprint
+from autojudge.workers import run_side_by_side
 
 
 def feature_position(model) -> str:
@@ -44,6 +47,9 @@ def mining_meta(pair: ModelPair, task: Task, split: str, options: MiningOptions)
                          "dtype": str(FEATURE_DTYPE).removeprefix("torch."),
                          "position": "after reading the draft token, " + feature_position(pair.target),
                          "logits": list(LOGIT_FEATURES)}}
+    # What the task makes of the split's problems (prompts, problem set, extracted
+    # answers): an edited task keeps its name, and its labels would mix in unnoticed.
+    meta["task_fingerprint"] = task_fingerprint(task, task.load(split))
     if getattr(task, "checker", None) is not None:  # a model compares the answers: which, how
         meta["checker"] = task.checker.describe()
     if settled_check(task):  # labels after the settle point keep the response
@@ -89,6 +95,7 @@ def mine(pair: ModelPair, task: Task, split: str, out: str, options: MiningOptio
         lock = threading.Lock()  # guards todo, the store and the counters
         clock = _SharedClock()
         failed = threading.Event()
+        warned: set[str] = set()  # kinds of answers the budget was found to cut, warned about once
 
         def work(worker_pair: ModelPair) -> None:
             nonlocal labels, important
@@ -112,6 +119,8 @@ def mine(pair: ModelPair, task: Task, split: str, out: str, options: MiningOptio
                     important += sum(m.important for m in mined.mismatches)
                     bar.update()
                     bar.set_postfix(mismatches=labels, important=f"{important / max(labels, 1):.1%}")
+                    for warning in budget_warnings(store.records, options.max_new_tokens, warned):
+                        bar.write(f"autojudge: warning: {warning}", file=sys.stderr)
 
         gate = run_side_by_side(pair, parallel, work, failed)
         if gate is not None and gate.passes:
@@ -119,45 +128,6 @@ def mine(pair: ModelPair, task: Task, split: str, out: str, options: MiningOptio
                           f"({gate.requests / gate.passes:.2f} per pass)")
         bar.close()
         return store
-
-
-def run_side_by_side(pair: ModelPair, n: int, work, failed: threading.Event | None = None):
-    """work(pair) here when n is 1; else work(p) in n threads, each on its own sequences
-    p of the pair's models, their passes merged (llama.cpp). Returns the gate (its
-    statistics), or None."""
-    if n == 1:
-        work(pair)
-        return None
-    pairs, gate = pair.parallel(n)
-
-    def member(worker_pair: ModelPair) -> None:
-        with gate.member():
-            work(worker_pair)
-
-    run_threads([functools.partial(member, p) for p in pairs], failed or threading.Event())
-    return gate
-
-
-def run_threads(jobs: list, failed: threading.Event) -> None:
-    """Run each job in a thread; the first error stops the others (after their problem
-    in flight) and is raised here. Daemon threads: Ctrl-C ends the process at once."""
-    errors: list[BaseException] = []
-
-    def guarded(job) -> None:
-        try:
-            job()
-        except BaseException as exc:
-            errors.append(exc)
-            failed.set()
-
-    threads = [threading.Thread(target=guarded, args=(job,), daemon=True) for job in jobs]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        while thread.is_alive():
-            thread.join(timeout=0.5)  # a timed join lets Ctrl-C through
-    if errors:
-        raise errors[0]
 
 
 class _SharedClock:

@@ -30,6 +30,9 @@ from autojudge.mining.algorithm import MinedProblem
 from autojudge.runfiles import append_record, check_meta, read_records
 
 FEATURE_DTYPE = torch.float16
+# meta.json keys that runs mined before they were recorded lack (see runfiles.check_meta):
+# such a run resumes, and trains beside newer ones, as "not recorded".
+RECORDED_LATER = ("task_fingerprint",)
 
 
 class MiningStore:
@@ -38,7 +41,7 @@ class MiningStore:
         self.features = self.root / "features"
         self.features.mkdir(parents=True, exist_ok=True)
         self.lines = self.root / "problems.jsonl"
-        check_meta(self.root, meta, "mining run")
+        check_meta(self.root, meta, "mining run", recorded_later=RECORDED_LATER)
         self.records = read_records(self.lines)
 
     def done(self) -> set[int]:
@@ -58,6 +61,7 @@ class MiningStore:
         record = {"problem_id": mined.problem_id, "answer": mined.answer, "response": mined.response,
                   "target_passes": mined.target_passes, "seconds": seconds,
                   "first_answer_stop": mined.first_answer_stop, "response_stop": mined.response_stop,
+                  "first_answer_tokens": mined.first_answer_tokens,
                   "mismatches": [asdict(m) for m in mined.mismatches]}
         if skipped:
             record["skipped"] = skipped

@@ -10,14 +10,12 @@ mining and the judge never know which runtime computed the numbers.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, Sequence
+from typing import Protocol, Sequence
 
 import torch
 
 from autojudge.errors import ModelLoadError
-
-if TYPE_CHECKING:
-    from autojudge.models.batching import PassGate
+from autojudge.models.batching import PassGate
 
 
 @dataclass
@@ -122,7 +120,6 @@ class ModelPair:
     def parallel(self, n: int) -> tuple[list[ModelPair], PassGate]:
         """n pairs on the same weights, each with its own sequences, for n threads whose
         passes the returned gate merges (each thread inside `gate.member()`)."""
-        from autojudge.models.batching import PassGate  # noqa: F811 (at run time: it needs llama.cpp)
         models = [m for m in (self.target, self.draft) if m is not None]
         if not all(hasattr(m, "parallel") for m in models):
             raise ModelLoadError("running several sequences side by side needs the llama.cpp backend")

@@ -14,11 +14,29 @@ from __future__ import annotations
 
 import threading
 from contextlib import contextmanager
-from typing import Iterator
+from dataclasses import dataclass
+from typing import Iterator, Protocol, Sequence
 
 import numpy as np
 
-from autojudge.models.llamacpp import PassRequest, _Runtime
+
+@dataclass
+class PassRequest:
+    """Tokens to append to one sequence, and which of them need outputs."""
+    seq_id: int
+    start: int  # position of the first token
+    tokens: Sequence[int]
+    wanted: list[bool]
+
+
+class PassRunner(Protocol):
+    """A loaded model that runs passes for many sequences (llama.cpp's runtime)."""
+
+    def decode(self, requests: list[PassRequest]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Every request's (logits, hidden) rows for its wanted tokens, in one pass."""
+
+    def remove(self, seq_id: int, start: int) -> bool:
+        """Drop a sequence's cached tokens from position `start` on."""
 
 
 class _Slot:
@@ -33,7 +51,7 @@ class PassGate:
         self.patience = patience
         self._cond = threading.Condition()
         self._members = 0
-        self._pending: list[tuple[_Runtime, PassRequest, _Slot]] = []
+        self._pending: list[tuple[PassRunner, PassRequest, _Slot]] = []
         self.passes = 0  # llama_decode groups run, for statistics
         self.requests = 0
 
@@ -58,7 +76,7 @@ class PassGate:
         with self._cond:
             yield
 
-    def run(self, runtime: _Runtime, request: PassRequest) -> tuple[np.ndarray, np.ndarray]:
+    def run(self, runtime: PassRunner, request: PassRequest) -> tuple[np.ndarray, np.ndarray]:
         slot = _Slot()
         with self._cond:
             self._pending.append((runtime, request, slot))

@@ -20,18 +20,15 @@ from __future__ import annotations
 import ctypes
 import os
 from contextlib import nullcontext
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 
 from autojudge.errors import ModelLoadError
 from autojudge.models.backend import StepOutput, check_feature_layer, check_room
-
-if TYPE_CHECKING:
-    from autojudge.models.batching import PassGate
+from autojudge.models.batching import PassGate, PassRequest
 
 
 def default_threads() -> int:
@@ -49,15 +46,6 @@ def _silence_llama_log(llama_cpp) -> None:
     if _QUIET is None:
         _QUIET = llama_cpp.llama_log_callback(lambda level, text, user_data: None)
         llama_cpp.llama_log_set(_QUIET, ctypes.c_void_p(0))
-
-
-@dataclass
-class PassRequest:
-    """Tokens to append to one sequence, and which of them need outputs."""
-    seq_id: int
-    start: int  # position of the first token
-    tokens: Sequence[int]
-    wanted: list[bool]
 
 
 class _GgmlTensor(ctypes.Structure):

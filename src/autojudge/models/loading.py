@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from autojudge.errors import ModelLoadError
-from autojudge.models.backend import CausalLM, ModelPair  # noqa: F401 (ModelPair: where it was)
+from autojudge.models.backend import CausalLM, ModelPair, another_sequence
 from autojudge.models.hf import HFCausalLM
 from autojudge.models.registry import DEFAULT_DRAFT, DEFAULT_TARGET, REGISTERED
 from autojudge.models.runtime import RuntimeOptions, check_runs_on, get_runtime
@@ -168,6 +168,16 @@ def load_pair(draft: str | None = DEFAULT_DRAFT, target: str = DEFAULT_TARGET,
     draft_model = load_model(draft, runtime.for_draft())
     share_logits(draft_model, target_model, target_tok)
     return ModelPair(draft_model, target_model, target_tok, stop_ids)
+
+
+def model_beside(pair: ModelPair, name: str | None, runtime: RuntimeOptions) -> tuple[CausalLM, object]:
+    """A model and its tokenizer for work beside decoding `pair` (comparing answers, say):
+    `name` loaded alone with `runtime`, or with None another sequence of the pair's target,
+    which loads nothing more and leaves the decoding cache alone."""
+    if name is None:
+        return another_sequence(pair.target), pair.tokenizer
+    alone = load_pair(None, name, runtime)
+    return alone.target, alone.tokenizer
 
 
 def share_logits(draft: CausalLM, target: CausalLM, tokenizer) -> None:

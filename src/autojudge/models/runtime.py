@@ -31,7 +31,7 @@ def _float32():
 @dataclass(frozen=True)
 class RuntimeOptions:
     """How a pair's models run. Frozen and made of plain values, so that it can be
-    compared, hashed and pickled to Ray workers (autojudge.mining.distributed)."""
+    compared, hashed and pickled to Ray workers (autojudge.workers)."""
 
     backend: str = AUTO
     """The runtime of both models: a name in RUNTIMES, or "auto" (see `auto_backend`)."""

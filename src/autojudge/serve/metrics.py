@@ -31,6 +31,19 @@ class Metrics:
         if slots.gate is not None:
             r.register(_MergedPasses(slots.gate))
 
+    def count_success(self, stats, first_piece_delay: float | None) -> None:
+        """A request answered in full: its tokens, cycles and timings."""
+        self.requests.labels("ok").inc()
+        self.tokens.inc(stats.new_tokens)
+        self.cycles.inc(stats.cycles)
+        self.mismatches.inc(stats.accepted_mismatches)
+        if stats.cycles:
+            self.accepted.observe(stats.mean_accepted)
+        if first_piece_delay is not None:
+            self.ttft.observe(first_piece_delay)
+        if stats.new_tokens:
+            self.tpot.observe(stats.seconds / stats.new_tokens)
+
 
 class _MergedPasses:
     """The gate's counts: sequence passes over model passes is the sequences per pass."""

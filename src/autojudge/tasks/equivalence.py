@@ -21,7 +21,6 @@ import threading
 import torch
 
 from autojudge.models.backend import CausalLM, keep_shared_prefix
-from autojudge.models.runtime import RuntimeOptions
 from autojudge.prompting import chat_prompt_ids
 from autojudge.tasks.base import CHECKER_THRESHOLD, Verdict
 
@@ -121,22 +120,16 @@ def _tail(text: str) -> str:
     return text if len(text) <= MAX_RESPONSE_CHARS else "..." + text[-MAX_RESPONSE_CHARS:]
 
 
-def attach_checker(task, pair, checker: str | None = None, threshold: float = DEFAULT_THRESHOLD,
-                   runtime: RuntimeOptions | None = None) -> LLMEquivalence | None:
-    """Give a task that compares answers with a model (it has a `checker` attribute) its
-    checker; any other task is left as it is (returns None).
+def wants_checker(task) -> bool:
+    """Whether the task compares answers with a model it is given (it has a `checker` attribute)."""
+    return hasattr(task, "checker")
 
-    `checker` names the model (a registered name, a Hugging Face id or a path, loaded
-    with `runtime`, None: the default options); by default the checker is another
-    sequence of `pair`'s target, so nothing more is loaded."""
-    if not hasattr(task, "checker"):
-        return None
-    if checker is None:
-        from autojudge.models.backend import another_sequence
-        model, tokenizer = another_sequence(pair.target), pair.tokenizer
-    else:
-        from autojudge.models.loading import load_pair
-        alone = load_pair(None, checker, runtime or RuntimeOptions())
-        model, tokenizer = alone.target, alone.tokenizer
+
+def attach_checker(task, model: CausalLM, tokenizer, threshold: float = DEFAULT_THRESHOLD) -> LLMEquivalence:
+    """Give a task that compares answers with a model (see `wants_checker`) its checker on
+    `model`: by default another sequence of the decoding target, which costs no second
+    copy of the weights (autojudge.models.loading.model_beside)."""
+    if not wants_checker(task):
+        raise ValueError(f"the {task.name} task compares answers without a model")
     task.checker = LLMEquivalence(model, tokenizer, threshold)
     return task.checker

@@ -18,6 +18,7 @@ import statistics
 import time
 from dataclasses import dataclass, field
 
+from autojudge.evaluation.methods import parse_method
 from autojudge.models.backend import CausalLM
 
 # Every size up to a window of 16 (17 tokens), then the common wide windows and their + 1.
@@ -139,8 +140,6 @@ def check_against_runs(records: list[dict], costs: dict[str, dict[str, PassCosts
     other libraries' loops are left out. Verification passes are charged at the full window
     (the last few cycles are shorter), so predictions lean slightly slow.
     """
-    from autojudge.evaluation.methods import parse_method
-
     by_method: dict[str, list[dict]] = {}
     for record in records:
         by_method.setdefault(record["mode"], []).append(record)

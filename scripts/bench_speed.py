@@ -1,0 +1,54 @@
+"""Speculative decoding against the target alone on this machine: GSM8K and HumanEval
+problems through the target alone, the old defaults (the Q4_K_M pair, window 8 and 16,
+p-min 0), the new defaults (autojudge.decoding.defaults), the draft-length controller,
+the lookup drafter and the judge, in one process; tok/s and the ratio to the target
+alone of the same pair. Resumable: rerun the same command to finish or extend it.
+
+    taskset -c 1 python scripts/bench_speed.py --n 20 --out docs/bench/speed-defaults
+
+(one core, so one llama.cpp thread per model; a quiet core, or the speeds mean nothing).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import autojudge.judge  # noqa: F401  (registers the judge's modes)
+from autojudge.decoding import defaults
+from autojudge.evaluation.speed import run_speed_bench
+from autojudge.judge.shipped import load_judge
+from autojudge.models.loading import load_pair
+from autojudge.models.registry import DEFAULT_DRAFT, DEFAULT_TARGET
+from autojudge.models.runtime import RuntimeOptions
+from autojudge.tasks import get_task
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=20, help="the first N eval problems of each task")
+    parser.add_argument("--tasks", default="gsm8k,humaneval")
+    parser.add_argument("--out", required=True, help="run directory, e.g. docs/bench/speed-defaults")
+    parser.add_argument("--old-draft", default=DEFAULT_DRAFT)
+    parser.add_argument("--old-target", default=DEFAULT_TARGET)
+    parser.add_argument("--new-draft", default=defaults.DRAFT)
+    parser.add_argument("--new-target", default=defaults.TARGET)
+    parser.add_argument("--backend", default="auto", help="runtime of both pairs (default: auto, llama.cpp on a CPU)")
+    parser.add_argument("--no-judge", action="store_true", help="leave out the judge configurations")
+    parser.add_argument("--judge", action="append", default=[], metavar="TASK=PATH",
+                        help="a judge file for a task instead of the shipped one (e.g. a target-only judge)")
+    parser.add_argument("--max-new-tokens", type=int, help="default: each task's budget")
+    args = parser.parse_args()
+
+    runtime = RuntimeOptions(backend=args.backend)
+    tasks = [get_task(name) for name in args.tasks.split(",") if name]
+    pairs = {"old": load_pair(args.old_draft, args.old_target, runtime),
+             "new": load_pair(args.new_draft, args.new_target, runtime)}
+    given = dict(item.split("=", 1) for item in args.judge)
+    judges = {} if args.no_judge else {t.name: load_judge(pairs["new"], given.get(t.name), task=t.name)
+                                       for t in tasks}
+    print(run_speed_bench(pairs, tasks, args.out, args.n, judges=judges, max_new_tokens=args.max_new_tokens))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

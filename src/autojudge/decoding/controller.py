@@ -1,0 +1,202 @@
+"""How many tokens to draft each cycle: the count with the most expected tokens per second.
+
+A drafted token pays only if it is accepted often enough to cover what it costs: on a
+CPU the 0.5B draft costs 0.4-0.5 of a 1.5B target token, and every token added to the
+verification pass costs the target more again. The usual adaptive drafts stop a
+proposal early from the draft's own confidence (llama.cpp's draft p-min, transformers'
+assistant_confidence_threshold, AdaEDL's entropy bound) or from a trained head (DISCO,
+SpecDec++), or grow and shrink the length on full or partial acceptance (transformers'
+heuristic num_assistant_tokens); none of them decides not to draft at all, so a draft
+that does not pay still costs its first token every cycle. vLLM turns speculation off
+under load and sizes it from an online acceptance estimate and the cost of a pass;
+this controller does that for one sequence.
+
+Before each cycle it picks k in 0..window maximising
+
+    E[tokens | k] / seconds(k),    E[tokens | k] = 1 + sum_{j=1..k} prod_{i<j} a_i,
+    seconds(k) = k draft tokens + one target pass over k + 1 tokens,
+
+a_i being the acceptance of draft token i given that the ones before it were accepted,
+estimated online (exponentially forgetting, and drawn toward the rate pooled over all
+positions where a position has been seen little). k = 0 is a cycle of the target alone,
+so once drafting stops paying, decoding runs at the target's own speed plus this
+arithmetic. At zero nothing new is learnt about the draft, so it probes: after
+`probe_every` cycles at zero it drafts the best non-zero length once. A probe wholly
+accepted is followed by another at once (a draft that has started to agree is learnt
+in a few cycles); one that is not doubles the wait (up to `max_probe_every`), which
+bounds what probing costs against a draft that never agrees.
+
+The costs are measured as decoding goes (`MeasuredCosts`), or given (`GivenCosts`, e.g.
+the cost model's PassCosts from `autojudge costs`). The controller only chooses how
+many tokens are drafted: the acceptance policy still decides which are kept, so exact
+decoding stays the target's own output and every lossy policy works unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Protocol
+
+# A target pass over n tokens costs about 1 + SLOPE * (n - 1) one-token passes: the Q4_0
+# target on llama.cpp, one thread, reads 4 tokens for 2.1x one (docs/bench/pass-shapes).
+# Only a prior: it stands in for pass sizes not yet timed.
+PASS_SLOPE = 0.37
+
+
+class Costs(Protocol):
+    def draft(self, k: int) -> float:
+        """Seconds to draft k tokens (0 for k == 0)."""
+
+    def target(self, n: int) -> float:
+        """Seconds of one target pass over n tokens."""
+
+    def known(self) -> bool:
+        """Whether there is enough to decide on (else the controller drafts to find out)."""
+
+    def timed(self, n: int) -> bool:
+        """Whether a target pass of n tokens has been timed (or is given)."""
+
+    def observe(self, drafted: int, draft_seconds: float, target_tokens: int, target_seconds: float) -> None:
+        """One cycle's timings."""
+
+
+class GivenCosts:
+    """Fixed costs: `target(n)` seconds of a target pass over n tokens, `draft(n)` of a
+    draft pass over n tokens (one token per pass while drafting), None for free drafts
+    (a lookup). costmodel.PassCosts objects fit both."""
+
+    def __init__(self, target: Callable[[int], float], draft: Callable[[int], float] | None = None):
+        self._target, self._draft = target, draft
+
+    def draft(self, k: int) -> float:
+        return 0.0 if k == 0 or self._draft is None else k * self._draft(1)
+
+    def target(self, n: int) -> float:
+        return self._target(n)
+
+    def known(self) -> bool:
+        return True
+
+    def timed(self, n: int) -> bool:
+        return True
+
+    def observe(self, drafted, draft_seconds, target_tokens, target_seconds) -> None:
+        pass
+
+
+class MeasuredCosts:
+    """Costs timed on the running decode: an exponentially weighted mean of the seconds
+    per drafted token and of each target pass size seen; sizes not seen yet are
+    interpolated between the nearest seen ones, or scaled from one by PASS_SLOPE."""
+
+    def __init__(self, weight: float = 0.2, slope: float = PASS_SLOPE):
+        self.weight, self.slope = weight, slope
+        self.per_draft_token: float | None = None
+        self.passes: dict[int, float] = {}
+
+    def _mean(self, old: float | None, new: float) -> float:
+        return new if old is None else old + self.weight * (new - old)
+
+    def observe(self, drafted, draft_seconds, target_tokens, target_seconds) -> None:
+        if draft_seconds > 0 or drafted:
+            # A proposal cut to nothing (p-min, no lookup match) still spent its time.
+            self.per_draft_token = self._mean(self.per_draft_token, draft_seconds / max(drafted, 1))
+        self.passes[target_tokens] = self._mean(self.passes.get(target_tokens), target_seconds)
+
+    def known(self) -> bool:
+        return self.per_draft_token is not None and bool(self.passes)
+
+    def timed(self, n: int) -> bool:
+        return n in self.passes
+
+    def draft(self, k: int) -> float:
+        return 0.0 if k == 0 else k * (self.per_draft_token or 0.0)
+
+    def target(self, n: int) -> float:
+        if n in self.passes:
+            return self.passes[n]
+        below = max((s for s in self.passes if s < n), default=None)
+        above = min((s for s in self.passes if s > n), default=None)
+        if below is not None and above is not None:
+            share = (n - below) / (above - below)
+            return self.passes[below] + share * (self.passes[above] - self.passes[below])
+        seen = below if below is not None else above
+        return self.passes[seen] * (1 + self.slope * (n - 1)) / (1 + self.slope * (seen - 1))
+
+
+class DraftLengthController:
+    """Chooses each cycle's draft length (see the module's docstring).
+
+    `prior`: the acceptance assumed before any is seen; `memory`: the weight an old
+    observation keeps per new one at the same position (0.9: about the last ten count);
+    `history`: the length chosen in each cycle, for reports and tests.
+    """
+
+    def __init__(self, window: int, costs: Costs | None = None, *, prior: float = 0.8, memory: float = 0.9,
+                 shrink: float = 2.0, probe_every: int = 8, max_probe_every: int = 128):
+        if window < 1:
+            raise ValueError(f"window {window}: the controller needs at least one draft token to choose from")
+        self.window = window
+        self.costs = costs if costs is not None else MeasuredCosts()
+        self.prior, self.memory, self.shrink = prior, memory, shrink
+        self.base_probe_every, self.max_probe_every = probe_every, max_probe_every
+        self.probe_every, self.idle = probe_every, 0
+        self.probing = self.probe_again = False
+        self.accepted = [0.0] * window  # forgetting counts of acceptances at each position...
+        self.seen = [0.0] * window  # ... and of the times it was drafted with all before it accepted
+        self.history: list[int] = []
+
+    def acceptance(self) -> list[float]:
+        """a_i for every position: its own rate, drawn toward the pooled one where seen little."""
+        seen, accepted = sum(self.seen), sum(self.accepted)
+        pooled = (accepted + self.shrink * self.prior) / (seen + self.shrink)
+        return [(a + self.shrink * pooled) / (s + self.shrink) for a, s in zip(self.accepted, self.seen)]
+
+    def rates(self) -> list[float]:
+        """Expected tokens per second for every draft length 0..window."""
+        a, costs = self.acceptance(), self.costs
+        rates, expected, survive = [], 1.0, 1.0
+        for k in range(self.window + 1):
+            if k:
+                survive *= a[k - 1]
+                expected += survive
+            rates.append(expected / max(costs.draft(k) + costs.target(k + 1), 1e-12))
+        return rates
+
+    def choose(self) -> int:
+        """The draft length of the next cycle."""
+        k = self._choose()
+        self.history.append(k)
+        return k
+
+    def _choose(self) -> int:
+        if not self.history or not self.costs.known():  # nothing seen yet: draft the window, to learn the most
+            return self.window
+        if not self.costs.timed(1):  # a cycle of the target alone: the baseline, timed for free
+            return 0
+        rates = self.rates()
+        best = max(range(len(rates)), key=rates.__getitem__)
+        if best > 0:
+            self.idle, self.probe_every = 0, self.base_probe_every
+            return best
+        if not self.probe_again:
+            self.idle += 1
+            if self.idle < self.probe_every:
+                return 0
+            self.idle, self.probe_every = 0, min(2 * self.probe_every, self.max_probe_every)
+        self.probing, self.probe_again = True, False
+        return max(range(1, len(rates)), key=rates.__getitem__)
+
+    def observe(self, drafted: int, accepted: int, draft_seconds: float, target_seconds: float) -> None:
+        """One cycle: `drafted` tokens proposed, `accepted` of them kept, and its timings.
+
+        Position i < accepted was accepted; position `accepted`, when drafted, rejected;
+        later ones were never judged (their predecessor was rejected), so they teach nothing.
+        """
+        if self.probing:
+            self.probing = False
+            if drafted and accepted == drafted:
+                self.probe_again, self.probe_every = True, self.base_probe_every
+        for i in range(min(accepted + 1, drafted)):
+            self.accepted[i] = self.memory * self.accepted[i] + (i < accepted)
+            self.seen[i] = self.memory * self.seen[i] + 1
+        self.costs.observe(drafted, draft_seconds, drafted + 1, target_seconds)

@@ -1,0 +1,153 @@
+"""The draft-length controller and the lookup drafter: each changes only how many tokens
+are drafted, never which are kept, so exact decoding stays the target's own output."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from autojudge.decoding import TopK, generate
+from autojudge.decoding.controller import DraftLengthController, GivenCosts, MeasuredCosts
+from autojudge.decoding.drafters import LookupDrafter
+from autojudge.decoding.modes import DecodingOptions, decode
+from autojudge.decoding.policies import FLy
+from autojudge.models.backend import ModelPair
+from tests.tiny import VOCAB, backend, last_token_model, noisy_copy, tiny_model
+
+
+def cpu_costs() -> GivenCosts:
+    """The default pair's shape on one llama.cpp core: a draft token costs 0.45 of a
+    target token, and each token more in a verification pass 0.37 of one."""
+    return GivenCosts(target=lambda n: 1.0 + 0.37 * (n - 1), draft=lambda n: 0.45)
+
+
+def random_prompt(seed: int, length: int = 12) -> list[int]:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(1, VOCAB, (length,), generator=generator).tolist()
+
+
+def test_a_draft_that_never_agrees_settles_on_zero_draft_tokens():
+    target = backend(tiny_model(0), "t")
+    prompt = random_prompt(0)
+    alone = generate(target, prompt, max_new_tokens=200).token_ids
+    controller = DraftLengthController(8, cpu_costs())
+    # Another random model: it almost never proposes the target's token.
+    result = generate(target, prompt, draft=backend(tiny_model(1), "d"), window=8, max_new_tokens=200,
+                      draft_length=controller)
+    assert result.token_ids == alone
+    assert result.stats.mean_accepted < 1.05
+    later = controller.history[20:]
+    assert len(later) > 150
+    # Zero but for rare probes, whose waits grow: the target alone, cycle after cycle.
+    assert sum(k > 0 for k in later) <= 4
+    assert max(controller.history[-60:]) <= 1
+
+
+def test_a_draft_that_always_agrees_drafts_the_full_window():
+    target = backend(tiny_model(0), "t")
+    prompt = random_prompt(0)
+    alone = generate(target, prompt, max_new_tokens=120).token_ids
+    controller = DraftLengthController(8, cpu_costs())
+    # The target's own weights as the draft: every draft token is the target's.
+    result = generate(target, prompt, draft=backend(tiny_model(0), "d"), window=8, max_new_tokens=120,
+                      draft_length=controller)
+    assert result.token_ids == alone
+    # From the prior (80% acceptance) up to the full window in a few cycles, then there for
+    # good (the last cycle is cut by the budget).
+    settled = controller.history[8:-1]
+    assert len(settled) >= 5 and settled == [8] * len(settled)
+    assert result.stats.mean_accepted > 7
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_exact_with_the_controller_is_the_target_alone(seed):
+    target_model = tiny_model(seed)
+    draft_model = noisy_copy(target_model, seed + 100, scale=0.05 if seed % 2 else 0.3)
+    prompt = random_prompt(seed + 30)
+    alone = generate(backend(target_model, "t"), prompt, max_new_tokens=64).token_ids
+    for controller in (DraftLengthController(6, cpu_costs()), "adaptive"):  # given costs, then timed ones
+        result = generate(backend(target_model, "t"), prompt, draft=backend(draft_model, "d"), window=6,
+                          max_new_tokens=64, draft_length=controller)
+        assert result.token_ids == alone
+        assert result.stats.accepted_mismatches == 0
+
+
+def test_the_controller_follows_the_policy_s_acceptance_not_the_draft_s_agreement():
+    target_model = tiny_model(4)
+    never = backend(tiny_model(5), "d")  # a draft that almost never proposes the target's token
+    # Top-K over the whole vocabulary keeps every draft token: drafting always pays.
+    controller = DraftLengthController(6, cpu_costs())
+    result = generate(backend(target_model, "t"), random_prompt(4), draft=never, window=6, max_new_tokens=120,
+                      policy=TopK(VOCAB), draft_length=controller)
+    settled = controller.history[8:-1]
+    assert len(settled) >= 5 and settled == [6] * len(settled)
+    assert result.stats.accepted_mismatches > 80
+    # FLy with lookahead keeps a mismatch only where the next draft tokens match: rarely, with this draft.
+    controller = DraftLengthController(6, cpu_costs())
+    generate(backend(target_model, "t"), random_prompt(4), draft=never, window=6, max_new_tokens=70,
+             policy=FLy(0.3, 2), draft_length=controller)
+    assert sum(k > 0 for k in controller.history[20:]) <= 3
+
+
+def test_the_controller_comes_back_when_the_draft_starts_agreeing():
+    controller = DraftLengthController(8, cpu_costs())
+    for _ in range(30):  # a draft that is always wrong...
+        k = controller.choose()
+        controller.observe(k, 0, 0.0, 0.0)
+    assert controller.choose() == 0
+    chosen = []
+    for _ in range(200):  # ... then always right: the next probe finds it
+        k = controller.choose()
+        chosen.append(k)
+        controller.observe(k, k, 0.0, 0.0)
+    assert chosen[-10:] == [8] * 10
+
+
+def test_measured_costs_scale_an_untimed_pass_size_from_the_nearest_timed_ones():
+    costs = MeasuredCosts()
+    costs.observe(4, 0.2, 5, 1.0)
+    costs.observe(0, 0.0, 1, 0.25)
+    assert costs.draft(3) == pytest.approx(0.15)
+    assert costs.target(3) == pytest.approx(0.625)  # between the 1- and 5-token passes
+    assert costs.target(9) > costs.target(5)  # beyond the largest: grown by the prior slope
+
+
+def copied_prompt(target, length: int = 40) -> tuple[list[int], list[int]]:
+    """A stretch of the target's own text, then its first token again: the answer copies it."""
+    start = 5
+    stretch = [start, *generate(target, [start], max_new_tokens=length).token_ids]
+    return stretch + [start], stretch[1:]
+
+
+def test_the_lookup_drafter_turns_a_copied_prompt_into_many_tokens_per_pass():
+    target = backend(last_token_model(3), "t")
+    prompt, copy = copied_prompt(target)
+    alone = generate(target, prompt, max_new_tokens=40).token_ids
+    assert alone[:20] == copy[:20]  # the answer does copy its prompt
+    for draft_length in ("fixed", "adaptive"):
+        result = generate(target, prompt, drafter=LookupDrafter(), window=8, max_new_tokens=40,
+                          draft_length=draft_length)
+        assert result.token_ids == alone
+        assert result.stats.mean_accepted > 2
+        assert result.stats.draft_forwards == 0  # no model pass drafted anything
+
+
+def test_decoding_options_select_the_lookup_drafter_and_refuse_it_where_draft_states_are_read():
+    target = backend(last_token_model(3), "t")
+    prompt, _ = copied_prompt(target)
+    pair = ModelPair(None, target, tokenizer=None, stop_ids=frozenset())
+    alone = decode(pair, prompt, "target", DecodingOptions(max_new_tokens=30)).token_ids
+    looked = decode(pair, prompt, "exact", DecodingOptions(window=8, max_new_tokens=30, drafter="lookup"))
+    assert looked.token_ids == alone and looked.stats.mean_accepted > 2
+
+    class DraftReadingPolicy(TopK):  # a policy reading the draft's hidden states, as a judge on them does
+        needs_hidden = True
+    with pytest.raises(ValueError, match="needs hidden states or logits that lookup cannot give"):
+        generate(target, prompt, drafter=LookupDrafter(), policy=DraftReadingPolicy(2), window=4, max_new_tokens=4)
+
+
+def test_decoding_options_refuse_unknown_draft_lengths_and_drafters():
+    with pytest.raises(ValueError, match="draft_length 'sometimes'"):
+        DecodingOptions(draft_length="sometimes")
+    with pytest.raises(ValueError, match="drafter 'oracle'"):
+        DecodingOptions(drafter="oracle")

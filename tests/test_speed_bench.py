@@ -1,0 +1,39 @@
+"""The speed bench (autojudge.evaluation.speed) on the tiny pair: every configuration runs,
+the lossless ones give the target's own tokens, and a rerun resumes without decoding again."""
+
+from __future__ import annotations
+
+import autojudge.judge  # noqa: F401  (registers the judge's modes)
+from autojudge.decoding import defaults
+from autojudge.evaluation.speed import default_configs, run_speed_bench
+from autojudge.runfiles import read_records
+from tests.test_evaluation import constant_judge
+from tests.toy_task import ToyTask, tiny_pair
+
+
+def test_the_speed_bench_runs_every_configuration_and_resumes(tiny_target_dir, tiny_draft_dir, tmp_path):
+    pair = tiny_pair(tiny_target_dir, tiny_draft_dir)
+    pairs, task = {"old": pair, "new": pair}, ToyTask()
+    judges = {task.name: constant_judge(pair, 0.9)}  # P(important) 0.9: keeps no mismatch at 0.8's threshold
+    out = tmp_path / "bench"
+    text = run_speed_bench(pairs, [task], out, n=2, judges=judges, max_new_tokens=12)
+    records = read_records(out / "records.jsonl")
+    configs = default_configs(judge=True)
+    assert {r["config"] for r in records} == {c.name for c in configs}
+    assert len(records) == 2 * len(configs)
+    for config in configs:
+        assert f"| toy | {config.name} | 2 |" in text
+    by = {(r["config"], r["problem"]): r for r in records}
+    for r in records:
+        if r["config"].endswith("/exact"):  # lossless, whatever drafts: the target's own tokens
+            assert r["token_ids"] == by[("target/new", r["problem"])]["token_ids"]
+        if r["config"].startswith("lookup"):
+            assert r["draft_forwards"] == 0
+    # The new defaults run as the commands would; the old ones as they were.
+    assert by[("new-defaults/exact", 0)]["options"]["window"] == defaults.WINDOW
+    assert by[("new-defaults/exact", 0)]["options"]["draft_p_min"] == defaults.DRAFT_P_MIN
+    assert by[("old-defaults/exact/w8", 0)]["options"]["draft_p_min"] == 0.0
+    assert "| toy | target/new | 2 | " in text and "| 1.00x |" in text
+
+    run_speed_bench(pairs, [task], out, n=2, judges=judges, max_new_tokens=12)
+    assert len(read_records(out / "records.jsonl")) == len(records)  # nothing decoded twice
