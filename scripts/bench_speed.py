@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 
-import autojudge.judge  # noqa: F401  (registers the judge's modes)
 from autojudge.decoding import defaults
 from autojudge.evaluation.speed import run_speed_bench
 from autojudge.judge.shipped import load_judge

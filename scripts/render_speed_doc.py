@@ -7,7 +7,6 @@ import re
 import sys
 from pathlib import Path
 
-import autojudge.judge  # noqa: F401  (registers the judge's modes, so that every method parses)
 from autojudge.evaluation.costmodel import PassCosts, check_against_runs, costs_report, load_costs
 from autojudge.evaluation.render import markdown_table
 from autojudge.evaluation.report import write_report

@@ -263,9 +263,13 @@ def test_generate_judge_mode_from_the_command_line(pair, tmp_path, tiny_target_d
     # The judge's P(important) = 0.5 is below 0.6: the command decodes as the library does in judge:0.6.
     alone = decode(pair, chat_prompt_ids(pair.tokenizer, [{"role": "user", "content": "hello"}]), "judge:0.6",
                    DecodingOptions(window=4, max_new_tokens=16, draft_p_min=0.0), judge=judge)
-    assert report["threshold"] == 0.6 and report["token_ids"] == alone.token_ids
+    assert report["mode"] == "judge:0.6" and report["threshold"] == 0.6 and report["token_ids"] == alone.token_ids
     assert report["stats"]["accepted_mismatches"] == alone.stats.accepted_mismatches
     assert len(report["token_ids"]) == 16
+    # By recall, the mode prints back as written, with the threshold its judge's table gives beside it.
+    done = run_cli("generate", "--prompt", "hello", *models, "--mode", "judge", "--judge",
+                   str(tmp_path / "fits.safetensors"), "--recall", "1.0", env_home=tmp_path)
+    assert done.returncode == 0 and "[judge@1.0 (T=0.3)] 16 tokens" in done.stdout, done.stderr
 
     foreign = Judge(judge.mean, judge.scale, judge.weight, judge.bias,
                     {**judge.meta, "pair": {**judge.meta["pair"], "target": "another-model"}})

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from autojudge.decoding import Exact, TopK, generate
+from autojudge.decoding.policies import JudgePolicy
 from autojudge.judge.model import Judge
-from autojudge.judge.policy import JudgePolicy
 from autojudge.mining.algorithm import mine_problem
 from autojudge.mining.options import MiningOptions
 from autojudge.mining.run import mine

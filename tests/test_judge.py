@@ -10,9 +10,9 @@ from sklearn.metrics import roc_auc_score
 from autojudge.decoding import Exact, generate
 from autojudge.decoding.features import LOGIT_FEATURES
 from autojudge.decoding.modes import DecodingOptions, decode
+from autojudge.decoding.policies import JudgePolicy
 from autojudge.errors import AutojudgeError
 from autojudge.judge.model import Judge, JudgeError
-from autojudge.judge.policy import JudgePolicy
 from autojudge.judge.report import auc_difference_interval
 from autojudge.judge.train import MinedData, problem_folds, train_judge
 from tests.tiny import backend, noisy_copy, tiny_model

@@ -14,7 +14,7 @@ from sklearn.metrics import roc_auc_score
 
 from autojudge.decoding import generate
 from autojudge.decoding.features import LOOKAHEAD_CAP, rule_features
-from autojudge.judge.headtohead import _Grouped, head_to_head, Scored
+from autojudge.judge.headtohead import Scored, _Grouped, head_to_head
 from autojudge.judge.labels import define_labels, mined_labels
 from autojudge.judge.train import load_mined
 from autojudge.mining.contrast import contrast_labels
@@ -59,7 +59,8 @@ def test_correctness_lost_is_never_important_where_the_target_is_wrong(run):
             assert not important
             changed_on_wrong += m["important"]
         else:  # on a right answer: important exactly when the swapped response is wrong
-            assert important == (m["important"] and not task.is_correct(m["alt_response"], problems[record["problem_id"]]))
+            swapped_right = task.is_correct(m["alt_response"], problems[record["problem_id"]])
+            assert important == (m["important"] and not swapped_right)
     # The toy data hold both kinds of problem, and answer-changed labels that this definition drops.
     assert set(right.values()) == {True, False}
     assert changed_on_wrong > 0

@@ -155,7 +155,7 @@ def test_with_uniform_passes_exact_speculative_decoding_is_the_target_alone():
 
 
 def test_the_shipped_judge_fits_the_llamacpp_pair_and_decodes():
-    from autojudge.decoding.modes import DecodingOptions, decode
+    from autojudge.decoding.modes import decode
     from autojudge.judge.model import JudgeError
     from autojudge.judge.shipped import load_judge
 

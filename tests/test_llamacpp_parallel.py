@@ -12,9 +12,14 @@ from autojudge.decoding.modes import DecodingOptions  # noqa: E402
 from autojudge.models.loading import load_model, load_pair  # noqa: E402
 from autojudge.models.runtime import RuntimeOptions  # noqa: E402
 from autojudge.tasks.gsm8k import GSM8K  # noqa: E402
-from tests.test_llamacpp import DRAFT, LLAMACPP, draft_llama  # noqa: E402,F401 (draft_llama: a fixture)
+from tests.test_llamacpp import DRAFT, LLAMACPP  # noqa: E402
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def draft_llama():
+    return load_model(DRAFT, LLAMACPP)
 
 
 def test_with_uniform_passes_a_sequence_decodes_alike_alone_and_merged_with_others():

@@ -7,16 +7,16 @@ construction) and on tiny random models (where they must run inside the real loo
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 import pytest
 import torch
 
-import autojudge.judge  # noqa: F401  (registers the judge's modes)
 from autojudge.decoding import Exact, generate
 from autojudge.decoding.modes import Mode, parse_mode
-from autojudge.decoding.policies import FLy, Typical, Window, keep_with_lookahead, top_entropy
+from autojudge.decoding.policies import FLy, JudgePolicy, Typical, Window, keep_with_lookahead, top_entropy
 from autojudge.judge.model import Judge
-from autojudge.judge.policy import JudgePolicy
 from tests.tiny import backend, noisy_copy, tiny_model
 
 PROMPT = [5, 17, 33, 2, 8, 61, 40]
@@ -82,6 +82,31 @@ def test_modes_parse_once_to_one_canonical_name():
     with pytest.raises(ValueError, match="needs a judge"):
         parse_mode("judge@0.9").policy_for()
 
+
+
+def test_a_mode_answers_for_itself_and_prints_as_it_was_written():
+    names = ("target", "exact", "judge@0.9", "topk:4", "fly", "typical")
+    modes = [parse_mode(name) for name in names]
+    assert [m.is_target for m in modes] == [True, False, False, False, False, False]
+    assert [m.is_lossless for m in modes] == [True, True, False, False, False, False]
+    assert [m.needs_judge for m in modes] == [False, False, True, False, False, False]
+    assert [m.samples for m in modes] == [True, True, True, False, False, False]  # speculative sampling's rules
+    table = {"features": "hidden", "hidden": {"draft": 4, "target": 4},
+             "thresholds": [{"threshold": 0.155, "recall": 0.95}, {"threshold": 0.4, "recall": 0.6}]}
+    judge = Judge(torch.zeros(8), torch.ones(8), torch.zeros(8), 0.0, table)
+    by_recall = parse_mode("judge@0.95")
+    assert by_recall.threshold(judge) == 0.155 and by_recall.shown(judge) == "judge@0.95 (T=0.155)"
+    assert by_recall.shown() == "judge@0.95" and by_recall.name == "judge@0.95"  # no judge, no threshold to tell
+    assert parse_mode("judge:0.2").shown(judge) == "judge:0.2" and parse_mode("topk:4").threshold(judge) is None
+
+
+def test_the_registry_is_complete_on_import_with_nothing_of_the_judges_stage():
+    # A fresh interpreter: this one has imported the judge's modules already.
+    code = ("import sys; from autojudge.decoding.modes import POLICIES, parse_mode; "
+            "print(sorted(POLICIES), parse_mode('judge@0.9:2').name, 'autojudge.judge' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["['exact',", "'fly',", "'judge',", "'topk',", "'typical']", "judge@0.9:2", "False"]
 
 def _accept_all_judge(hidden_d: int, hidden_t: int) -> Judge:
     n = hidden_d + hidden_t

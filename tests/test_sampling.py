@@ -7,9 +7,9 @@ import torch
 from scipy.stats import chisquare
 
 from autojudge.decoding import Exact, TopK, generate
+from autojudge.decoding.policies import JudgePolicy
 from autojudge.decoding.sampling import Sampling
 from autojudge.judge.model import Judge
-from autojudge.judge.policy import JudgePolicy
 from tests.tiny import backend, noisy_copy, tiny_model
 
 PROMPT = [5, 17, 33, 2, 8, 61, 40]

@@ -3,7 +3,6 @@ the lossless ones give the target's own tokens, and a rerun resumes without deco
 
 from __future__ import annotations
 
-import autojudge.judge  # noqa: F401  (registers the judge's modes)
 from autojudge.decoding import defaults
 from autojudge.evaluation.speed import default_configs, run_speed_bench
 from autojudge.runfiles import read_records

@@ -10,7 +10,7 @@ import torch
 from transformers import Qwen2ForCausalLM
 
 from autojudge.decoding import TopK, generate
-from autojudge.judge.policy import JudgePolicy
+from autojudge.decoding.policies import JudgePolicy
 from autojudge.models.static import StaticCacheLM, static_cache_unsupported
 from tests.test_engine import hf_greedy, random_prompt
 from tests.test_gpu import random_judge

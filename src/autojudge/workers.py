@@ -16,6 +16,7 @@ from autojudge.models.backend import ModelPair
 from autojudge.models.registry import DEFAULT_DRAFT, DEFAULT_TARGET
 from autojudge.models.runtime import RuntimeOptions
 
+
 def run_side_by_side(pair: ModelPair, n: int, work, failed: threading.Event | None = None):
     """work(pair) here when n is 1; else work(p) in n threads, each on its own sequences
     p of the pair's models, their passes merged (llama.cpp). Returns the gate (its

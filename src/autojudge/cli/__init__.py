@@ -8,8 +8,16 @@ import sys
 
 from autojudge.cli.common import load_task, quiet_libraries
 from autojudge.cli.decode_commands import cmd_bench, cmd_costs, cmd_demo, cmd_eval, cmd_generate, cmd_serve
-from autojudge.cli.mine_commands import (cmd_bench_mining, cmd_calibrate_checker, cmd_contrast_labels,
-                                         cmd_head_to_head, cmd_mine, cmd_noise_floor, cmd_rule_features, cmd_train)
+from autojudge.cli.mine_commands import (
+    cmd_bench_mining,
+    cmd_calibrate_checker,
+    cmd_contrast_labels,
+    cmd_head_to_head,
+    cmd_mine,
+    cmd_noise_floor,
+    cmd_rule_features,
+    cmd_train,
+)
 from autojudge.cli.parser import build_parser
 from autojudge.cli.setup_commands import cmd_data, cmd_models
 from autojudge.cli.task_commands import cmd_task

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 from autojudge.cli.common import decoding_options, load_task, runtime_options
 from autojudge.errors import AutojudgeError
 
+if TYPE_CHECKING:  # the modes load torch: a command imports them when it runs
+    from autojudge.decoding.modes import Mode
+
 
 def cmd_generate(args) -> int:
-    from autojudge.decoding.modes import decode, judge_mode, parse_mode
+    from autojudge.decoding.modes import decode
     from autojudge.models.loading import load_pair
     from autojudge.prompting import chat_prompt_ids
     from autojudge.tasks.contract import check_messages, find_problem
@@ -37,20 +41,7 @@ def cmd_generate(args) -> int:
         messages = [{"role": "user", "content": args.prompt}]
 
     options = decoding_options(args)
-    import autojudge.judge  # noqa: F401  (registers the judge's modes)
-    if args.mode == "judge":  # the short form: the threshold from --threshold or --recall (0.9)
-        if args.threshold is not None:
-            spec = judge_mode(args.threshold)
-        else:
-            spec = f"judge@{0.9 if args.recall is None else args.recall}"
-    else:
-        if args.threshold is not None or args.recall is not None:
-            raise AutojudgeError("--threshold and --recall go with --mode judge")
-        spec = f"topk:{args.topk}" if args.mode == "topk" else args.mode
-    try:
-        mode = parse_mode(spec)
-    except ValueError as exc:
-        raise AutojudgeError(str(exc)) from None
+    mode = _generate_mode(args)
     if args.judge and not mode.needs_judge:
         raise AutojudgeError("--judge goes with a judge mode")
     if mode.needs_judge and args.judge is None and task is None:
@@ -61,28 +52,25 @@ def cmd_generate(args) -> int:
         from autojudge.judge.shipped import shipped_judge_for
         shipped_judge_for(task.name)  # refused now, not after the pair has loaded
     # A lookup drafts without the draft model; a judge is still checked against the pair it was trained on.
-    needs_draft = mode.policy != "target" and (options.drafter == "model" or mode.needs_judge)
+    needs_draft = not mode.is_target and (options.drafter == "model" or mode.needs_judge)
     pair = load_pair(args.draft if needs_draft else None, args.target, runtime_options(args))
     judge = None
     if mode.needs_judge:
         from autojudge.judge.shipped import load_judge
         judge = load_judge(pair, args.judge, task=task.name if task is not None else None)
-        mode = mode.with_threshold(judge)  # judge@R -> judge:T, so the output names the threshold used
-        threshold = mode.values[0]
     prompt_ids = chat_prompt_ids(pair.tokenizer, messages)
     try:
         result = decode(pair, prompt_ids, mode, options, judge=judge)
     except ValueError as exc:
         raise AutojudgeError(str(exc)) from None
-    mode = mode.name
     text = pair.tokenizer.decode(result.token_ids, skip_special_tokens=True)
 
-    report = {"text": text, "token_ids": result.token_ids, "mode": mode,
-              "window": None if mode == "target" else args.window,
-              **({} if mode == "target" else {"draft_length": options.draft_length, "drafter": options.drafter}),
+    report = {"text": text, "token_ids": result.token_ids, "mode": mode.name,
+              "window": None if mode.is_target else args.window,
+              **({} if mode.is_target else {"draft_length": options.draft_length, "drafter": options.drafter}),
               "stop_reason": result.stop_reason, **pair.describe(), "stats": result.stats.to_dict()}
-    if judge is not None:
-        report.update(judge=args.judge or "shipped", threshold=threshold)
+    if judge is not None:  # judge@R keeps its name; the threshold R stood for is beside it
+        report.update(judge=args.judge or "shipped", threshold=mode.threshold(judge))
     if problem is not None:
         report.update(**({"gsm8k_id": problem.id} if args.gsm8k is not None else {"task": task.name,
                                                                                    "problem_id": problem.id}),
@@ -96,8 +84,26 @@ def cmd_generate(args) -> int:
     if problem is not None:
         print(f"answer {report['answer']}  gold {_shortened(problem.reference)}  "
               f"{'correct' if report['correct'] else 'wrong'}")
-    print(format_stats(mode, result.stats))
+    print(format_stats(mode.shown(judge), result.stats))
     return 0
+
+
+def _generate_mode(args) -> Mode:
+    """generate's --mode, parsed once. A policy named bare takes its first argument from
+    its flag: judge from --threshold or --recall (0.9), topk from --topk."""
+    from autojudge.decoding.modes import POLICIES, judge_mode, parse_mode
+    bare = POLICIES.get(args.mode.strip())
+    judge_flags = args.threshold is not None or args.recall is not None
+    try:
+        if bare is not None and bare.needs_judge:
+            return judge_mode(args.threshold, args.recall)
+        if judge_flags:
+            raise AutojudgeError("--threshold and --recall go with --mode judge")
+        if bare is not None and bare.defaults[:1] == (None,):  # an argument without a default: K of topk
+            return parse_mode(f"{bare.name}:{args.topk}")
+        return parse_mode(args.mode)
+    except ValueError as exc:
+        raise AutojudgeError(str(exc)) from None
 
 
 def _shortened(text: str, width: int = 80) -> str:
@@ -113,8 +119,8 @@ def format_stats(mode: str, stats) -> str:
 
 
 def cmd_eval(args) -> int:
-    import autojudge.judge  # noqa: F401  (registers the judge's modes)
     from autojudge.decoding.modes import parse_mode
+    from autojudge.evaluation.methods import Method
     from autojudge.evaluation.render import markdown_table
     from autojudge.evaluation.rows import operating_point
     from autojudge.evaluation.run import check_retime, run_eval
@@ -125,6 +131,7 @@ def cmd_eval(args) -> int:
         raise AutojudgeError(str(exc)) from None
     if not modes:
         raise AutojudgeError("--modes names no mode")
+    methods = [Method(mode) for mode in modes]  # each on the run's pair, with the run's window
     try:  # before any model is loaded
         check_retime(args.retime, args.parallel, args.report_only)
     except ValueError as exc:
@@ -141,7 +148,7 @@ def cmd_eval(args) -> int:
         from autojudge.evaluation.distributed import eval_on_ray
         from autojudge.workers import PairSpec
         rows = eval_on_ray(PairSpec(args.draft, args.target, runtime_options(args)), args.task, args.split,
-                           [m.name for m in modes], args.out, options, judge_path=args.judge,
+                           methods, args.out, options, judge_path=args.judge,
                            address=None if args.ray == "local" else args.ray, workers=args.ray_workers,
                            cpus_per_worker=args.ray_cpus, gpus_per_worker=args.ray_gpus, pin=args.ray_pin,
                            limit=args.limit, rescore=args.rescore, retime=args.retime)
@@ -153,19 +160,18 @@ def cmd_eval(args) -> int:
         if any(m.needs_judge for m in modes):
             from autojudge.judge.shipped import load_judge
             judge = load_judge(pair, args.judge, task=task.name)
-        rows = run_eval(pair, task, args.split, [m.name for m in modes], args.out, options, limit=args.limit,
+        rows = run_eval(pair, task, args.split, methods, args.out, options, limit=args.limit,
                         judge=judge, report_only=args.report_only, parallel=args.parallel, rescore=args.rescore,
                         retime=args.retime)
     print(markdown_table(rows))
     best = operating_point(rows)
     if best is not None:
-        print(f"\noperating point (<= 1 point below exact): {best.mode}")
+        print(f"\noperating point (<= 1 point below exact): {best.shown}")
     print(f"\nreport: {args.out}/summary.md, summary.csv, summary.json, tradeoff.png")
     return 0
 
 
 def cmd_bench(args) -> int:
-    import autojudge.judge  # noqa: F401  (registers the judge's modes)
     from autojudge.evaluation.bench import BenchSettings, run_bench
     from autojudge.evaluation.methods import parse_methods
     from autojudge.evaluation.render import markdown_table
@@ -210,9 +216,10 @@ def check_costs(args) -> int:
 
 
 def cmd_demo(args) -> int:
+    from autojudge.decoding.modes import judge_mode
     from autojudge.demo import run_demo
     return run_demo(args.n, decoding_options(args), runtime=runtime_options(args), judge_path=args.judge,
-                    threshold=args.threshold, recall=args.recall)
+                    judged=judge_mode(args.threshold, args.recall))
 
 
 def cmd_serve(args) -> int:
@@ -223,7 +230,6 @@ def cmd_serve(args) -> int:
     except ImportError as exc:
         raise AutojudgeError(f"the server needs its extra: pip install 'autojudge[serve]' ({exc.name} is missing)") \
             from None
-    import autojudge.judge  # noqa: F401  (registers the judge's modes)
     from autojudge.decoding.modes import parse_mode
     from autojudge.models.loading import load_pair
     try:
@@ -241,8 +247,8 @@ def cmd_serve(args) -> int:
     app = build_app(pair, options, judge)  # makes the slots: refuses more than the runtime holds
     slots = app.state.slots.size
     print(f"serving {pair.target.name} (draft {pair.draft.name if pair.draft else '-'}) on "
-          f"http://{args.host}:{args.port}/v1, mode {default.name}, {slots} request{'s' * (slots > 1)} at once",
-          flush=True)
+          f"http://{args.host}:{args.port}/v1, mode {default.shown(judge)}, "
+          f"{slots} request{'s' * (slots > 1)} at once", flush=True)
     del pair  # several slots decode on a load of each model of their own: free this one (GBs)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0

@@ -384,7 +384,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--judge", metavar="PATH", help="serve the judge modes with this judge file")
     _add_pair_options(serve, decoding=True)
 
-    demo = commands.add_parser("demo", help="answer GSM8K eval problems with the default pair")
+    demo = commands.add_parser("demo", help="answer GSM8K eval problems with the default pair: the target alone, "
+                                            "exact and judge decoding side by side")
     demo.add_argument("--n", type=_positive, default=3)
     demo.add_argument("--window", type=_positive, default=defaults.WINDOW,
                       help="draft tokens per cycle (default: %(default)s)")

@@ -13,9 +13,14 @@
 
 Arguments are separated by ":" so that a list of modes can be separated by commas.
 
-A policy is registered here by the stage that owns it (the judge registers "judge" from
-autojudge.judge.policy), so that nothing in decoding imports what sits above it. Adding
-a policy is one class, one `register_policy` call and its tests.
+Every policy is registered below, so the registry is complete once this module is
+imported. The judge's policy takes the trained judge as an argument (any object with its
+`groups` and `prob_important`), so decoding imports nothing of the stage that trains it.
+Adding a policy is one class, one `register_policy` call and its tests.
+
+A mode is parsed once, where it comes in (a command's flag, a request's field, an
+evaluation's list), and travels as a `Mode` from there; code asks the Mode
+(`is_target`, `is_lossless`, `needs_judge`, `samples`) rather than comparing names.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from typing import Callable, Sequence
 from autojudge.decoding import defaults
 from autojudge.decoding.drafters import LookupDrafter
 from autojudge.decoding.engine import Generation, generate
-from autojudge.decoding.policies import AcceptancePolicy, Exact, FLy, TopK, Typical, number, spelled
+from autojudge.decoding.policies import AcceptancePolicy, Exact, FLy, JudgePolicy, TopK, Typical, number, spelled
 from autojudge.decoding.sampling import Sampling
 from autojudge.models.backend import MAX_WINDOW, ModelPair
 
@@ -43,6 +48,8 @@ class PolicySpec:
     build: Callable[..., AcceptancePolicy]  # build(*values) or, with needs_judge, build(judge, *values)
     needs_judge: bool = False  # "@R" then names the first value by recall, from the judge's table
     label: str = ""  # the family's name in tables and plots
+    lossless: bool = False  # emits the target's own greedy tokens: a baseline, never an operating point
+    samples: bool = False  # has a sampled form (temperature > 0), verified by speculative sampling
 
 
 POLICIES: dict[str, PolicySpec] = {}
@@ -52,17 +59,21 @@ def register_policy(spec: PolicySpec) -> None:
     POLICIES[spec.name] = spec
 
 
-register_policy(PolicySpec("exact", (), (), Exact, label="exact speculative decoding"))
+register_policy(PolicySpec("exact", (), (), Exact, label="exact speculative decoding", lossless=True, samples=True))
 register_policy(PolicySpec("topk", ("k",), (None,), lambda k: TopK(int(k)), label="Top-K"))
 register_policy(PolicySpec("fly", ("entropy", "lookahead"), (0.3, 6), FLy, label="FLy"))
 register_policy(PolicySpec("typical", ("epsilon", "alpha"), (0.09, 0.3), Typical, label="typical acceptance"))
+register_policy(PolicySpec("judge", ("threshold", "lookahead"), (None, 0), JudgePolicy, needs_judge=True,
+                           label="judge", samples=True))
+
+TARGET = "target"  # the target alone: a mode with no policy, so no entry of POLICIES
 
 
 @dataclass(frozen=True)
 class Mode:
     """One way to decode: the target alone, or a registered policy with its arguments."""
 
-    policy: str  # "target" or a key of POLICIES
+    policy: str  # TARGET or a key of POLICIES
     values: tuple[float, ...] = ()  # every parameter, defaults filled in
     by_recall: bool = False  # judge@R: values[0] is a recall, turned into a threshold by the judge
 
@@ -71,18 +82,47 @@ class Mode:
         return POLICIES.get(self.policy)
 
     @property
+    def is_target(self) -> bool:
+        """The target alone: no draft, no window, no policy."""
+        return self.policy == TARGET
+
+    @property
+    def is_lossless(self) -> bool:
+        """Target alone or exact decoding: the baselines every lossy mode is set against."""
+        return self.is_target or self.spec.lossless
+
+    @property
     def needs_judge(self) -> bool:
         return self.spec is not None and self.spec.needs_judge
 
     @property
+    def samples(self) -> bool:
+        """Decodes with sampling (temperature > 0) too: the target alone, exact and judge modes."""
+        return self.is_target or self.spec.samples
+
+    @property
     def name(self) -> str:
-        """The one canonical spelling (records and reports are keyed by it)."""
-        if self.policy == "target":
-            return "target"
+        """The one canonical spelling, as the user writes it (records and reports are keyed by it)."""
+        if self.is_target:
+            return TARGET
         return spelled(self.policy, self.values, self.spec.defaults, "@" if self.by_recall else ":")
 
     def __str__(self) -> str:
         return self.name
+
+    def shown(self, judge=None) -> str:
+        """The name as written, with the threshold beside a recall once a judge gives it:
+        "judge@0.95 (T=0.155)"."""
+        return self.name + self.threshold_note(self.threshold(judge) if judge is not None else None)
+
+    def threshold_note(self, threshold: float | None) -> str:
+        """" (T=0.155)" beside a mode named by recall, the threshold it ran at; "" beside any
+        other mode, whose name says all."""
+        return f" (T={threshold:.3g})" if self.by_recall and threshold is not None else ""
+
+    def threshold(self, judge) -> float | None:
+        """The P(important) threshold a judge mode runs at with `judge`; None for other modes."""
+        return self.with_threshold(judge).values[0] if self.needs_judge else None
 
     def with_threshold(self, judge) -> Mode:
         """judge@R[:L] as judge:T[:L], T the threshold `judge` gives recall R; any other mode as it is."""
@@ -91,7 +131,7 @@ class Mode:
         return Mode(self.policy, (judge.threshold_for_recall(self.values[0]), *self.values[1:]))
 
     def policy_for(self, judge=None) -> AcceptancePolicy:
-        if self.policy == "target":
+        if self.is_target:
             raise ValueError("the target alone has no acceptance policy")
         spec, values = self.spec, self.values
         if not spec.needs_judge:
@@ -104,13 +144,13 @@ class Mode:
 def parse_mode(text: str) -> Mode:
     """A Mode from its name (see the module's table); a clear ValueError otherwise."""
     text = text.strip()
-    if text == "target":
-        return Mode("target")
+    if text == TARGET:
+        return Mode(TARGET)
     cut = min((i for i in (text.find(":"), text.find("@")) if i >= 0), default=len(text))
     name, sep, rest = text[:cut], text[cut:cut + 1], text[cut + 1:]
     spec = POLICIES.get(name)
     if spec is None:
-        known = ", ".join(["target", *POLICIES])
+        known = ", ".join([TARGET, *POLICIES])
         raise ValueError(f"unknown mode {text!r}; choose one of: {known}")
     if sep == "@" and not spec.needs_judge:
         raise ValueError(f"bad mode {text!r}: only judge modes name a recall with @")
@@ -141,9 +181,12 @@ def _value(text: str) -> int | float:
     return int(text) if text.lstrip("+-").isdigit() else float(text)
 
 
-def judge_mode(threshold: float) -> str:
-    """The mode judge:T for a threshold, written exactly."""
-    return f"judge:{number(float(threshold))}"
+def judge_mode(threshold: float | None = None, recall: float | None = None) -> Mode:
+    """The judge's mode from the commands' --threshold and --recall: judge:T for a
+    threshold, else judge@R for a recall (0.9 when neither is given)."""
+    if threshold is not None:
+        return parse_mode(f"judge:{number(float(threshold))}")
+    return parse_mode(f"judge@{number(float(0.9 if recall is None else recall))}")
 
 
 @dataclass(frozen=True)
@@ -191,7 +234,7 @@ def decode(pair: ModelPair, prompt_ids: Sequence[int], mode: str | Mode = "exact
     """Decode in `mode` with `options`; greedy, or sampled with `sampling` (exact and judge
     modes); `stop_when(new_tokens)` may end it early (stop reason "settled")."""
     mode = parse_mode(mode) if isinstance(mode, str) else mode
-    if mode.policy == "target":
+    if mode.is_target:
         return generate(pair.target, prompt_ids, max_new_tokens=options.max_new_tokens, stop_ids=pair.stop_ids,
                         sampling=sampling, stop_when=stop_when)
     policy = mode.policy_for(judge)

@@ -2,8 +2,9 @@
 
 The decoding loop hands every policy the same `Window` and never changes when a
 policy is added: exact (lossless), Top-K (the paper's naive lossy baseline), FLy and
-typical acceptance (training-free rivals) and the learned judge (autojudge.judge.policy)
-are each a few lines behind `__call__`. Their mode names live in decoding/modes.py.
+typical acceptance (training-free rivals) and the learned judge (`JudgePolicy`, given a
+trained judge from autojudge.judge) are each a few lines behind `__call__`. Their mode
+names live in decoding/modes.py.
 """
 
 from __future__ import annotations
@@ -175,3 +176,45 @@ class Typical:
         p_draft = logp.gather(1, window.draft_tokens[:, None].to(logp.device)).squeeze(1).exp()
         bar = torch.clamp(self.alpha * torch.exp(-entropy), max=self.epsilon)
         return leading_true(window.matches | (p_draft > bar))
+
+
+class JudgePolicy:
+    """Accept draft tokens from the left while each either matches the target's token or
+    has P(important) below the threshold; the target's logits after an accepted token
+    were computed with that token in place, so later comparisons stay valid.
+
+    With `lookahead` L > 0, a mismatch the judge calls harmless is kept only if the next
+    L draft tokens then match the target natively: the target agrees again after it, as
+    in FLy (near the window's end, see keep_with_lookahead).
+
+    `judge` is any object with `groups` (the feature groups it reads: "draft", "target",
+    "logits", "rules") and `prob_important(parts)` ([k] probabilities from those parts),
+    as autojudge.judge.model.Judge has: decoding needs no more of it, and so imports
+    nothing from the stage that trains it.
+    """
+
+    def __init__(self, judge, threshold: float, lookahead: int = 0):
+        if lookahead < 0 or int(lookahead) != lookahead:
+            raise ValueError(f"the judge's lookahead must be a whole number >= 0, got {lookahead}")
+        self.judge = judge
+        self.threshold = threshold
+        self.lookahead = int(lookahead)
+        # The draft's hidden states cost one more draft pass per cycle: only ask for them
+        # when the judge reads them. Its logits are free.
+        self.needs_hidden = "draft" in judge.groups
+        self.needs_draft_logits = "logits" in judge.groups
+        self.name = spelled("judge", (threshold, lookahead), (None, 0))
+
+    def harmless(self, window: Window) -> torch.Tensor:
+        """[k] bool: the judge's P(important) is below the threshold (with sampling, such a
+        draft token is kept even where speculative sampling rejects it)."""
+        parts = {"draft": window.draft_hidden, "target": window.target_hidden,
+                 "logits": window.logit_features if self.needs_draft_logits else None,
+                 "rules": window.rule_features if "rules" in self.judge.groups else None}
+        # On a mixed pair a draft-only judge scores on the draft's device, not the target's.
+        return (self.judge.prob_important(parts) < self.threshold).to(window.matches.device)
+
+    def __call__(self, window: Window) -> int:
+        if bool(window.matches.all()):
+            return len(window.draft_tokens)
+        return keep_with_lookahead(window.matches, self.harmless(window), self.lookahead)

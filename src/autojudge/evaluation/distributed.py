@@ -25,14 +25,14 @@ from pathlib import Path
 
 from autojudge.decoding.modes import DecodingOptions
 from autojudge.errors import AutojudgeError
-from autojudge.evaluation.methods import parse_methods
+from autojudge.evaluation.methods import Method, parse_methods
 from autojudge.evaluation.rows import ModeSummary
 from autojudge.evaluation.run import (
     decode_record,
     decoding_description,
     eval_options,
     evaluate,
-    needs_judge,
+    judge_thresholds,
     register_run,
 )
 from autojudge.runfiles import host_description
@@ -42,9 +42,8 @@ from autojudge.workers import MAX_ATTEMPTS, PairSpec, pin_to_cores, ray_cluster,
 class EvalWorker:
     """One Ray actor: the pair and the judge loaded once, then decode after decode."""
 
-    def __init__(self, spec: PairSpec, task_name: str, split: str, modes: list[str], options: DecodingOptions,
+    def __init__(self, spec: PairSpec, task_name: str, split: str, methods: list[Method], options: DecodingOptions,
                  judge_file: bytes | None, pin: tuple[int, int] | None = None):
-        import autojudge.judge  # noqa: F401  (registers the judge's modes)
         from autojudge.judge.shipped import load_judge
         from autojudge.tasks import get_task
         if pin is not None:  # before loading: llama.cpp sizes its thread pool by the cores it may use
@@ -52,7 +51,7 @@ class EvalWorker:
         self.pair = spec.load()
         self.task = get_task(task_name)
         self.problems = {p.id: p for p in self.task.load(split)}
-        self.methods = {m.name: m for m in parse_methods(modes)}
+        self.methods = {m.name: m for m in methods}
         self.options = options
         self.judge = None
         if judge_file is not None:  # the driver's file, sent as bytes: the nodes share no disk
@@ -60,8 +59,7 @@ class EvalWorker:
                 path = Path(folder) / "judge.safetensors"
                 path.write_bytes(judge_file)
                 self.judge = load_judge(self.pair, path, task=self.task.name)
-        self.thresholds = {name: m.mode.policy_for(self.judge).threshold
-                           for name, m in self.methods.items() if needs_judge(name)}
+        self.thresholds = judge_thresholds(methods, self.judge)
         # Hashed once: every judge-mode record carries it.
         self.judge_fingerprint = self.judge.fingerprint() if self.judge is not None else None
 
@@ -76,13 +74,13 @@ class EvalWorker:
         return self.judge_fingerprint
 
     def decode(self, problem_id: int, mode: str, run: str) -> dict:
-        judge = self.judge if needs_judge(mode) else None
+        judge = self.judge if self.methods[mode].needs_judge else None
         return decode_record(self.pair, self.task, self.problems[problem_id], self.methods[mode], self.options,
                              judge, self.judge_fingerprint if judge is not None else None, self.thresholds.get(mode),
                              run, 1)
 
 
-def eval_on_ray(spec: PairSpec, task_name: str, split: str, modes: list[str], out: str | Path,
+def eval_on_ray(spec: PairSpec, task_name: str, split: str, modes: list[str | Method], out: str | Path,
                 options: DecodingOptions | None = None, *, judge_path: str | Path | None = None,
                 address: str | None = None, workers: int = 2, cpus_per_worker: float = 1,
                 gpus_per_worker: float = 0, pin: bool = False, limit: int | None = None,
@@ -102,7 +100,7 @@ def eval_on_ray(spec: PairSpec, task_name: str, split: str, modes: list[str], ou
         raise ValueError("methods on named runtimes run locally (autojudge bench), not on Ray")
     options = eval_options(options, task)
     judge_file = None
-    if any(needs_judge(m.name) for m in methods):
+    if any(m.needs_judge for m in methods):
         path = Path(judge_path) if judge_path is not None else shipped_judge_path(task.name)
         if not path.is_file():
             raise AutojudgeError(f"no judge file at {path}")
@@ -116,7 +114,7 @@ def eval_on_ray(spec: PairSpec, task_name: str, split: str, modes: list[str], ou
         def new_actor(slot: int):
             """The worker in `slot` (0..workers-1; a replacement takes its slot, so its cores)."""
             cores = (slot, max(1, int(cpus_per_worker))) if pin else None
-            return actor_class.remote(spec, task_name, split, names, options, judge_file, cores)
+            return actor_class.remote(spec, task_name, split, methods, options, judge_file, cores)
 
         actors = [new_actor(slot) for slot in range(workers)]
         # The meta and the judge's fingerprint come from a worker: the driver loads no model.

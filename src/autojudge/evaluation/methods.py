@@ -57,11 +57,20 @@ class Method:
     @property
     def lossless(self) -> bool:
         """Target alone and exact decoding: the baselines of every comparison."""
-        return self.mode is not None and self.mode.policy in ("target", "exact")
+        return self.mode is not None and self.mode.is_lossless
+
+    @property
+    def is_target(self) -> bool:
+        """The target alone: the baseline every speed ratio divides by."""
+        return self.mode is not None and self.mode.is_target
+
+    @property
+    def needs_judge(self) -> bool:
+        return self.mode is not None and self.mode.needs_judge
 
     @property
     def uses_draft(self) -> bool:
-        return self.adapter is not None or self.mode.policy != "target"
+        return not self.is_target
 
     @property
     def backends(self) -> tuple[str, str] | None:
@@ -71,13 +80,16 @@ class Method:
         target, _, draft = self.runtime.partition("+")
         return target, draft or target
 
-    def baseline(self, kind: str) -> str:
-        """The name of the lossless method this one is set against: "target" (the target
-        alone on the runtime of this method's target) or "exact" (exact decoding, same
-        runtime, window and draft p-min)."""
-        if kind == "target":
-            return Method(Mode("target"), self.backends[0] if self.backends else None).name
-        return Method(Mode("exact"), self.runtime, self.window, draft_p_min=self.draft_p_min).name
+    @property
+    def target_baseline(self) -> str:
+        """The name of the lossless method this one's speed is set against first: the
+        target alone on the runtime of this method's target."""
+        return Method(parse_mode("target"), self.backends[0] if self.backends else None).name
+
+    @property
+    def exact_baseline(self) -> str:
+        """The name of exact decoding on this method's runtime, window and draft p-min."""
+        return Method(parse_mode("exact"), self.runtime, self.window, draft_p_min=self.draft_p_min).name
 
 
 @functools.lru_cache(maxsize=1024)
@@ -109,15 +121,17 @@ def parse_method(text: str) -> Method:
     except ValueError as exc:
         raise ValueError(f"{exc} (a method is [runtime/]mode[/wW][/pP], the window after a slash: "
                          "llamacpp/exact/w8, torch/topk:4/w16)") from None
-    if mode.policy == "target" and (window is not None or p_min is not None):
+    if mode.is_target and (window is not None or p_min is not None):
         raise ValueError(f"bad method {text!r}: the target alone drafts nothing, so it takes no window or p-min")
     return Method(mode, runtime, window, draft_p_min=p_min)
 
 
-def parse_methods(spec: str | list[str]) -> list[Method]:
-    """Methods from a comma-separated string (or a list of names), each named once."""
-    items = [s for s in (spec.split(",") if isinstance(spec, str) else spec) if s.strip()]
-    methods = [parse_method(item) for item in items]
+def parse_methods(spec: str | list[str | Method]) -> list[Method]:
+    """Methods from a comma-separated string, or a list of names and Methods (those kept
+    as they are, parsed already), each named once."""
+    items = spec.split(",") if isinstance(spec, str) else spec
+    methods = [item if isinstance(item, Method) else parse_method(item) for item in items
+               if isinstance(item, Method) or item.strip()]
     names = [m.name for m in methods]
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:

@@ -30,7 +30,7 @@ def plot(rows: list[ModeSummary], path: Path, title: str) -> None:
             labelled += points
     for row in rows:
         if row.lossless and row.mean_accepted is not None and row.accuracy is not None:
-            exact = method_family(row.mode) == "exact"
+            exact = not row.method.is_target
             label = "exact speculative decoding" if exact else "target alone"
             ax.errorbar([row.mean_accepted], [100 * row.accuracy], yerr=_error_bars([row]),
                         marker="*" if exact else "s", markersize=10, capsize=3, linestyle="none",
@@ -91,7 +91,7 @@ def method_family(name: str) -> str:
     if method.adapter:
         return method.adapter
     mode = method.mode
-    return "judge+lookahead" if mode.policy == "judge" and mode.values[1:2] not in ((), (0,)) else mode.policy
+    return f"{mode.policy}+lookahead" if mode.needs_judge and mode.values[1:2] not in ((), (0,)) else mode.policy
 
 
 def _point_label(name: str) -> str:

@@ -58,9 +58,8 @@ def markdown_table(rows: list[ModeSummary]) -> str:
     cell_rows = []
     for r in rows:
         accuracy = f"{r.accuracy:.1%} ({r.ci_low:.1%}-{r.ci_high:.1%})" if r.accuracy is not None else "-"
-        mode = r.mode if "@" not in r.mode or r.threshold is None else f"{r.mode} (T={r.threshold:.3g})"
         answer_differs = r.paired_with_exact.answer_differs if r.paired_with_exact else None
-        cells = [mode, str(r.problems), accuracy, _versus_exact_text(r.paired_with_exact),
+        cells = [r.shown, str(r.problems), accuracy, _versus_exact_text(r.paired_with_exact),
                  _fmt(answer_differs, ".1%"), _fmt(r.cut_fraction, ".1%"), _fmt(r.identical_to_target, ".1%"),
                  _fmt(r.mean_accepted, ".2f"),
                  _fmt(r.against_exact.accepted, ".2f", "x"),
@@ -146,7 +145,7 @@ def _conclusions(rows: list[ModeSummary], best: ModeSummary | None, machines: Ma
     elif any(not r.lossless for r in rows):
         # Said outright: a missing line would read as a report that forgot to look.
         text += f"\n\n{OPERATING_POINT}: none; every lossy mode loses more."
-    floor = next((r.paired_with_exact for r in rows if r.mode == "target"
+    floor = next((r.paired_with_exact for r in rows if r.method.is_target and r.method.runtime is None
                   and r.paired_with_exact is not None and r.paired_with_exact.answer_differs is not None), None)
     if floor is not None:
         # Both modes are lossless in exact arithmetic: whatever separates them is the

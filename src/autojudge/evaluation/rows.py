@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 from autojudge.decoding.engine import is_cut
-from autojudge.evaluation.methods import parse_method
+from autojudge.evaluation.methods import Method, parse_method
 from autojudge.evaluation.statistics import (
     paired_accuracy_difference,
     paired_speed_ratio,
@@ -106,9 +106,19 @@ class ModeSummary:
     against_exact: BaselineRatios
 
     @property
+    def method(self) -> Method:
+        return parse_method(self.mode)
+
+    @property
     def lossless(self) -> bool:
         """Target alone or exact decoding: a baseline, never an operating point."""
-        return parse_method(self.mode).lossless
+        return self.method.lossless
+
+    @property
+    def shown(self) -> str:
+        """The method as written, with the threshold beside a recall: "judge@0.95 (T=0.155)"."""
+        mode = self.method.mode
+        return self.mode + (mode.threshold_note(self.threshold) if mode is not None else "")
 
     @property
     def tokens_per_second(self) -> float | None:
@@ -225,7 +235,7 @@ def operating_point(rows: list[ModeSummary], max_drop: float = 0.01) -> ModeSumm
 def _summary(mode: str, runs_of: dict[str, list[dict]], measured: dict,
              mean_accepted: dict[str, float | None], machines: Machines) -> ModeSummary:
     runs, method = runs_of[mode], parse_method(mode)
-    target, exact = method.baseline("target"), method.baseline("exact")
+    target, exact = method.target_baseline, method.exact_baseline
     n, tokens = len(runs), sum(r["new_tokens"] for r in runs)
     correct = sum(r["correct"] for r in runs)
     low, high = wilson(correct, n)

@@ -24,7 +24,6 @@ from typing import Callable, Mapping
 
 from tqdm.auto import tqdm
 
-import autojudge.judge  # noqa: F401  (registers the judge's modes)
 from autojudge.decoding.modes import DecodingOptions, decode
 from autojudge.errors import AutojudgeError
 from autojudge.evaluation.adapters import ADAPTERS
@@ -67,7 +66,7 @@ def run_eval(pair: ModelPair | None, task: Task, split: str, modes: list[str | M
     record stalled (statistics.stalled: paused, or its core shared), so that it times
     something. Only on request: on a core that is shared now, it would stall again.
     """
-    methods = parse_methods([str(m) for m in modes])
+    methods = parse_methods(modes)
     runtimes = dict(runtimes or {})
     missing_runtimes = sorted({m.runtime for m in methods if m.runtime is not None} - set(runtimes))
     if missing_runtimes or (pair is None and any(m.runtime is None for m in methods)):
@@ -80,8 +79,7 @@ def run_eval(pair: ModelPair | None, task: Task, split: str, modes: list[str | M
     if runtimes:
         described["runtimes"] = {name: decoding_description(p) for name, p in runtimes.items()}
     fingerprint = judge.fingerprint() if judge is not None else None
-    # Recorded with each judge-mode run, so a table can say which threshold R stood for.
-    thresholds = {m.name: m.mode.policy_for(judge).threshold for m in methods if needs_judge(m.name)}
+    thresholds = judge_thresholds(methods, judge)
     by_name = {m.name: m for m in methods}
 
     def decode_locally(queue: list[tuple[Problem, list[str]]], run: str, keep: Callable[[dict], None]) -> None:
@@ -97,7 +95,7 @@ def run_eval(pair: ModelPair | None, task: Task, split: str, modes: list[str | M
                 for mode in problem_modes:  # every mode of a problem in turn, in one thread
                     method = by_name[mode]
                     keep(decode_record(runtimes.get(method.runtime, worker), task, problem, method, options,
-                                       judge if needs_judge(mode) else None, fingerprint, thresholds.get(mode),
+                                       judge if method.needs_judge else None, fingerprint, thresholds.get(mode),
                                        run, parallel))
 
         run_side_by_side(pair, parallel, work)
@@ -258,6 +256,12 @@ def decode_record(pair: ModelPair, task: Task, problem, method: Method, options:
     if hasattr(task, "follows_format"):  # GSM8K: does the last line read "The answer is N"?
         record["follows_format"] = task.follows_format(text)
     return record
+
+
+def judge_thresholds(methods: list[Method], judge) -> dict[str, float]:
+    """{name: the threshold it runs at} of the judge modes among `methods`: recorded with
+    each judge-mode run, so that a table can say which threshold judge@R stood for."""
+    return {m.name: m.mode.threshold(judge) for m in methods if m.needs_judge}
 
 
 def needs_judge(name: str) -> bool:

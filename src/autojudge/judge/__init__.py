@@ -1,7 +1,6 @@
 """The judge: a scaled logistic regression on [draft; target] hidden states.
 
 `model` holds the trained judge and its safe file format; `train` fits it on a mining
-run; `policy` turns it into an acceptance policy for the decoding engine.
+run. The decoding stage's `JudgePolicy` (autojudge.decoding.policies) turns a judge into
+an acceptance policy.
 """
-
-from autojudge.judge import policy  # noqa: E402,F401  (registers the judge's decoding modes)

@@ -24,7 +24,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from safetensors.numpy import load_file
 
 from autojudge.decoding.features import LOGIT_FEATURES, LOOKAHEAD_CAP, RULE_FEATURES
 from autojudge.judge.labels import define_labels, label_shares, mined_labels
@@ -150,7 +149,7 @@ def head_to_head(scored: list[Scored], important: np.ndarray, problem: np.ndarra
     best = max(free, key=lambda k: point[k][1][0.9])
     for k, row in enumerate(rows):
         diffs = [draw[k][1][0.9] - draw[best][1][0.9] for draw in samples]
-        row["vs_best_rule"] = {"rule": f"{rows[best]['rule']}", "accept_difference": point[k][1][0.9] - point[best][1][0.9],
+        row["vs_best_rule"] = {"rule": rows[best]["rule"], "accept_difference": point[k][1][0.9] - point[best][1][0.9],
                                "low": _pct(diffs, 2.5), "high": _pct(diffs, 97.5)}
     return sorted(rows, key=lambda r: -r["accept_at_recall_0.9"])
 
@@ -179,7 +178,8 @@ def compare_rules(run_dirs: list, data: MinedData, task, definitions: list[str],
 
 
 def head_to_head_markdown(result: dict, title: str) -> str:
-    lines = [f"# {title}", "", "| labels | labels | important | on problems the target gets wrong |", "|---|---|---|---|"]
+    lines = [f"# {title}", "", "| label definition | labels | important | of which on problems the target gets wrong |",
+             "|---|---|---|---|"]
     for definition, s in result["labels"].items():
         wrong = s["important_on_wrong_problems"]
         lines.append(f"| {definition} | {s['labels']} | {s['important_share']:.1%} | "
@@ -188,14 +188,20 @@ def head_to_head_markdown(result: dict, title: str) -> str:
         rows = [r for r in result["rows"] if r["labels"] == definition]
         if not rows:
             continue
-        lines += ["", f"## Labels: {definition} ({rows[0]['labels_scored']} labels, {rows[0]['important']} important, "
-                      f"{rows[0]['problems']} problems)", "",
+        first = rows[0]
+        lines += ["", f"## Labels: {definition} ({first['labels_scored']} labels, {first['important']} important, "
+                      f"{first['problems']} problems)", "",
                   "| rule | features | ROC-AUC | accept at recall 0.9 | accept at recall 0.95 | "
-                  f"accept at 0.9 minus {rows[0]['vs_best_rule']['rule']} |", "|---|---|---|---|---|---|"]
+                  f"accept at 0.9 minus {first['vs_best_rule']['rule']} |", "|---|---|---|---|---|---|"]
         for r in rows:
             vs = r["vs_best_rule"]
-            lines.append(f"| {r['rule']} | {r['features']} | {r['auc']:.3f} ({r['auc_low']:.3f} to {r['auc_high']:.3f}) | "
-                         f"{r['accept_at_recall_0.9']:.1%} ({r['accept_low']:.1%} to {r['accept_high']:.1%}) | "
-                         f"{r['accept_at_recall_0.95']:.1%} ({r['accept_low_0.95']:.1%} to {r['accept_high_0.95']:.1%}) | "
-                         f"{vs['accept_difference']:+.1%} ({vs['low']:+.1%} to {vs['high']:+.1%}) |")
+            cells = [r["rule"], r["features"], _interval(r["auc"], r["auc_low"], r["auc_high"], ".3f"),
+                     _interval(r["accept_at_recall_0.9"], r["accept_low"], r["accept_high"], ".1%"),
+                     _interval(r["accept_at_recall_0.95"], r["accept_low_0.95"], r["accept_high_0.95"], ".1%"),
+                     _interval(vs["accept_difference"], vs["low"], vs["high"], "+.1%")]
+            lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _interval(value: float, low: float | None, high: float | None, spec: str) -> str:
+    return f"{value:{spec}}" + ("" if low is None else f" ({low:{spec}} to {high:{spec}})")

@@ -37,6 +37,7 @@ from autojudge.tasks.base import can_rejoin
 from autojudge.tasks.equivalence import DEFAULT_THRESHOLD
 from autojudge.workers import MAX_ATTEMPTS, PairSpec, pin_to_cores, ray_cluster, ray_get, start_failure
 
+
 class MiningWorker:
     """One Ray actor: the pair loaded once, then problem after problem."""
 

@@ -38,7 +38,6 @@ from autojudge.runfiles import RULE_FEATURES_DIR, read_records
 from autojudge.tasks.base import Task
 
 
-
 @dataclass
 class RulePassSummary:
     problems: int  # problems with labels in the run

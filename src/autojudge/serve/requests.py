@@ -116,7 +116,7 @@ def _refuse_logprobs(body: OpenAIRequest) -> None:
 def _sampling(body: OpenAIRequest, mode: Mode) -> Sampling | None:
     if not body.temperature:  # None or 0: greedy
         return None
-    if mode.policy not in ("target", "exact") and not mode.needs_judge:
+    if not mode.samples:
         raise APIError(400, f"sampling (temperature > 0) goes with the target, exact and judge modes, "
                             f"not {mode.name}", param="temperature")
     return Sampling(body.temperature, 1.0 if body.top_p is None else body.top_p, body.seed)

@@ -65,7 +65,7 @@ class Reply:
         self.metrics.count_success(stats, first_piece_delay)
         return {"prompt_tokens": self.prompt_tokens, "completion_tokens": stats.new_tokens,
                 "total_tokens": self.prompt_tokens + stats.new_tokens,
-                "speculative": {"mode": mode.name, "window": None if mode.policy == "target" else
+                "speculative": {"mode": mode.name, "window": None if mode.is_target else
                                 self.plan.decoding.window, "cycles": stats.cycles,
                                 "mean_accepted": stats.mean_accepted,
                                 "accepted_mismatches": stats.accepted_mismatches,
