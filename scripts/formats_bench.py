@@ -18,7 +18,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from autojudge.decoding.engine import is_cut
-from autojudge.decoding.modes import DecodingOptions, decode
+from autojudge.decoding.modes import DecodingOptions, decode, parse_mode
 from autojudge.evaluation.statistics import paired_accuracy_difference, wilson
 from autojudge.judge.shipped import load_judge
 from autojudge.models.loading import load_pair
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     pairs = {name: load_pair(*PAIRS[name], RuntimeOptions(backend="llamacpp")) for name in {m[0] for m in methods}}
     # The judge shipped for the task (trained on the Q4_K_M pair; it serves the Q4_0 copies).
     judges = {name: load_judge(pair, task=task.name) for name, pair in pairs.items()
-              if any(m[0] == name and m[1].startswith("judge") for m in methods)}
+              if any(m[0] == name and parse_mode(m[1]).needs_judge for m in methods)}
     warm_up = chat_prompt_ids(pairs["q4_k_m"].tokenizer, task.messages(problems[0]))
     for pair_name, mode, window in methods:  # untimed: first passes pay for page faults
         decode(pairs[pair_name], warm_up, mode, DecodingOptions(window=window, max_new_tokens=16),
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         for problem in problems:
             ids = chat_prompt_ids(pairs["q4_k_m"].tokenizer, task.messages(problem))
             for pair_name, mode, window in methods:
-                name = mode if mode == "target" else f"{mode}/w{window}"
+                name = method_name(mode, window)
                 if (pair_name, name, problem.id) not in done:
                     generation = decode(pairs[pair_name], ids, mode,
                                         DecodingOptions(window=window, max_new_tokens=budget),
@@ -89,6 +89,11 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def method_name(mode: str, window: int) -> str:
+    """A method's name in the records: the mode, and its window unless it drafts nothing."""
+    return mode if parse_mode(mode).is_target else f"{mode}/w{window}"
+
+
 def summarize(records: list[dict], methods) -> str:
     by = {}
     for r in records:
@@ -96,7 +101,7 @@ def summarize(records: list[dict], methods) -> str:
     reference = by[REFERENCE]
     common = set(reference)
     for pair_name, mode, window in methods:
-        common &= set(by.get((pair_name, mode if mode == "target" else f"{mode}/w{window}"), {}))
+        common &= set(by.get((pair_name, method_name(mode, window)), {}))
     problems = sorted(common)
     ref_speed = sum(reference[p]["tokens"] for p in problems) / sum(reference[p]["seconds"] for p in problems)
     lines = [f"GSM8K, the first {len(problems)} eval problems, every (format, method) side by side in one run, "
@@ -105,7 +110,7 @@ def summarize(records: list[dict], methods) -> str:
              "cut by the budget | tokens/cycle | tok/s | speed vs Q4_K_M target |",
              "|---|---|---|---|---|---|---|---|---|"]
     for pair_name, mode, window in methods:
-        runs = by[pair_name, mode if mode == "target" else f"{mode}/w{window}"]
+        runs = by[pair_name, method_name(mode, window)]
         rows = [runs[p] for p in problems]
         correct = [r["correct"] for r in rows]
         low, high = wilson(sum(correct), len(correct))

@@ -32,21 +32,11 @@ from tqdm import tqdm
 
 from autojudge.judge.report import auc_difference_interval
 from autojudge.judge.train import C_GRID, best_c, cross_validate_columns, load_mined, problem_folds
+from autojudge.mining.rule_features import response_ids
 from autojudge.models.loading import resolve
 from autojudge.prompting import chat_prompt_ids
 from autojudge.runfiles import read_records
 from autojudge.tasks import get_task
-
-
-def response_ids(tokenizer, record: dict) -> list[int] | None:
-    """The final response's token ids, if tokenizing its text again gives back the tokens
-    the mined labels stand on (the kept token at every mismatch); else None."""
-    ids = tokenizer(record["response"], add_special_tokens=False)["input_ids"]
-    for m in record["mismatches"]:
-        kept = m["target_token"] if m["important"] else m["draft_token"]
-        if m["position"] >= len(ids) or ids[m["position"]] != kept:
-            return None
-    return ids
 
 
 @torch.inference_mode()

@@ -29,11 +29,12 @@ from safetensors.numpy import load_file
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).parent))
-from layer_probe import best_scores, response_ids  # noqa: E402
+from layer_probe import best_scores  # noqa: E402
 from script_report import publish  # noqa: E402
 
 from autojudge.judge.report import auc_difference_interval  # noqa: E402
 from autojudge.judge.train import load_mined, problem_folds  # noqa: E402
+from autojudge.mining.rule_features import response_ids  # noqa: E402
 from autojudge.models.loading import resolve  # noqa: E402
 from autojudge.prompting import chat_prompt_ids  # noqa: E402
 from autojudge.runfiles import read_records  # noqa: E402

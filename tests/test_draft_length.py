@@ -26,14 +26,21 @@ def random_prompt(seed: int, length: int = 12) -> list[int]:
     return torch.randint(1, VOCAB, (length,), generator=generator).tolist()
 
 
-def test_a_draft_that_never_agrees_settles_on_zero_draft_tokens():
+def controlled(draft_seed: int, max_new_tokens: int):
+    """The tiny target alone, and with a draft of weights `draft_seed` under the controller
+    (at CPU-like costs): (the target's tokens, the speculative generation, the controller)."""
     target = backend(tiny_model(0), "t")
     prompt = random_prompt(0)
-    alone = generate(target, prompt, max_new_tokens=200).token_ids
+    alone = generate(target, prompt, max_new_tokens=max_new_tokens).token_ids
     controller = DraftLengthController(8, cpu_costs())
+    result = generate(target, prompt, draft=backend(tiny_model(draft_seed), "d"), window=8,
+                      max_new_tokens=max_new_tokens, draft_length=controller)
+    return alone, result, controller
+
+
+def test_a_draft_that_never_agrees_settles_on_zero_draft_tokens():
     # Another random model: it almost never proposes the target's token.
-    result = generate(target, prompt, draft=backend(tiny_model(1), "d"), window=8, max_new_tokens=200,
-                      draft_length=controller)
+    alone, result, controller = controlled(draft_seed=1, max_new_tokens=200)
     assert result.token_ids == alone
     assert result.stats.mean_accepted < 1.05
     later = controller.history[20:]
@@ -44,13 +51,8 @@ def test_a_draft_that_never_agrees_settles_on_zero_draft_tokens():
 
 
 def test_a_draft_that_always_agrees_drafts_the_full_window():
-    target = backend(tiny_model(0), "t")
-    prompt = random_prompt(0)
-    alone = generate(target, prompt, max_new_tokens=120).token_ids
-    controller = DraftLengthController(8, cpu_costs())
     # The target's own weights as the draft: every draft token is the target's.
-    result = generate(target, prompt, draft=backend(tiny_model(0), "d"), window=8, max_new_tokens=120,
-                      draft_length=controller)
+    alone, result, controller = controlled(draft_seed=0, max_new_tokens=120)
     assert result.token_ids == alone
     # From the prior (80% acceptance) up to the full window in a few cycles, then there for
     # good (the last cycle is cut by the budget).

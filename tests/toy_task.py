@@ -73,7 +73,8 @@ class RejoiningToyTask(ToyTask):
 
 class DyingToyTask(ToyTask):
     """The toy task, whose process dies (once: a marker file remembers) while it checks
-    problem 1's answer: a mining worker lost mid-problem."""
+    a generated answer to problem 1: a mining worker lost mid-problem (reading the
+    reference, as the run's fingerprint does before any model runs, is safe)."""
 
     name = "toy-dying"
 
@@ -81,7 +82,7 @@ class DyingToyTask(ToyTask):
         import os
         from pathlib import Path
         marker = Path(os.environ["DYING_TASK_MARKER"])
-        if problem is not None and problem.id == 1 and not marker.exists():
+        if problem is not None and problem.id == 1 and text != problem.reference and not marker.exists():
             marker.write_text("died once")
             os._exit(1)
         return super().extract_answer(text, problem)

@@ -14,7 +14,7 @@ from autojudge.models.backend import ModelPair
 
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "judges"
 # HumanEval has no mining split: the judge mined on MBPP serves it, as in the paper.
-JUDGE_FOR_TASK = {"gsm8k": "gsm8k", "mbpp": "mbpp", "humaneval": "mbpp"}
+JUDGE_FOR_TASK = {"gsm8k": "gsm8k", "mbpp": "mbpp", "humaneval": "mbpp", "squad": "squad"}
 
 
 def shipped_judge_path(task: str) -> Path:
