@@ -265,7 +265,8 @@ def test_the_help_names_every_mode_and_the_split_names():
     from autojudge.cli import build_parser
     commands = build_parser()._subparsers._group_actions[0].choices
     eval_help = " ".join(commands["eval"].format_help().split())
-    for mode in ("target", "exact", "topk:K", "fly", "typical", "judge:THRESHOLD", "judge@RECALL"):
+    from autojudge.decoding.modes import POLICIES
+    for mode in ("target", "topk:K", "judge:THRESHOLD", "judge@RECALL", *POLICIES):  # every registered policy
         assert mode in eval_help
     for command in ("mine", "eval", "bench", "bench-mining", "noise-floor"):
         assert "mine (problems to mine and train on), eval (held out, for evaluation) or all" in \

@@ -15,7 +15,7 @@ import torch
 
 from autojudge.decoding import Exact, generate
 from autojudge.decoding.modes import Mode, parse_mode
-from autojudge.decoding.policies import FLy, JudgePolicy, Typical, Window, keep_with_lookahead, top_entropy
+from autojudge.decoding.policies import FLy, JudgeOrFLy, JudgePolicy, Typical, Window, keep_with_lookahead, top_entropy
 from autojudge.judge.model import Judge
 from tests.tiny import backend, noisy_copy, tiny_model
 
@@ -56,6 +56,28 @@ def test_fly_keeps_a_mismatch_only_where_the_target_is_torn_and_then_agrees():
     assert FLy(entropy=0.3, lookahead=3)(sure) == 0  # a sure target: FLy is exact
     assert FLy(entropy=0.3, lookahead=4)(torn) == 0  # not enough agreement left in the window
     assert FLy(entropy=1.2, lookahead=3)(torn) == 0  # log 3 = 1.10 is not above 1.2
+
+
+def _constant_judge(p_important: float) -> Judge:
+    """A judge of the windows above (4 target features) whose P(important) is always `p_important`."""
+    meta = {"features": "target", "hidden": {"draft": 4, "target": 4}, "thresholds": []}
+    return Judge(torch.zeros(4), torch.ones(4), torch.zeros(4), math.log(p_important / (1 - p_important)), meta)
+
+
+def test_judge_or_fly_keeps_what_either_keeps():
+    torn_then_agrees = window([1, 0, 0, 0], [TORN, SURE, SURE, SURE, SURE])
+    sure_mismatch = window([1, 0, 0, 0], [SURE, SURE, SURE, SURE, SURE])
+    torn_then_differs = window([1, 1, 0, 0], [TORN, SURE, SURE, SURE, SURE])
+    judge = _constant_judge(0.5)  # keeps every mismatch at a threshold above 0.5, none below
+    for w in (torn_then_agrees, sure_mismatch, torn_then_differs):
+        # A judge that keeps nothing: FLy alone.
+        assert JudgeOrFLy(judge, 0.4, 0.3, 3)(w) == FLy(0.3, 3)(w)
+        # FLy that keeps nothing (no entropy is above 5): the judge alone.
+        assert JudgeOrFLy(judge, 0.6, 5.0, 3)(w) == JudgePolicy(judge, 0.6)(w)
+    assert FLy(0.3, 3)(torn_then_differs) == 0 and JudgePolicy(judge, 0.6)(sure_mismatch) == 4
+    assert JudgeOrFLy(judge, 0.6, 0.3, 3)(torn_then_differs) == 4  # the judge keeps both mismatches
+    assert parse_mode("judge-or-fly@0.9").name == "judge-or-fly@0.9"
+    assert parse_mode("judge-or-fly:0.2:0.3:4").policy_for(judge).name == "judge-or-fly:0.2:0.3:4"
 
 
 def test_typical_acceptance_keeps_tokens_the_target_finds_plausible_enough():
@@ -106,7 +128,8 @@ def test_the_registry_is_complete_on_import_with_nothing_of_the_judges_stage():
             "print(sorted(POLICIES), parse_mode('judge@0.9:2').name, 'autojudge.judge' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["['exact',", "'fly',", "'judge',", "'topk',", "'typical']", "judge@0.9:2", "False"]
+    assert done.stdout.split() == ["['exact',", "'fly',", "'judge',", "'judge-or-fly',", "'topk',", "'typical']",
+                                   "judge@0.9:2", "False"]
 
 def _accept_all_judge(hidden_d: int, hidden_t: int) -> Judge:
     n = hidden_d + hidden_t

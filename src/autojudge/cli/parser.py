@@ -13,7 +13,8 @@ from autojudge.tasks.base import CHECKER_THRESHOLD
 _SPLIT_HELP = "mine (problems to mine and train on), eval (held out, for evaluation) or all"
 # Every decoding mode by name (autojudge.decoding.modes).
 _MODES_HELP = ("target (the target alone), exact (lossless speculative decoding), topk:K, fly[:H[:L]] (FLy), "
-               "typical[:E[:A]] (typical acceptance), judge:THRESHOLD[:L], judge@RECALL[:L]")
+               "typical[:E[:A]] (typical acceptance), judge:THRESHOLD[:L], judge@RECALL[:L], "
+               "judge-or-fly:THRESHOLD[:H[:L]] and judge-or-fly@RECALL[:H[:L]] (what the judge or FLy keeps)")
 
 _BUDGET_HELP = ("default: the task's budget (GSM8K 1024, MBPP and HumanEval 512, naturalqs and squad 256; "
                 "512 for a free prompt)")
@@ -169,7 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_pair_options(gen, decoding=True)
     gen.add_argument("--mode", default="exact",
                      help="target, exact, topk (with --topk), judge (with --threshold or --recall), or any mode "
-                          "by name: topk:K, fly[:H[:L]], typical[:E[:A]], judge:T[:L], judge@R[:L] "
+                          "by name: topk:K, fly[:H[:L]], typical[:E[:A]], judge:T[:L], judge@R[:L], "
+                          "judge-or-fly@R[:H[:L]] "
                           "(default: %(default)s)")
     _add_draft_options(gen)
     gen.add_argument("--topk", type=_positive, default=4, help="K for --mode topk")

@@ -10,6 +10,8 @@
                         if the next L draft tokens then match (lookahead)
     judge@R[:L]         the same, with the threshold whose validation recall of important
                         mismatches is R (e.g. judge@0.9)
+    judge-or-fly:T[:H[:L]]  keep what the judge keeps (P(important) < T) or what FLy keeps
+                        (entropy above H, the next L draft tokens matching); judge-or-fly@R too
 
 Arguments are separated by ":" so that a list of modes can be separated by commas.
 
@@ -31,7 +33,17 @@ from typing import Callable, Sequence
 from autojudge.decoding import defaults
 from autojudge.decoding.drafters import LookupDrafter
 from autojudge.decoding.engine import Generation, generate
-from autojudge.decoding.policies import AcceptancePolicy, Exact, FLy, JudgePolicy, TopK, Typical, number, spelled
+from autojudge.decoding.policies import (
+    AcceptancePolicy,
+    Exact,
+    FLy,
+    JudgeOrFLy,
+    JudgePolicy,
+    TopK,
+    Typical,
+    number,
+    spelled,
+)
 from autojudge.decoding.sampling import Sampling
 from autojudge.models.backend import MAX_WINDOW, ModelPair
 
@@ -65,6 +77,8 @@ register_policy(PolicySpec("fly", ("entropy", "lookahead"), (0.3, 6), FLy, label
 register_policy(PolicySpec("typical", ("epsilon", "alpha"), (0.09, 0.3), Typical, label="typical acceptance"))
 register_policy(PolicySpec("judge", ("threshold", "lookahead"), (None, 0), JudgePolicy, needs_judge=True,
                            label="judge", samples=True))
+register_policy(PolicySpec("judge-or-fly", ("threshold", "entropy", "lookahead"), (None, 0.3, 6), JudgeOrFLy,
+                           needs_judge=True, label="judge or FLy"))
 
 TARGET = "target"  # the target alone: a mode with no policy, so no entry of POLICIES
 

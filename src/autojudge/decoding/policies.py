@@ -113,10 +113,12 @@ class TopK:
         return leading_true((top == window.draft_tokens[:, None]).any(dim=-1))
 
 
-def keep_with_lookahead(matches: torch.Tensor, harmless: torch.Tensor, lookahead: int) -> int:
+def keep_with_lookahead(matches: torch.Tensor, harmless: torch.Tensor, lookahead: int,
+                        kept_anyway: torch.Tensor | None = None) -> int:
     """Draft tokens to keep: from the left, each either matches the target's token or is
     a mismatch deemed `harmless` that the next `lookahead` draft tokens then match
-    natively (the target read them with the mismatch in place, so no extra pass).
+    natively (the target read them with the mismatch in place, so no extra pass), or
+    one of `kept_anyway` (mismatches another rule keeps with no lookahead).
 
     Near the window's end a mismatch with fewer than `lookahead` draft tokens after it
     cannot show that the target agrees again: it is not kept (the target's own token
@@ -124,14 +126,14 @@ def keep_with_lookahead(matches: torch.Tensor, harmless: torch.Tensor, lookahead
     "matching or harmless".
     """
     k = len(matches)
-    ok = matches | harmless
+    free = matches if kept_anyway is None else matches | kept_anyway
     if lookahead == 0:
-        return leading_true(ok)
-    match_list, ok_list = matches.tolist(), ok.tolist()
+        return leading_true(free | harmless)
+    free_list, match_list, harmless_list = free.tolist(), matches.tolist(), harmless.tolist()
     for i in range(k):
-        if match_list[i]:
+        if free_list[i]:
             continue
-        if not ok_list[i] or i + lookahead >= k or not all(match_list[i + 1:i + 1 + lookahead]):
+        if not harmless_list[i] or i + lookahead >= k or not all(match_list[i + 1:i + 1 + lookahead]):
             return i
     return k
 
@@ -218,3 +220,30 @@ class JudgePolicy:
         if bool(window.matches.all()):
             return len(window.draft_tokens)
         return keep_with_lookahead(window.matches, self.harmless(window), self.lookahead)
+
+
+class JudgeOrFLy:
+    """The judge and FLy together: keep a mismatch the judge calls harmless, or one FLy
+    keeps (the target unsure there, and the next `lookahead` draft tokens matching). The
+    judge's single-swap labels and FLy's "the target agrees again" see different
+    mismatches (docs/judge/README.md); this keeps what either would."""
+
+    def __init__(self, judge, threshold: float, entropy: float = 0.3, lookahead: int = 6):
+        self.by_judge = JudgePolicy(judge, threshold)
+        self.by_fly = FLy(entropy, lookahead)
+        self.judge, self.threshold = judge, threshold
+        self.needs_hidden, self.needs_draft_logits = self.by_judge.needs_hidden, self.by_judge.needs_draft_logits
+        self.name = spelled("judge-or-fly", (threshold, entropy, lookahead), (None, 0.3, 6))
+
+    def harmless(self, window: Window) -> torch.Tensor:
+        """[k] bool: the mismatches the judge keeps whatever follows them (with sampling,
+        kept where speculative sampling rejects them, as JudgePolicy's are)."""
+        return self.by_judge.harmless(window)
+
+    def __call__(self, window: Window) -> int:
+        if bool(window.matches.all()):
+            return len(window.draft_tokens)
+        k = len(window.draft_tokens)
+        unsure = top_entropy(window.target_logits[:k], self.by_fly.top) > self.by_fly.entropy
+        return keep_with_lookahead(window.matches, unsure, self.by_fly.lookahead, kept_anyway=self.harmless(window))
+
