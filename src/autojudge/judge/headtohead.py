@@ -64,9 +64,15 @@ def rule_scores(logits: np.ndarray, rules: np.ndarray) -> list[Scored]:
     return scored
 
 
-def judge_scores(data: MinedData, rules: np.ndarray, trained_on: str, folds) -> list[Scored]:
+def rule_columns(data: MinedData) -> np.ndarray:
+    """The labels' rule features, NaN rows where a problem has none (all NaN without any)."""
+    return data.rules if data.rules is not None else np.full((len(data.important), len(RULE_FEATURES)), np.nan)
+
+
+def judge_scores(data: MinedData, trained_on: str, folds) -> list[Scored]:
     """Out-of-fold P(important) of a judge per feature set, C chosen by out-of-fold AUC.
     Judges reading the rules' features train and score only where those exist."""
+    rules = rule_columns(data)
     parts = {"draft": data.draft, "target": data.target, "logits": data.logits, "rules": rules}
     out = []
     for name, groups in JUDGE_FEATURES.items():
@@ -162,7 +168,6 @@ def compare_rules(run_dirs: list, data: MinedData, task, definitions: list[str],
                   draws: int = DRAWS) -> dict:
     """The head-to-head of every rule and judge, per label definition: {"labels": {definition:
     shares}, "rows": [...]}; judges learn each definition's labels and are scored on them."""
-    rules = data.rules if data.rules is not None else np.full((len(data.important), len(RULE_FEATURES)), np.nan)
     rows, shares = [], {}
     problems = {p.id: p for p in task.load(data.meta["split"])}
     all_rows = mined_labels(run_dirs)
@@ -171,8 +176,8 @@ def compare_rules(run_dirs: list, data: MinedData, task, definitions: list[str],
         kept_rows = [r for r, k in zip(all_rows, known) if k]
         shares[definition] = label_shares(kept_rows, relabelled.important, task, problems)
         folds = problem_folds(relabelled, seed=seed)
-        scored = rule_scores(relabelled.logits, rules[known])
-        scored += judge_scores(relabelled, rules[known], definition, folds)
+        scored = rule_scores(relabelled.logits, rule_columns(relabelled))
+        scored += judge_scores(relabelled, definition, folds)
         rows += head_to_head(scored, relabelled.important, relabelled.problem, definition, draws, seed)
     return {"labels": shares, "rows": rows}
 
