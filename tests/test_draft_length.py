@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from autojudge.decoding import TopK, generate
+from autojudge.decoding import TopK, defaults, generate
 from autojudge.decoding.controller import DraftLengthController, GivenCosts, MeasuredCosts
-from autojudge.decoding.drafters import LookupDrafter
-from autojudge.decoding.modes import DecodingOptions, decode
+from autojudge.decoding.drafters import LookupDrafter, NgramIndex, nearest_match_end
+from autojudge.decoding.modes import DecodingOptions, decode, parse_mode, resolved_drafter
 from autojudge.decoding.policies import FLy
 from autojudge.models.backend import ModelPair
 from tests.tiny import VOCAB, backend, last_token_model, noisy_copy, tiny_model
@@ -126,7 +126,10 @@ def test_the_lookup_drafter_turns_a_copied_prompt_into_many_tokens_per_pass():
     prompt, copy = copied_prompt(target)
     alone = generate(target, prompt, max_new_tokens=40).token_ids
     assert alone[:20] == copy[:20]  # the answer does copy its prompt
-    for draft_length in ("fixed", "adaptive"):
+    # Adaptive at given costs (a pass costs about as much at any size, as on a GPU): a tiny
+    # model's timings are too noisy to decide on.
+    flat = DraftLengthController(8, GivenCosts(target=lambda n: 1.0 + 0.05 * (n - 1)), free=True)
+    for draft_length in ("fixed", flat):
         result = generate(target, prompt, drafter=LookupDrafter(), window=8, max_new_tokens=40,
                           draft_length=draft_length)
         assert result.token_ids == alone
@@ -153,3 +156,68 @@ def test_decoding_options_refuse_unknown_draft_lengths_and_drafters():
         DecodingOptions(draft_length="sometimes")
     with pytest.raises(ValueError, match="drafter 'oracle'"):
         DecodingOptions(drafter="oracle")
+
+
+def test_a_free_draft_is_verified_by_the_evidence_it_comes_with():
+    # Lookups with a 3-token match are never copied on; with an 8-token match, always.
+    # The controller learns the two apart, stops verifying the first without probing
+    # again, and verifies all of the second.
+    free = GivenCosts(target=lambda n: 1.0 + 0.37 * (n - 1))  # a lookup's draft costs nothing
+    controller = DraftLengthController(8, free, prior=0.7, free=True)
+    weak, strong = [], []
+    for _ in range(100):
+        k = controller.choose(context=3, limit=8)
+        weak.append(k)
+        controller.observe(k, 0, 0.0, 0.0)
+        k = controller.choose(context=8, limit=8)
+        strong.append(k)
+        controller.observe(k, k, 0.0, 0.0)
+    assert weak[0] > 0 and sum(k > 0 for k in weak[-80:]) <= 3  # tried, then only rare probes
+    assert strong[-80:] == [8] * 80
+    assert controller.choose(context=8, limit=3) == 3  # never more than the lookup proposed
+
+
+def test_a_free_drafts_controller_times_the_target_alone_before_it_verifies_anything():
+    controller = DraftLengthController(8, MeasuredCosts(), free=True)
+    assert controller.choose(context=8, limit=8) == 0  # no pass size known: no long guess
+    controller.observe(0, 0, 1e-5, 0.05)
+    assert controller.choose(context=8, limit=8) > 0  # sized from the one-token pass
+
+
+def test_the_ngram_index_finds_what_a_scan_finds():
+    generator = torch.Generator().manual_seed(3)
+    seq = torch.randint(0, 4, (300,), generator=generator).tolist()  # a small alphabet: many repeats
+    index = NgramIndex(5)
+    for here in range(2, len(seq)):
+        index.extend(seq[:here], here - 1)
+        for n in range(1, min(5, here - 1) + 1):
+            tail = seq[here - n:here]
+            assert index.latest_end(tail) == nearest_match_end(seq[:here], tail, here - 1, here)
+    index.extend([9, 9, 9, 9], 3)  # not a continuation: indexed afresh
+    assert index.latest_end([9, 9]) == 3 and index.latest_end([seq[0]]) is None
+
+
+def test_the_lookup_proposes_the_longest_match_and_says_how_long_it_was():
+    drafter = LookupDrafter(ngram=8, min_ngram=3, adapt_length=False)
+    seq = [1, 2, 3, 4, 5, 6, 7, 8, 2, 3, 4, 9, 1, 2, 3, 4]
+    proposal = drafter.propose(seq, 3, frozenset(), want_hidden=False)
+    assert proposal.tokens == [5, 6, 7] and proposal.match == 4  # [1, 2, 3, 4] beats the later [2, 3, 4]
+    assert drafter.propose([1, 2, 5, 1, 2], 3, frozenset(), want_hidden=False).tokens == []  # 2 < min_ngram
+
+
+@pytest.mark.parametrize("mode, drafter", [("exact", "lookup"), ("typical", "model"), ("target", None)])
+def test_auto_drafts_by_lookup_only_for_exact_greedy_decoding_on_a_cpu(mode, drafter):
+    target, draft = backend(tiny_model(0), "t"), backend(tiny_model(1), "d")
+    prompt, _ = copied_prompt(target)
+    pair = ModelPair(draft, target, tokenizer=None, stop_ids=frozenset())
+    alone = decode(pair, prompt, "target", DecodingOptions(max_new_tokens=30)).token_ids
+    auto = DecodingOptions(window=8, max_new_tokens=30, drafter="auto", draft_length="auto")
+    result = decode(pair, prompt, mode, auto)
+    if drafter is not None:
+        length = "adaptive" if drafter == "lookup" else "fixed"
+        assert resolved_drafter(pair, parse_mode(mode), auto) == (drafter, length)
+        assert (result.stats.draft_forwards == 0) == (drafter == "lookup")
+    if mode == "exact":
+        assert result.token_ids == alone
+    assert defaults.resolve("auto", "auto", exact_greedy=True, on_cpu=False) == ("model", "fixed")  # a GPU
+    assert defaults.resolve("lookup", "fixed", exact_greedy=True, on_cpu=True) == ("lookup", "fixed")  # as asked

@@ -28,9 +28,13 @@ def test_the_speed_bench_runs_every_configuration_and_resumes(tiny_target_dir, t
             assert r["token_ids"] == by[("target/new", r["problem"])]["token_ids"]
         if r["config"].startswith("lookup"):
             assert r["draft_forwards"] == 0
-    # The new defaults run as the commands would; the old ones as they were.
-    assert by[("new-defaults/exact", 0)]["options"]["window"] == defaults.WINDOW
-    assert by[("new-defaults/exact", 0)]["options"]["draft_p_min"] == defaults.DRAFT_P_MIN
+    # The defaults run as the commands would (on a CPU: the lookup under the controller,
+    # no draft model pass); the old ones as they were.
+    assert by[("defaults/exact", 0)]["options"]["window"] == defaults.WINDOW
+    assert by[("model/exact", 0)]["options"]["draft_p_min"] == defaults.DRAFT_P_MIN
+    assert (by[("defaults/exact", 0)]["drafter"], by[("defaults/exact", 0)]["draft_length"]) == ("lookup", "adaptive")
+    assert by[("model/judge@0.8", 0)]["drafter"] == "model" and by[("model/exact", 0)]["draft_forwards"] > 0
+    assert by[("defaults/exact", 0)]["draft_forwards"] == 0
     assert by[("old-defaults/exact/w8", 0)]["options"]["draft_p_min"] == 0.0
     assert "| toy | target/new | 2 | " in text and "| 1.00x |" in text
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from autojudge.cli.common import decoding_options, load_task, runtime_options
@@ -13,6 +14,7 @@ if TYPE_CHECKING:  # the modes load torch: a command imports them when it runs
 
 
 def cmd_generate(args) -> int:
+    from autojudge.decoding import defaults
     from autojudge.decoding.modes import decode
     from autojudge.models.loading import load_pair
     from autojudge.prompting import chat_prompt_ids
@@ -51,9 +53,14 @@ def cmd_generate(args) -> int:
     if mode.needs_judge and args.judge is None:
         from autojudge.judge.shipped import shipped_judge_for
         shipped_judge_for(task.name)  # refused now, not after the pair has loaded
+    runtime = runtime_options(args)
+    drafter, draft_length = defaults.resolve(options.drafter, options.draft_length, on_cpu=runtime.device == "cpu",
+                                             exact_greedy=not mode.is_target and mode.is_lossless,
+                                             draft_named=args.draft != defaults.DRAFT)
+    options = replace(options, drafter=drafter, draft_length=draft_length)
     # A lookup drafts without the draft model; a judge is still checked against the pair it was trained on.
-    needs_draft = not mode.is_target and (options.drafter == "model" or mode.needs_judge)
-    pair = load_pair(args.draft if needs_draft else None, args.target, runtime_options(args))
+    needs_draft = not mode.is_target and (drafter == "model" or mode.needs_judge)
+    pair = load_pair(args.draft if needs_draft else None, args.target, runtime)
     judge = None
     if mode.needs_judge:
         from autojudge.judge.shipped import load_judge
@@ -67,7 +74,7 @@ def cmd_generate(args) -> int:
 
     report = {"text": text, "token_ids": result.token_ids, "mode": mode.name,
               "window": None if mode.is_target else args.window,
-              **({} if mode.is_target else {"draft_length": options.draft_length, "drafter": options.drafter}),
+              **({} if mode.is_target else {"draft_length": draft_length, "drafter": drafter}),
               "stop_reason": result.stop_reason, **pair.describe(), "stats": result.stats.to_dict()}
     if judge is not None:  # judge@R keeps its name; the threshold R stood for is beside it
         report.update(judge=args.judge or "shipped", threshold=mode.threshold(judge))

@@ -113,20 +113,24 @@ def _add_pair_options(parser: argparse.ArgumentParser, backends: bool = True, de
                         help="torch CPU float32 linear kernels (default: %(default)s, faster verification)")
 
 
-def _add_draft_options(parser: argparse.ArgumentParser, what: str = "") -> None:
-    """--window, --draft-p-min, --draft-length and --drafter, at the measured defaults."""
+def _add_draft_options(parser: argparse.ArgumentParser, what: str = "", drafter: str | None = None,
+                       draft_length: str | None = None) -> None:
+    """--window, --draft-p-min, --draft-length and --drafter, at the measured defaults
+    (`drafter`, `draft_length`: a command's own, e.g. eval's)."""
     parser.add_argument("--window", type=_positive, default=defaults.WINDOW,
                         help=f"{what}draft tokens per cycle, up to 64 (default: %(default)s)")
     parser.add_argument("--draft-p-min", type=_probability, default=defaults.DRAFT_P_MIN, metavar="P",
                         help=f"{what}adaptive draft length: stop drafting before a token the draft gives a "
                              "probability below P; 0: the whole window (default: %(default)s)")
-    parser.add_argument("--draft-length", choices=defaults.DRAFT_LENGTHS, default=defaults.DRAFT_LENGTH,
+    parser.add_argument("--draft-length", choices=defaults.DRAFT_LENGTHS, default=draft_length or defaults.DRAFT_LENGTH,
                         help=f"{what}fixed: up to --window tokens every cycle; adaptive: each cycle the count "
                              "with the most expected tokens per second from the acceptance and pass times "
-                             "measured so far, zero (the target alone) included (default: %(default)s)")
-    parser.add_argument("--drafter", choices=defaults.DRAFTERS, default=defaults.DRAFTER,
+                             "measured so far, zero (the target alone) included; auto: adaptive for a lookup, "
+                             "fixed for the model (default: %(default)s)")
+    parser.add_argument("--drafter", choices=defaults.DRAFTERS, default=drafter or defaults.DRAFTER,
                         help=f"{what}model: the draft model proposes; lookup: n-grams of the prompt and the "
-                             "text so far, no draft model (exact, topk, fly, typical and target-only judges) "
+                             "text so far, no draft model (exact, topk, fly, typical and target-only judges); "
+                             "auto: a lookup for exact decoding on a CPU unless --draft names a model, else the model "
                              "(default: %(default)s)")
 
 
@@ -349,7 +353,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--limit", type=_positive, help="first N problems of the split")
     ev.add_argument("--modes", default="target,exact,topk:4,topk:16,judge:0.05,judge:0.2,judge:0.5",
                     help=f"comma-separated modes: {_MODES_HELP} (default: %(default)s)")
-    _add_draft_options(ev)
+    # eval compares modes with one drafter, the draft model: exact is every lossy mode's baseline.
+    _add_draft_options(ev, drafter=defaults.EVAL_DRAFTER, draft_length=defaults.EVAL_DRAFT_LENGTH)
     ev.add_argument("--parallel", type=_positive, default=1, metavar="N",
                     help="decode N problems side by side, their passes merged (llama.cpp): faster accuracy and "
                          "tokens per cycle; such records are left out of tokens/s (default: %(default)s)")

@@ -41,6 +41,14 @@ from typing import Callable, Protocol
 # Only a prior: it stands in for pass sizes not yet timed.
 PASS_SLOPE = 0.37
 
+# The acceptance assumed before any is seen. A model's draft: 0.8. A lookup's: 0.7, the
+# best of 0.3 to 0.9 replayed on 246 GSM8K and HumanEval answers of the target
+# (docs/bench/lookup-evidence).
+MODEL_PRIOR = 0.8
+LOOKUP_PRIOR = 0.7
+# A free drafter's probes: after 32 cycles at zero in a context, then 64, ... up to 512.
+FREE_PROBE_EVERY, FREE_MAX_PROBE_EVERY = 32, 512
+
 
 class Costs(Protocol):
     def draft(self, k: int) -> float:
@@ -129,61 +137,84 @@ class DraftLengthController:
     `prior`: the acceptance assumed before any is seen; `memory`: the weight an old
     observation keeps per new one at the same position (0.9: about the last ten count);
     `history`: the length chosen in each cycle, for reports and tests.
+
+    A free drafter (a lookup) proposes before the choice, and says how good its evidence
+    is (`context`: the length of the matched tail). Acceptance is then learnt apart for
+    each context, since an 8-token match is copied on far more often than a 3-token one;
+    a model drafter has one context.
     """
 
-    def __init__(self, window: int, costs: Costs | None = None, *, prior: float = 0.8, memory: float = 0.9,
-                 shrink: float = 2.0, probe_every: int = 8, max_probe_every: int = 128):
+    def __init__(self, window: int, costs: Costs | None = None, *, prior: float = MODEL_PRIOR, memory: float = 0.9,
+                 shrink: float = 2.0, probe_every: int = 8, max_probe_every: int = 128, free: bool = False):
         if window < 1:
             raise ValueError(f"window {window}: the controller needs at least one draft token to choose from")
         self.window = window
         self.costs = costs if costs is not None else MeasuredCosts()
         self.prior, self.memory, self.shrink = prior, memory, shrink
         self.base_probe_every, self.max_probe_every = probe_every, max_probe_every
-        self.probe_every, self.idle = probe_every, 0
-        self.probing = self.probe_again = False
-        self.accepted = [0.0] * window  # forgetting counts of acceptances at each position...
-        self.seen = [0.0] * window  # ... and of the times it was drafted with all before it accepted
+        self.free = free  # the drafter proposes for nothing (a lookup)
+        if free:
+            # A lookup's context that has stopped paying rarely starts again within one
+            # answer, and each probe costs a pass of two or more tokens (about twice a
+            # one-token pass on llama.cpp): probe rarely, enough to undo a mistimed pass.
+            self.base_probe_every, self.max_probe_every = FREE_PROBE_EVERY, FREE_MAX_PROBE_EVERY
+        self.contexts: dict[int, Acceptance] = {}
+        self._context = 0
         self.history: list[int] = []
 
-    def acceptance(self) -> list[float]:
-        """a_i for every position: its own rate, drawn toward the pooled one where seen little."""
-        seen, accepted = sum(self.seen), sum(self.accepted)
-        pooled = (accepted + self.shrink * self.prior) / (seen + self.shrink)
-        return [(a + self.shrink * pooled) / (s + self.shrink) for a, s in zip(self.accepted, self.seen)]
+    def _state(self, context: int) -> "Acceptance":
+        if context not in self.contexts:
+            self.contexts[context] = Acceptance(self.window, self.base_probe_every)
+        return self.contexts[context]
 
-    def rates(self) -> list[float]:
-        """Expected tokens per second for every draft length 0..window."""
-        a, costs = self.acceptance(), self.costs
+    def acceptance(self, context: int = 0) -> list[float]:
+        """a_i for every position: its own rate, drawn toward the pooled one where seen little."""
+        state = self._state(context)
+        seen, accepted = sum(state.seen), sum(state.accepted)
+        pooled = (accepted + self.shrink * self.prior) / (seen + self.shrink)
+        return [(a + self.shrink * pooled) / (s + self.shrink) for a, s in zip(state.accepted, state.seen)]
+
+    def rates(self, context: int = 0, limit: int | None = None) -> list[float]:
+        """Expected tokens per second for every draft length 0..limit (default: the window)."""
+        a, costs = self.acceptance(context), self.costs
         rates, expected, survive = [], 1.0, 1.0
-        for k in range(self.window + 1):
+        for k in range(min(self.window, self.window if limit is None else limit) + 1):
             if k:
                 survive *= a[k - 1]
                 expected += survive
             rates.append(expected / max(costs.draft(k) + costs.target(k + 1), 1e-12))
         return rates
 
-    def choose(self) -> int:
-        """The draft length of the next cycle."""
-        k = self._choose()
+    def choose(self, context: int = 0, limit: int | None = None) -> int:
+        """The draft length of the next cycle; `limit`: at most this many (what a free
+        drafter has proposed), `context`: the proposal's evidence (see the class)."""
+        self._context = context
+        k = self._choose(self._state(context), limit if limit is not None else self.window)
         self.history.append(k)
         return k
 
-    def _choose(self) -> int:
-        if not self.history or not self.costs.known():  # nothing seen yet: draft the window, to learn the most
-            return self.window
+    def _choose(self, state: "Acceptance", limit: int) -> int:
+        if limit < 1:
+            return 0
+        if self.free and not self.costs.timed(1):
+            # A free draft teaches nothing about its cost, and a first guess at the window
+            # costs a long pass: time the target alone first, then size passes from it.
+            return 0
+        if not self.history or not self.costs.known():  # nothing seen yet: draft all, to learn the most
+            return limit
         if not self.costs.timed(1):  # a cycle of the target alone: the baseline, timed for free
             return 0
-        rates = self.rates()
+        rates = self.rates(self._context, limit)
         best = max(range(len(rates)), key=rates.__getitem__)
         if best > 0:
-            self.idle, self.probe_every = 0, self.base_probe_every
+            state.idle, state.probe_every = 0, self.base_probe_every
             return best
-        if not self.probe_again:
-            self.idle += 1
-            if self.idle < self.probe_every:
+        if not state.probe_again:
+            state.idle += 1
+            if state.idle < state.probe_every:
                 return 0
-            self.idle, self.probe_every = 0, min(2 * self.probe_every, self.max_probe_every)
-        self.probing, self.probe_again = True, False
+            state.idle, state.probe_every = 0, min(2 * state.probe_every, self.max_probe_every)
+        state.probing, state.probe_again = True, False
         return max(range(1, len(rates)), key=rates.__getitem__)
 
     def observe(self, drafted: int, accepted: int, draft_seconds: float, target_seconds: float) -> None:
@@ -192,11 +223,24 @@ class DraftLengthController:
         Position i < accepted was accepted; position `accepted`, when drafted, rejected;
         later ones were never judged (their predecessor was rejected), so they teach nothing.
         """
-        if self.probing:
-            self.probing = False
+        state = self._state(self._context)
+        if state.probing:
+            state.probing = False
             if drafted and accepted == drafted:
-                self.probe_again, self.probe_every = True, self.base_probe_every
+                state.probe_again, state.probe_every = True, self.base_probe_every
         for i in range(min(accepted + 1, drafted)):
-            self.accepted[i] = self.memory * self.accepted[i] + (i < accepted)
-            self.seen[i] = self.memory * self.seen[i] + 1
+            state.accepted[i] = self.memory * state.accepted[i] + (i < accepted)
+            state.seen[i] = self.memory * state.seen[i] + 1
         self.costs.observe(drafted, draft_seconds, drafted + 1, target_seconds)
+
+
+class Acceptance:
+    """What the controller has learnt in one context: forgetting counts of acceptances at
+    each draft position, and of the times it was drafted with all before it accepted;
+    and its probing state (cycles at zero since the last probe, the current wait)."""
+
+    def __init__(self, window: int, probe_every: int):
+        self.accepted = [0.0] * window
+        self.seen = [0.0] * window
+        self.idle, self.probe_every = 0, probe_every
+        self.probing = self.probe_again = False

@@ -23,15 +23,39 @@ TARGET = TARGET_Q4_0.name
 WINDOW = 16
 DRAFT_P_MIN = 0.8
 
-# "fixed": draft up to WINDOW tokens every cycle (stopped early by DRAFT_P_MIN);
-# "adaptive": the draft-length controller (autojudge.decoding.controller) picks the
-# count each cycle, zero included. Fixed until a bench on the real pair
-# (scripts/bench_speed.py) shows the controller ahead on GSM8K and HumanEval.
-DRAFT_LENGTH = "fixed"
+# Which drafter, and whether the draft-length controller chooses each cycle's count.
+# "auto", measured in docs/bench/speed-defaults (one core, GSM8K and HumanEval):
+# - exact greedy decoding on a CPU: the lookup drafter (n-grams of the prompt and the
+#   text so far, no model pass) under the controller, which verifies a lookup only
+#   where its evidence has paid. The 0.5B draft model costs 0.4-0.5 of a target token
+#   here, so no model-drafted configuration beat the target alone; a free draft can.
+# - everything else (lossy modes, sampling, a GPU): the draft model, fixed length: the
+#   lossy rules and speculative sampling read the draft's tokens or logits, and were
+#   measured with it; on a GPU a draft token costs a small share of a target token.
+DRAFTER = "auto"
+DRAFT_LENGTH = "auto"
 
-# "model": the draft model proposes; "lookup": n-grams of the prompt and the text so
-# far (autojudge.decoding.drafters.LookupDrafter), no model pass.
-DRAFTER = "model"
+# eval compares modes against exact decoding with one drafter, the one the lossy modes
+# need, so that tokens per cycle and speed ratios compare like with like.
+EVAL_DRAFTER = "model"
+EVAL_DRAFT_LENGTH = "fixed"
 
-DRAFT_LENGTHS = ("fixed", "adaptive")
-DRAFTERS = ("model", "lookup")
+DRAFT_LENGTHS = ("auto", "fixed", "adaptive")
+DRAFTERS = ("auto", "model", "lookup")
+
+# The lookup drafter's n-gram sizes: the longest tail of up to 8 tokens that occurred
+# before, down to 3 (a 1- or 2-token match is copied on too rarely to verify:
+# docs/bench/lookup-evidence).
+LOOKUP_NGRAM = 8
+LOOKUP_MIN_NGRAM = 3
+
+
+def resolve(drafter: str, draft_length: str, *, exact_greedy: bool, on_cpu: bool,
+            draft_named: bool = False) -> tuple[str, str]:
+    """The drafter and draft length "auto" stands for in this decode (see DRAFTER); a
+    draft model the user named (`draft_named`) is used, not replaced by a lookup."""
+    if drafter == "auto":
+        drafter = "lookup" if exact_greedy and on_cpu and not draft_named else "model"
+    if draft_length == "auto":
+        draft_length = "adaptive" if drafter == "lookup" else "fixed"
+    return drafter, draft_length

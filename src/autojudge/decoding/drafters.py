@@ -20,11 +20,13 @@ class Proposal:
     hidden: torch.Tensor | None  # [len(tokens), hidden]: state after reading each token
     forwards: int  # model passes spent (0 for a lookup)
     logits: torch.Tensor | None = None  # [len(tokens), vocab]: the logits each token was drafted from
+    match: int = 0  # a lookup's evidence: how many tokens before the proposal matched (0: none, or a model)
 
 
 class Drafter(Protocol):
     name: str
     provides_hidden: bool  # and logits: both come from a model
+    free: bool  # proposing costs no model pass: propose the window, then choose how much to verify
 
     def start(self, seq: Sequence[int]) -> None:
         """A new generation begins from `seq`; keep whatever cached state still applies."""
@@ -48,6 +50,7 @@ class ModelDrafter:
     """
 
     provides_hidden = True
+    free = False
 
     def __init__(self, model: CausalLM, p_min: float = 0.0):
         self.model = model
@@ -103,58 +106,95 @@ class LookupDrafter:
     regenerates after a one-token swap, and the new text usually re-converges with
     the old, so the old suffix is an excellent draft); among several matches, the one
     nearest the current position wins. Then the sequence itself, as in prompt-lookup
-    decoding. With no match it proposes nothing, and the target decodes one token.
-    Without a reference it is a decoding drafter of its own (`--drafter lookup`): answers
-    that copy from their prompt (code, quotes, extraction) get many tokens per target
-    pass for no model pass at all.
+    decoding: the longest tail of `ngram` tokens down to `min_ngram` that occurred
+    before, at its latest occurrence. With no match it proposes nothing, and the target
+    decodes one token. Without a reference it is a decoding drafter of its own
+    (`--drafter lookup`): answers that copy from their prompt (code, quotes, extraction)
+    get many tokens per target pass for no model pass at all.
 
-    The proposal length adapts: it doubles after a fully accepted proposal and halves
-    after a rejection. A wasted draft token is cheap in a torch pass but costs about a
-    quarter of a 1-token pass on llama.cpp, so once the new text has left the old one,
-    long guesses would make regeneration slower than plain decoding.
+    `adapt_length`: the proposal length doubles after a fully accepted proposal and
+    halves after a rejection. A wasted draft token is cheap in a torch pass but costs
+    about a quarter of a 1-token pass on llama.cpp, so once mining's new text has left
+    the old one, long guesses would make regeneration slower than plain decoding. Under
+    the draft-length controller it is off: the lookup proposes the whole window and the
+    controller decides how much of it to verify, from the proposal's `match` (a tail of
+    8 matched tokens is far better evidence than one of 3: docs/bench/lookup-evidence).
     """
 
     provides_hidden = False
+    free = True
     name = "lookup"
 
-    def __init__(self, reference: Sequence[int] = (), ngram: int = 3, start_length: int = 4):
+    def __init__(self, reference: Sequence[int] = (), ngram: int = 3, start_length: int = 4,
+                 min_ngram: int = 1, adapt_length: bool = True):
+        if not 1 <= min_ngram <= ngram:
+            raise ValueError(f"n-gram sizes {min_ngram} to {ngram}: need 1 <= min_ngram <= ngram")
         self.reference = list(reference)
-        self.ngram = ngram
-        self.length = start_length
+        self.ngram, self.min_ngram = ngram, min_ngram
+        self.length = start_length if adapt_length else MAX_WINDOW
+        self.adapt_length = adapt_length
         self._proposed_at = self._proposed = 0
+        self._index = NgramIndex(ngram)
 
     def start(self, seq: Sequence[int]) -> None:
-        pass
+        self._index = NgramIndex(self.ngram)
 
     def propose(self, seq: list[int], k: int, stop_ids: frozenset[int], want_hidden: bool,
                 want_logits: bool = False, sampling=None) -> Proposal:
         if want_hidden or want_logits or sampling is not None:
             raise ValueError("a lookup drafter has no hidden states, logits or sampling; use a model drafter")
-        tokens = self._lookup(seq, min(k, self.length))
+        tokens, match = self._lookup(seq, min(k, self.length))
         for i, token in enumerate(tokens):
             if token in stop_ids:
                 tokens = tokens[: i + 1]
                 break
         self._proposed_at, self._proposed = len(seq), len(tokens)
-        return Proposal(tokens, None, 0)
+        return Proposal(tokens, None, 0, match=match if tokens else 0)
 
-    def _lookup(self, seq: list[int], k: int) -> list[int]:
+    def _lookup(self, seq: list[int], k: int) -> tuple[list[int], int]:
         here = len(seq)
-        for n in range(min(self.ngram, len(seq) - 1), 0, -1):
+        self._index.extend(seq, here - 1)  # occurrences ending before the tail itself
+        for n in range(min(self.ngram, len(seq) - 1), self.min_ngram - 1, -1):
             tail = seq[-n:]
-            for source, limit in ((self.reference, len(self.reference)), (seq, here - 1)):
-                end = nearest_match_end(source, tail, limit, here)
-                if end is not None and end < len(source):
-                    return list(source[end:end + k])
-        return []
+            end = nearest_match_end(self.reference, tail, len(self.reference), here) if self.reference else None
+            if end is not None and end < len(self.reference):
+                return list(self.reference[end:end + k]), n
+            end = self._index.latest_end(tail)
+            if end is not None:
+                return list(seq[end:end + k]), n
+        return [], 0
 
     def rollback(self, length: int) -> None:
         if self._proposed:
-            accepted = length - self._proposed_at
-            self.length = self.length * 2 if accepted >= self._proposed else max(1, self.length // 2)
-            self.length = min(self.length, MAX_WINDOW)
+            if self.adapt_length:
+                accepted = length - self._proposed_at
+                self.length = self.length * 2 if accepted >= self._proposed else max(1, self.length // 2)
+                self.length = min(self.length, MAX_WINDOW)
             # Judged once: a cycle that drafts nothing (a controller's zero) must not judge it again.
             self._proposed = 0
+
+
+class NgramIndex:
+    """The latest end of every n-gram (n = 1..ngram) of a growing sequence, so that a
+    lookup costs a dictionary read, not a scan of everything generated so far (which,
+    at 8 n-gram sizes over a 1,000-token sequence, would cost milliseconds a cycle)."""
+
+    def __init__(self, ngram: int):
+        self.ngram = ngram
+        self.ends: dict[tuple[int, ...], int] = {}
+        self.seq: list[int] = []
+
+    def extend(self, seq: Sequence[int], upto: int) -> None:
+        """Index the n-grams of seq ending at positions up to `upto` (seq[:upto] read)."""
+        if len(self.seq) > upto or self.seq != list(seq[:len(self.seq)]):
+            self.ends, self.seq = {}, []  # not a continuation of what was indexed: start over
+        for end in range(len(self.seq) + 1, upto + 1):
+            for n in range(1, min(self.ngram, end) + 1):
+                self.ends[tuple(seq[end - n:end])] = end
+        self.seq = list(seq[:upto])
+
+    def latest_end(self, pattern: Sequence[int]) -> int | None:
+        return self.ends.get(tuple(pattern))
 
 
 def nearest_match_end(source: Sequence[int], pattern: list[int], limit: int, near: int,

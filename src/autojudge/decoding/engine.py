@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from autojudge.decoding.controller import DraftLengthController
+from autojudge.decoding.controller import LOOKUP_PRIOR, MODEL_PRIOR, DraftLengthController
 from autojudge.decoding.drafters import Drafter, ModelDrafter
 from autojudge.decoding.policies import AcceptancePolicy, Exact, Window
 from autojudge.decoding.sampling import Sampling, speculative_sample
@@ -125,9 +125,13 @@ def generate(
         controller = draft_length
         if drafter is not None and controller.window != window:
             raise ValueError(f"the controller chooses among {controller.window} draft tokens, the window is {window}")
-    elif draft_length == "adaptive":
-        controller = DraftLengthController(window) if drafter is not None else None
-    elif draft_length != "fixed":
+    elif draft_length == "adaptive" and drafter is not None:
+        # A free draft is verified only where its evidence has paid so far; its prior is
+        # lower than a model's, whose tokens the target agrees with more often
+        # (docs/bench/lookup-evidence).
+        controller = DraftLengthController(window, prior=LOOKUP_PRIOR if drafter.free else MODEL_PRIOR,
+                                           free=drafter.free)
+    elif draft_length not in ("fixed", "adaptive"):
         raise ValueError(f"draft length {draft_length!r}: fixed or adaptive")
     if drafter is None:
         controller = None
@@ -149,13 +153,19 @@ def generate(
     while len(seq) < limit:
         before = len(seq)
         k = min(window, limit - before - 1)
-        if controller is not None and k > 0:
-            k = min(k, controller.choose())
+        free = drafter is not None and drafter.free
+        chosen = controller is not None and k > 0 and not free
+        if chosen:
+            k = min(k, controller.choose())  # a model's draft costs: choose before drafting
         drafted, draft_hidden, draft_logits = [], None, None
         drafting = time.perf_counter()
         if k > 0:
             proposal = drafter.propose(seq, k, stop_ids, policy.needs_hidden, needs_logits, sampling)
             drafted, draft_hidden, draft_logits = proposal.tokens, proposal.hidden, proposal.logits
+            if controller is not None and free and drafted:
+                # A lookup costs nothing: see what it has, then choose how much to verify.
+                drafted = drafted[:controller.choose(context=proposal.match, limit=len(drafted))]
+                chosen = True
             stats.draft_forwards += proposal.forwards
             stats.drafted_tokens += len(drafted)
 
@@ -177,7 +187,7 @@ def generate(
             harmless = policy.harmless(view) if drafted and hasattr(policy, "harmless") else None
             accepted, token, mismatches = speculative_sample(sampling, out.logits, draft_logits, drafted, harmless)
             emitted = drafted[:accepted] + [token]
-        if controller is not None:
+        if chosen:  # (a lookup that found nothing left the controller no choice)
             # The verification's time includes the policy's (a judge's features and scores).
             controller.observe(len(drafted), accepted, verifying - drafting, time.perf_counter() - verifying)
 

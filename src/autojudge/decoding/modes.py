@@ -223,11 +223,13 @@ class DecodingOptions:
 
     draft_length: str = "fixed"
     """"fixed": up to `window` draft tokens every cycle; "adaptive": the controller
-    (autojudge.decoding.controller) chooses each cycle's count, zero included."""
+    (autojudge.decoding.controller) chooses each cycle's count, zero included; "auto":
+    adaptive for a lookup, fixed for a model (autojudge.decoding.defaults.resolve)."""
 
     drafter: str = "model"
     """"model": the pair's draft model proposes; "lookup": n-grams of the prompt and the
-    text so far, no draft model (policies reading the draft's states are refused)."""
+    text so far, no draft model (policies reading the draft's states are refused);
+    "auto": a lookup for exact greedy decoding on a CPU, else the model."""
 
     def __post_init__(self):
         if not 1 <= self.window <= MAX_WINDOW:
@@ -254,9 +256,22 @@ def decode(pair: ModelPair, prompt_ids: Sequence[int], mode: str | Mode = "exact
     policy = mode.policy_for(judge)
     if getattr(policy, "judge", None) is not None:  # it reads the target's features: from its layer?
         policy.judge.check_reads(pair.target)
+    drafter_name, draft_length = resolved_drafter(pair, mode, options, sampling)
     # A lookup needs no draft model: one loaded beside it is left alone.
-    draft, drafter = (None, LookupDrafter()) if options.drafter == "lookup" else (pair.draft, None)
+    draft, drafter = (None, None) if drafter_name == "lookup" else (pair.draft, None)
+    if drafter_name == "lookup":
+        drafter = LookupDrafter(ngram=defaults.LOOKUP_NGRAM, min_ngram=defaults.LOOKUP_MIN_NGRAM,
+                                adapt_length=draft_length == "fixed")
     return generate(pair.target, prompt_ids, draft=draft, drafter=drafter, policy=policy, window=options.window,
                     max_new_tokens=options.max_new_tokens, stop_ids=pair.stop_ids,
                     draft_p_min=options.draft_p_min, sampling=sampling, stop_when=stop_when,
-                    draft_length=options.draft_length)
+                    draft_length=draft_length)
+
+
+def resolved_drafter(pair: ModelPair, mode: Mode, options: DecodingOptions,
+                     sampling: Sampling | None = None) -> tuple[str, str]:
+    """The drafter ("model" or "lookup") and draft length ("fixed" or "adaptive") that
+    `options` stand for with this pair and mode ("auto": defaults.resolve)."""
+    on_cpu = pair.target.describe().get("device", "cpu") == "cpu"
+    exact_greedy = not mode.is_target and mode.spec.lossless and sampling is None
+    return defaults.resolve(options.drafter, options.draft_length, exact_greedy=exact_greedy, on_cpu=on_cpu)

@@ -66,7 +66,7 @@ def markdown_table(rows: list[ModeSummary]) -> str:
                  _speed_text(r.against_target, r.problems), _speed_text(r.against_exact, r.problems),
                  _fmt(r.accepted_mismatches_per_100_tokens, ".1f")]
         cell_rows.append(cells)
-    lines = [_table(header, cell_rows)]
+    lines = [table(header, cell_rows)]
     if len({run for r in rows for run in r.runs.split(", ")}) > 1:
         lines.append("\nThe records come from more than one run, perhaps on different machines: each speed ratio "
                      "compares records measured in the same run.")
@@ -99,7 +99,7 @@ def summary_markdown(rows: list[ModeSummary], best: ModeSummary | None, machines
 def head_to_head_table(rows: list[HeadToHead]) -> str:
     header = ["mode", "problems", "accuracy now", "accuracy before", "now - before (paired 95% CI)",
               "answer differs", "tokens/cycle now", "before", "now / before"]
-    return _table(header, [[h.mode, str(h.problems), _fmt(h.accuracy, ".1%"), _fmt(h.earlier_accuracy, ".1%"),
+    return table(header, [[h.mode, str(h.problems), _fmt(h.accuracy, ".1%"), _fmt(h.earlier_accuracy, ".1%"),
                             _versus_exact_text(h.difference), _fmt(h.difference.answer_differs, ".1%"),
                             _fmt(h.mean_accepted, ".2f"), _fmt(h.earlier_mean_accepted, ".2f"),
                             _fmt(ratio(h.mean_accepted, h.earlier_mean_accepted), ".2f", "x")] for h in rows])
@@ -114,7 +114,7 @@ def machine_speeds(rows: list[ModeSummary], machines: Machines) -> str:
         cells = [[r.mode] + [next((f"{s.tokens_per_second:.2f} ({s.problems})" for s in r.speed_by_machine
                                    if s.machine == name), "-") for name in names] for r in rows]
         text += ("\n\nTokens/s, a column per machine (in brackets, the problems timed on it; runs count by "
-                 "their problems, not their seconds):\n\n" + _table(["mode"] + [f"tok/s on {n}" for n in names], cells))
+                 "their problems, not their seconds):\n\n" + table(["mode"] + [f"tok/s on {n}" for n in names], cells))
     unknown = []
     if machines.unknown_runs:
         unknown.append(f"{machines.unknown_runs} run{'s' if machines.unknown_runs != 1 else ''} that named no host")
@@ -126,7 +126,7 @@ def machine_speeds(rows: list[ModeSummary], machines: Machines) -> str:
     return text
 
 
-def _table(header: list[str], rows: list[list[str]]) -> str:
+def table(header: list[str], rows: list[list[str]]) -> str:
     """A Markdown table: the header, its rule, a line per row of cells."""
     return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
                      + ["| " + " | ".join(cells) + " |" for cells in rows])

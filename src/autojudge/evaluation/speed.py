@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from autojudge.decoding import defaults
-from autojudge.decoding.modes import DecodingOptions, decode, parse_mode
+from autojudge.decoding.modes import DecodingOptions, decode, parse_mode, resolved_drafter
 from autojudge.models.backend import ModelPair
 from autojudge.prompting import chat_prompt_ids
 from autojudge.runfiles import append_record, check_meta, host_description, read_records, run_lock
@@ -41,18 +41,24 @@ class SpeedConfig:
         return f"target/{self.pair}"
 
 
+MODEL = {"drafter": "model", "draft_length": "fixed"}
+
+
 def default_configs(judge: bool = True) -> list[SpeedConfig]:
     configs = [
         SpeedConfig("target/old", "old", "target"),
         SpeedConfig("target/new", "new", "target"),
         SpeedConfig("old-defaults/exact/w8", "old", "exact", {**FIXED, "window": 8}),
-        SpeedConfig("new-defaults/exact", "new", "exact"),
-        SpeedConfig("controller/exact", "new", "exact", {"draft_length": "adaptive"}),
-        SpeedConfig("lookup/exact", "new", "exact", {"drafter": "lookup"}),
-        SpeedConfig("lookup+controller/exact", "new", "exact", {"drafter": "lookup", "draft_length": "adaptive"}),
+        # The draft model at the defaults' window and p-min (the defaults before the lookup's).
+        SpeedConfig("model/exact", "new", "exact", MODEL),
+        SpeedConfig("model+controller/exact", "new", "exact", {"drafter": "model", "draft_length": "adaptive"}),
+        SpeedConfig("lookup/exact", "new", "exact", {"drafter": "lookup", "draft_length": "fixed"}),
+        # What `generate` runs by default (drafter and draft length "auto": here, the
+        # lookup under the controller).
+        SpeedConfig("defaults/exact", "new", "exact"),
     ]
     if judge:
-        configs += [SpeedConfig("new-defaults/judge@0.8", "new", "judge@0.8")]
+        configs += [SpeedConfig("model/judge@0.8", "new", "judge@0.8", MODEL)]
     return configs
 
 
@@ -103,15 +109,20 @@ def _decode(pair: ModelPair, task: Task, problem, config: SpeedConfig, budget: i
     base = DecodingOptions(defaults.WINDOW, budget, defaults.DRAFT_P_MIN, defaults.DRAFT_LENGTH, defaults.DRAFTER)
     options = replace(base, **config.options)
     cpu_start = time.process_time()
+    drafter, draft_length = resolved_drafter(pair, parse_mode(config.mode), options) \
+        if not parse_mode(config.mode).is_target else (None, None)
     result = decode(pair, chat_prompt_ids(pair.tokenizer, task.messages(problem)), config.mode, options,
                     judge=judge if parse_mode(config.mode).needs_judge else None)
     cpu_seconds = time.process_time() - cpu_start
     text = pair.tokenizer.decode(result.token_ids, skip_special_tokens=True)
     stats = result.stats
     return {"task": task.name, "config": config.name, "problem": problem.id, "options": asdict(options),
+            "drafter": drafter, "draft_length": draft_length,  # what "auto" stood for
             "new_tokens": stats.new_tokens, "cycles": stats.cycles, "seconds": stats.seconds,
             # CPU time too: where another process shared the core, wall-clock speeds mean little.
             "cpu_seconds": cpu_seconds,
+            # When it ended: a decode that overlapped another heavy process can be found and redone.
+            "ended": time.time(),
             "drafted_tokens": stats.drafted_tokens, "draft_forwards": stats.draft_forwards,
             "correct": task.is_correct(text, problem), "token_ids": result.token_ids}
 
@@ -156,5 +167,7 @@ def render(summary: dict) -> str:
                      f"{r['tokens_per_cycle']:.2f} | {r['tokens_per_second']:.2f} | {ratio} | {cpu_ratio} | "
                      f"{r.get('stalled', 0)} |")
     lines += ["", f"pairs: old = the Q4_K_M pair; new = {defaults.DRAFT} / {defaults.TARGET} "
-              f"(the defaults: window {defaults.WINDOW}, p-min {defaults.DRAFT_P_MIN})"]
+              f"(the defaults: window {defaults.WINDOW}, p-min {defaults.DRAFT_P_MIN}); model: the draft model "
+              "proposes, fixed length; lookup: n-grams of the prompt and the text so far; controller: the "
+              "draft-length controller; defaults: what generate runs (drafter and draft length auto)"]
     return "\n".join(lines)
