@@ -22,7 +22,7 @@ STAGES = [
     {"tasks"},
     {"mining", "judge"},  # the judge reads mined files; neither imports the other
     {"evaluation"},
-    {"demo", "serve"},
+    {"demo", "serve", "vllm_plugin"},  # vllm_plugin: the judge inside vLLM (the only importer of vllm)
     {"cli"},
     {"__main__"},
 ]
