@@ -26,6 +26,8 @@ $(VLLM_STAMP): pyproject.toml
 	$(VLLM_VENV)/bin/python -m pip install --quiet '$(VLLM_PACKAGE)' pytest
 	$(VLLM_VENV)/bin/python -m pip uninstall --quiet --yes torchvision torchaudio torchcodec
 	$(VLLM_VENV)/bin/python -m pip install --quiet --no-deps -e .
+	# eval --engine vllm writes autojudge's report, plot included; vLLM brings the rest it reads.
+	$(VLLM_VENV)/bin/python -m pip install --quiet 'matplotlib==3.11.2'
 	touch $(VLLM_STAMP)
 
 ## The main job: fetch the default pair (once) and answer GSM8K eval problems.

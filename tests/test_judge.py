@@ -117,6 +117,23 @@ def test_a_judge_refuses_another_pair_or_hidden_size():
         judge.check_compatible({**PAIR, "target_backend": {"backend": "llama.cpp"}}, 8, 12)
 
 
+def test_a_judge_checks_only_the_runtimes_whose_numbers_it_reads():
+    # Labels mined with llama.cpp's draft, the target's states recomputed on torch
+    # (scripts/torch_feature_run.py): a judge of those states fits a torch pair.
+    llamacpp_draft = {**PAIR, "draft_backend": {"backend": "llama.cpp"}}
+    data = synthetic()
+    data = MinedData(data.draft, data.target, data.important, data.problem, {**llamacpp_draft, "task": "toy"})
+    target_only, _ = train_judge(data, features="target")
+    assert target_only.runtimes_read == ("target_backend",)
+    target_only.check_compatible(PAIR, 8, 12)
+    with pytest.raises(JudgeError, match="target_backend"):
+        target_only.check_compatible({**PAIR, "target_backend": {"backend": "llama.cpp"}}, 8, 12)
+    both, _ = train_judge(data, features="hidden")  # reads the draft's states too
+    assert both.runtimes_read == ("draft_backend", "target_backend")
+    with pytest.raises(JudgeError, match="draft_backend"):
+        both.check_compatible(PAIR, 8, 12)
+
+
 def test_a_judge_of_a_middle_layer_makes_the_target_read_it_and_refuses_another(tmp_path, tiny_target_dir,
                                                                               tiny_draft_dir):
     from autojudge.judge.shipped import load_judge

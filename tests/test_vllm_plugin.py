@@ -454,3 +454,112 @@ def test_real_pair_features_and_decisions_equal_autojudges_torch_runtime(tmp_pat
 # Largest difference measured between vLLM's final-norm hidden states and the torch
 # runtime's (oneDNN linears) for the float32 default target: 5.0e-5 (values up to ~155).
 FEATURE_TOLERANCE = 1e-3
+
+
+# --- autojudge eval --engine vllm ----------------------------------------------------------
+
+def test_eval_through_vllm_refuses_modes_it_cannot_run_in_one_line(tmp_path, capsys):
+    from autojudge.cli import main
+    assert main(["eval", "--engine", "vllm", "--task", "tests.toy_task:ToyTask", "--modes", "exact,fly",
+                 "--out", str(tmp_path / "run")]) != 0
+    error = capsys.readouterr().err.strip()
+    assert "decodes target, exact and judge modes; not fly" in error and "\n" not in error
+    assert main(["eval", "--engine", "vllm", "--parallel", "2", "--task", "tests.toy_task:ToyTask",
+                 "--modes", "exact", "--out", str(tmp_path / "run")]) != 0
+    assert "drop --parallel" in capsys.readouterr().err
+
+
+@pytest.mark.vllm
+@pytest.mark.skipif(not HAS_VLLM, reason="vllm is not installed (make test-vllm)")
+def test_eval_through_vllm_writes_records_counters_and_a_report_and_resumes(pair_dirs, tmp_path, capsys):
+    """`autojudge eval --engine vllm` on the tiny pair and the toy task: strict vLLM keeps
+    the target's tokens; per-request counts add up to vLLM's engine counters; the judge's
+    kept mismatches are counted per problem; a rerun decodes nothing."""
+    from autojudge.cli import main
+    from autojudge.runfiles import read_records
+    judge = make_judge(tmp_path / "random.safetensors", pair_dirs["draft"], pair_dirs["target"], weight_scale=4.0)
+    out = tmp_path / "run"
+    argv = ["eval", "--engine", "vllm", "--task", "tests.toy_task:ToyTask", "--split", "eval", "--limit", "3",
+            "--batch", "2", "--window", str(WINDOW), "--max-new-tokens", "24", "--modes", "target,exact,judge:0.5",
+            "--judge", str(judge), "--draft", pair_dirs["draft"], "--target", pair_dirs["target"], "--out", str(out)]
+    assert main(argv) == 0
+    records = read_records(out / "records.jsonl")
+    by = {(r["mode"], r["problem"]): r for r in records}
+    assert len(records) == 9 and set(by) == {(m, p) for m in ("target", "exact", "judge:0.5") for p in range(3)}
+    for p in range(3):
+        assert by["exact", p]["token_ids"] == by["target", p]["token_ids"]  # strict vLLM is lossless
+        assert by["target", p]["cycles"] == by["target", p]["new_tokens"]
+    counters = read_records(out / "counters.jsonl")
+    assert [c["problems"] for c in counters if c["mode"] == "exact"] == [[0, 1], [2]]  # batches of 2
+    for mode in ("exact", "judge:0.5"):
+        rows = [c for c in counters if c["mode"] == mode]
+        mine = [by[mode, p] for p in range(3)]
+        # vLLM's engine counters and its per-request metrics count the same steps and tokens.
+        assert sum(c["num_drafts"] for c in rows) == sum(r["spec_decode"]["num_spec_steps"] for r in mine)
+        assert sum(c["num_accepted_tokens"] for c in rows) == sum(r["spec_decode"]["num_accepted_draft_tokens"]
+                                                                  for r in mine)
+    assert sum(by["exact", p]["accepted_mismatches"] for p in range(3)) == 0
+    assert sum(by["judge:0.5", p]["accepted_mismatches"] for p in range(3)) > 0  # the judge kept mismatches
+    summary = (out / "summary.md").read_text()
+    assert "vLLM's speculative-decoding counters" in summary and "| judge:0.5 | 3 |" in summary
+    capsys.readouterr()
+    assert main(argv) == 0  # resumed: nothing left to decode
+    assert len(read_records(out / "records.jsonl")) == 9
+    # The same problems in autojudge's own torch engine: the same tokens, so the judge
+    # accepted the same draft tokens at every step (scripts/vllm_judge_agreement.py).
+    import subprocess
+    import sys
+    script = Path(__file__).parents[1] / "scripts" / "vllm_judge_agreement.py"
+    subprocess.run([sys.executable, str(script), "--run", str(out), "--mode", "judge:0.5", "--judge", str(judge),
+                    "--task", "tests.toy_task:ToyTask", "--out", str(tmp_path / "agreement")], check=True,
+                   capture_output=True, cwd=Path(__file__).parents[1])
+    rows = read_records(tmp_path / "agreement.jsonl")
+    assert len(rows) == 3 and all(r["identical"] for r in rows)
+    assert [r["vllm_judged"] for r in rows] == [by["judge:0.5", p]["accepted_mismatches"] for p in range(3)]
+
+
+# --- the judge for the float32 default pair -------------------------------------------------
+
+TORCH_JUDGE = Path(__file__).parents[1] / "data" / "judges" / "gsm8k-torch-layer18.safetensors"
+
+
+def test_the_gsm8k_judge_on_torch_features_fits_vllms_float32_default_pair():
+    """data/judges/gsm8k-torch-layer18.safetensors (scripts/torch_feature_run.py, then
+    autojudge train --features target) passes the plugin's start-up check for the
+    default pair; the shipped llama.cpp judge does not."""
+    from autojudge.judge.shipped import shipped_judge_path
+    from autojudge.models.registry import DRAFT, TARGET
+    from autojudge.vllm_plugin.settings import check_fits
+    facts = EngineFacts(target=TARGET.name, target_hidden=1536, target_layers=28, draft=DRAFT.name,
+                        draft_hidden=896, method="draft_model")
+    judge = Judge.load(TORCH_JUDGE)
+    check_fits(judge, facts)
+    assert judge.feature_layer == 18 and judge.features == "target"
+    assert judge.meta["pair"]["target_backend"]["backend"] == "transformers"
+    assert judge.meta["validation_auc"] > 0.7
+    from autojudge.judge.model import JudgeError
+    with pytest.raises(JudgeError):
+        check_fits(Judge.load(shipped_judge_path("gsm8k")), facts)
+
+
+def test_a_run_of_torch_target_features_keeps_the_mined_labels(tmp_path):
+    """scripts/torch_feature_run.py: the same labels and features (linked), the meta
+    naming torch as the target's runtime; a run whose states were not recomputed is refused."""
+    import subprocess
+    import sys
+
+    from autojudge.judge.train import load_mined
+    source = Path(__file__).parents[1] / "data" / "mined" / "gsm8k-layer18" / "shard-2-of-2"
+    script = Path(__file__).parents[1] / "scripts" / "torch_feature_run.py"
+    out = tmp_path / "torch-run"
+    subprocess.run([sys.executable, str(script), "--source", str(source), "--out", str(out)], check=True,
+                   capture_output=True)
+    mined, rebuilt = load_mined(source), load_mined(out)
+    assert (mined.important == rebuilt.important).all() and (mined.target == rebuilt.target).all()
+    assert rebuilt.meta["target_backend"] == {"backend": "transformers", "dtype": "float32", "device": "cpu",
+                                              "linear": "default", "feature_layer": 18}
+    assert rebuilt.meta["labels_mined_on"] == mined.meta["target_backend"]
+    refused = subprocess.run([sys.executable, str(script), "--source", "data/mined/gsm8k/shard-2-of-2",
+                              "--out", str(tmp_path / "other")], capture_output=True, text=True,
+                             cwd=Path(__file__).parents[1])
+    assert refused.returncode != 0 and "not recomputed on torch" in refused.stderr

@@ -126,18 +126,22 @@ def format_stats(mode: str, stats) -> str:
 
 
 def cmd_eval(args) -> int:
+    from autojudge.cli.parser import EVAL_MODES, VLLM_EVAL_MODES
     from autojudge.decoding.modes import parse_mode
     from autojudge.evaluation.methods import Method
     from autojudge.evaluation.render import markdown_table
     from autojudge.evaluation.rows import operating_point
     from autojudge.evaluation.run import check_retime, run_eval
     from autojudge.models.loading import load_pair
+    given = args.modes if args.modes is not None else VLLM_EVAL_MODES if args.engine == "vllm" else EVAL_MODES
     try:  # parsed once: records and reports are keyed by each mode's canonical name
-        modes = [parse_mode(m) for m in args.modes.split(",") if m.strip()]
+        modes = [parse_mode(m) for m in given.split(",") if m.strip()]
     except ValueError as exc:
         raise AutojudgeError(str(exc)) from None
     if not modes:
         raise AutojudgeError("--modes names no mode")
+    if args.engine == "vllm":
+        return _eval_in_vllm(args, modes)
     methods = [Method(mode) for mode in modes]  # each on the run's pair, with the run's window
     try:  # before any model is loaded
         check_retime(args.retime, args.parallel, args.report_only)
@@ -175,6 +179,35 @@ def cmd_eval(args) -> int:
     if best is not None:
         print(f"\noperating point (<= 1 point below exact): {best.shown}")
     print(f"\nreport: {args.out}/summary.md, summary.csv, summary.json, tradeoff.png")
+    return 0
+
+
+def _eval_in_vllm(args, modes) -> int:
+    """eval --engine vllm: the modes through vLLM's offline LLM (autojudge.vllm_plugin.evaluate),
+    imported here only, so that autojudge's own eval never needs vLLM."""
+    from autojudge.decoding import defaults
+    from autojudge.evaluation.render import markdown_table
+    from autojudge.models.registry import DRAFT, TARGET
+    from autojudge.tasks.base import task_budget
+    from autojudge.vllm_plugin.evaluate import VllmEngine, check_modes, run_vllm_eval
+    unsupported = [flag for flag, used in (("--ray", args.ray is not None), ("--parallel", args.parallel > 1),
+                                           ("--retime", args.retime), ("--rescore", args.rescore),
+                                           ("--drafter lookup", args.drafter == "lookup"),
+                                           ("--draft-length adaptive", args.draft_length == "adaptive")) if used]
+    if unsupported:
+        raise AutojudgeError(f"--engine vllm batches problems in vLLM, which drafts whole windows from the draft "
+                             f"model: drop {', '.join(unsupported)}")
+    check_modes(modes)  # before any model loads
+    task = load_task(args.task, args.split)
+    # The Q4_0 pair that autojudge's engine decodes by default is llama.cpp's; vLLM runs
+    # float32 checkpoints: without --draft/--target, the default pair's float32 conversion.
+    draft = DRAFT.name if args.draft == defaults.DRAFT else args.draft
+    target = TARGET.name if args.target == defaults.TARGET else args.target
+    engine = VllmEngine(draft=draft, target=target, window=args.window)
+    rows = run_vllm_eval(task, args.split, modes, args.out, engine, args.max_new_tokens or task_budget(task),
+                         judge_path=args.judge, limit=args.limit, batch=args.batch, report_only=args.report_only)
+    print(markdown_table(rows))
+    print(f"\nreport: {args.out}/summary.md (with vLLM's counters), summary.csv, summary.json, tradeoff.png")
     return 0
 
 

@@ -16,6 +16,10 @@ _MODES_HELP = ("target (the target alone), exact (lossless speculative decoding)
                "typical[:E[:A]] (typical acceptance), judge:THRESHOLD[:L], judge@RECALL[:L], "
                "judge-or-fly:THRESHOLD[:H[:L]] and judge-or-fly@RECALL[:H[:L]] (what the judge or FLy keeps)")
 
+EVAL_MODES = "target,exact,topk:4,topk:16,judge:0.05,judge:0.2,judge:0.5"
+# autojudge.vllm_plugin.evaluate.DEFAULT_MODES, spelled here so that help needs no vLLM.
+VLLM_EVAL_MODES = "target,exact,judge@0.95,judge@0.9,judge@0.8"
+
 _BUDGET_HELP = ("default: the task's budget (GSM8K 1024, MBPP and HumanEval 512, naturalqs and squad 256; "
                 "512 for a free prompt)")
 
@@ -351,8 +355,15 @@ def build_parser() -> argparse.ArgumentParser:
                     help="gsm8k, mbpp, humaneval, naturalqs, squad or module:Class (default: %(default)s)")
     ev.add_argument("--split", default="eval", help=f"task split: {_SPLIT_HELP} (default: %(default)s)")
     ev.add_argument("--limit", type=_positive, help="first N problems of the split")
-    ev.add_argument("--modes", default="target,exact,topk:4,topk:16,judge:0.05,judge:0.2,judge:0.5",
-                    help=f"comma-separated modes: {_MODES_HELP} (default: %(default)s)")
+    ev.add_argument("--modes", help=f"comma-separated modes: {_MODES_HELP} (default: {EVAL_MODES}; with "
+                                    f"--engine vllm: {VLLM_EVAL_MODES})")
+    ev.add_argument("--engine", choices=["autojudge", "vllm"], default="autojudge",
+                    help="autojudge: its own engine, one problem at a time, timed; vllm: vLLM's offline LLM with "
+                         "the judge as its acceptance rule (autojudge.vllm_plugin), problems batched, in .venv-vllm "
+                         "(docs/vllm.md): target, exact and judge modes, the float32 pair (default: %(default)s)")
+    ev.add_argument("--batch", type=_positive, default=16, metavar="N",
+                    help="--engine vllm: problems per batch, every mode decoding a batch in an engine of its own "
+                         "before the next batch starts; records are written per batch (default: %(default)s)")
     # eval compares modes with one drafter, the draft model: exact is every lossy mode's baseline.
     _add_draft_options(ev, drafter=defaults.EVAL_DRAFTER, draft_length=defaults.EVAL_DRAFT_LENGTH)
     ev.add_argument("--parallel", type=_positive, default=1, metavar="N",

@@ -64,6 +64,17 @@ class Judge:
         """The feature groups read, in order: "draft", "target", "logits"."""
         return FEATURE_SETS[self.features]
 
+    @property
+    def runtimes_read(self) -> tuple[str, ...]:
+        """The runtimes whose numbers the judge reads, of "draft_backend" and
+        "target_backend": hidden states come from one model each, logit and rule features
+        from both. A judge of the target's states alone does not depend on how the draft
+        was run (its labels were mined with some draft; its features never see it)."""
+        groups = set(self.groups)
+        reads_draft = bool(groups & {"draft", "logits", "rules"})
+        reads_target = bool(groups & {"target", "logits", "rules"})
+        return tuple(key for key, read in (("draft_backend", reads_draft), ("target_backend", reads_target)) if read)
+
     def featurize(self, parts: dict[str, torch.Tensor | None]) -> torch.Tensor:
         """The feature rows from {group: [n, width] tensor}, on the device of the last
         group (a mixed pair's draft may be on the CPU while its target is on a GPU)."""
@@ -138,7 +149,8 @@ class Judge:
                              "decoding with it")
 
     def check_compatible(self, pair_description: dict, draft_hidden: int, target_hidden: int) -> None:
-        """Refuse to judge features from another model pair, runtime or hidden size."""
+        """Refuse to judge features from another model pair, runtime or hidden size (a
+        runtime only where the judge reads its numbers: runtimes_read)."""
         trained = self.meta["pair"]
         problems = []
         for key in ("draft", "target"):
@@ -149,7 +161,7 @@ class Judge:
         for key, size in sizes.items():
             if self.meta["hidden"][key] != size:
                 problems.append(f"{key} hidden size {size} (judge expects {self.meta['hidden'][key]})")
-        for key in ("draft_backend", "target_backend"):
+        for key in self.runtimes_read:
             if trained.get(key, {}).get("backend") != pair_description.get(key, {}).get("backend"):
                 problems.append(f"{key} {pair_description.get(key)} (judge trained on {trained.get(key)})")
         layers = [d.get("target_backend", {}).get("feature_layer") for d in (pair_description, trained)]

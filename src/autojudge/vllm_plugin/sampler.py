@@ -75,6 +75,9 @@ class JudgeRejectionSampler(RejectionSampler):
         # [sampled rows, hidden]: the judge's features for the step about to be sampled,
         # set by the runner's sample_tokens (install) and taken once.
         self.features: torch.Tensor | None = None
+        # vLLM's request ids in the batch's row order, set with the features: the log
+        # names each request's decisions (autojudge eval --engine vllm counts them per problem).
+        self.request_ids: list[str] = []
         self.totals = {"steps": 0, "drafted": 0, "matched": 0, "kept": 0, "judged": 0}
         self._log = open(settings.log, "a", buffering=1) if settings.log else None
 
@@ -101,17 +104,17 @@ class JudgeRejectionSampler(RejectionSampler):
         decision = decide(draft_ids, target_argmax, prob, metadata.num_draft_tokens, greedy,
                           self.settings.threshold, self.settings.lookahead, allowed)
         force_kept(logits, draft_ids, decision)
-        self._count(decision)
+        self._count(decision, self.request_ids[:len(metadata.num_draft_tokens)])
         return logits
 
-    def _count(self, decision) -> None:
+    def _count(self, decision, request_ids: list[str]) -> None:
         if not any(decision.drafted):  # a step whose requests had no draft tokens yet
             return
         self.totals["steps"] += 1
         for key in ("drafted", "matched", "kept", "judged"):
             self.totals[key] += sum(getattr(decision, key))
         if self._log is not None:
-            self._log.write(json.dumps(decision.as_record()) + "\n")
+            self._log.write(json.dumps({**decision.as_record(), "requests": request_ids}) + "\n")
 
 
 def patch_model_runner() -> None:
@@ -145,6 +148,7 @@ def install(runner, settings: Settings, judge) -> None:
     def sample_tokens(grammar_output):
         state = runner.execute_model_state
         if state is not None and state.spec_decode_metadata is not None:
+            sampler.request_ids = list(runner.input_batch.req_ids)
             if layer is None:
                 sampler.features = state.sample_hidden_states
             elif "hidden" not in captured:

@@ -128,7 +128,9 @@ def check_fits(judge, facts: EngineFacts) -> None:
         raise JudgeError(f"this judge reads {', '.join(missing)} features (feature set {judge.features}); the vLLM "
                          "plugin gives the target's hidden states only: train one with --features target")
     trained = judge.meta["pair"]
-    for key in ("draft_backend", "target_backend"):
+    # Only the runtimes whose numbers it reads: a judge of the target's states recomputed
+    # on torch keeps the labels mined with llama.cpp's draft (scripts/torch_feature_run.py).
+    for key in judge.runtimes_read:
         backend = trained.get(key, {}).get("backend")
         if backend != "transformers":
             raise JudgeError(f"this judge was trained on {backend} features; vLLM computes the models in floating "
