@@ -182,16 +182,21 @@ class NgramIndex:
     def __init__(self, ngram: int):
         self.ngram = ngram
         self.ends: dict[tuple[int, ...], int] = {}
-        self.seq: list[int] = []
+        self.indexed = 0  # seq[:indexed] is indexed
+        self.last: int | None = None  # seq[indexed - 1], to tell a continuation from another sequence
 
     def extend(self, seq: Sequence[int], upto: int) -> None:
-        """Index the n-grams of seq ending at positions up to `upto` (seq[:upto] read)."""
-        if len(self.seq) > upto or self.seq != list(seq[:len(self.seq)]):
-            self.ends, self.seq = {}, []  # not a continuation of what was indexed: start over
-        for end in range(len(self.seq) + 1, upto + 1):
+        """Index the n-grams of seq ending at positions up to `upto` (seq[:upto] read).
+        A sequence that is not a continuation of the last one (shorter, or another token
+        where the last indexed one stood) is indexed afresh; a drafter's start() resets it
+        for each generation anyway, so the check stays O(1) on the decoding loop."""
+        if self.indexed > upto or (self.indexed and seq[self.indexed - 1] != self.last):
+            self.ends, self.indexed = {}, 0
+        for end in range(self.indexed + 1, upto + 1):
             for n in range(1, min(self.ngram, end) + 1):
                 self.ends[tuple(seq[end - n:end])] = end
-        self.seq = list(seq[:upto])
+        self.indexed = max(self.indexed, upto)
+        self.last = seq[self.indexed - 1] if self.indexed else None
 
     def latest_end(self, pattern: Sequence[int]) -> int | None:
         return self.ends.get(tuple(pattern))

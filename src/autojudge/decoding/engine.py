@@ -135,6 +135,7 @@ def generate(
         raise ValueError(f"draft length {draft_length!r}: fixed or adaptive")
     if drafter is None:
         controller = None
+    free = drafter is not None and drafter.free  # a lookup: propose first, then choose how much to verify
     stats = DecodeStats(accept_histogram=[0] * (window + 1))
     start = time.perf_counter()
 
@@ -153,7 +154,6 @@ def generate(
     while len(seq) < limit:
         before = len(seq)
         k = min(window, limit - before - 1)
-        free = drafter is not None and drafter.free
         chosen = controller is not None and k > 0 and not free
         if chosen:
             k = min(k, controller.choose())  # a model's draft costs: choose before drafting

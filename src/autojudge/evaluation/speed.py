@@ -109,10 +109,10 @@ def _decode(pair: ModelPair, task: Task, problem, config: SpeedConfig, budget: i
     base = DecodingOptions(defaults.WINDOW, budget, defaults.DRAFT_P_MIN, defaults.DRAFT_LENGTH, defaults.DRAFTER)
     options = replace(base, **config.options)
     cpu_start = time.process_time()
-    drafter, draft_length = resolved_drafter(pair, parse_mode(config.mode), options) \
-        if not parse_mode(config.mode).is_target else (None, None)
-    result = decode(pair, chat_prompt_ids(pair.tokenizer, task.messages(problem)), config.mode, options,
-                    judge=judge if parse_mode(config.mode).needs_judge else None)
+    mode = parse_mode(config.mode)
+    drafter, draft_length = (None, None) if mode.is_target else resolved_drafter(pair, mode, options)
+    result = decode(pair, chat_prompt_ids(pair.tokenizer, task.messages(problem)), mode, options,
+                    judge=judge if mode.needs_judge else None)
     cpu_seconds = time.process_time() - cpu_start
     text = pair.tokenizer.decode(result.token_ids, skip_special_tokens=True)
     stats = result.stats
