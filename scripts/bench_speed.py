@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 
 from autojudge.decoding import defaults
-from autojudge.evaluation.speed import run_speed_bench
+from autojudge.evaluation.speed import run_speed_bench, select_configs
 from autojudge.judge.shipped import load_judge
 from autojudge.models.loading import load_pair
 from autojudge.models.registry import DEFAULT_DRAFT, DEFAULT_TARGET
@@ -35,17 +35,25 @@ def main() -> int:
     parser.add_argument("--no-judge", action="store_true", help="leave out the judge configurations")
     parser.add_argument("--judge", action="append", default=[], metavar="TASK=PATH",
                         help="a judge file for a task instead of the shipped one (e.g. a target-only judge)")
+    parser.add_argument("--configs", help="only these configurations, comma-separated (their baselines come "
+                        "with them; default: all)")
     parser.add_argument("--max-new-tokens", type=int, help="default: each task's budget")
     args = parser.parse_args()
 
+    try:
+        configs = select_configs(args.configs, judge=not args.no_judge) if args.configs else None
+    except ValueError as error:
+        parser.error(str(error))
     runtime = RuntimeOptions(backend=args.backend)
     tasks = [get_task(name) for name in args.tasks.split(",") if name]
-    pairs = {"old": load_pair(args.old_draft, args.old_target, runtime),
-             "new": load_pair(args.new_draft, args.new_target, runtime)}
+    needed = {c.pair for c in configs} if configs else {"old", "new"}
+    named = {"old": (args.old_draft, args.old_target), "new": (args.new_draft, args.new_target)}
+    pairs = {key: load_pair(*named[key], runtime) for key in sorted(needed | {"new"})}
     given = dict(item.split("=", 1) for item in args.judge)
     judges = {} if args.no_judge else {t.name: load_judge(pairs["new"], given.get(t.name), task=t.name)
                                        for t in tasks}
-    print(run_speed_bench(pairs, tasks, args.out, args.n, judges=judges, max_new_tokens=args.max_new_tokens))
+    print(run_speed_bench(pairs, tasks, args.out, args.n, judges=judges,
+                          configs=configs, max_new_tokens=args.max_new_tokens))
     return 0
 
 

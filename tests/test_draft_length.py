@@ -114,6 +114,32 @@ def test_measured_costs_scale_an_untimed_pass_size_from_the_nearest_timed_ones()
     assert costs.target(9) > costs.target(5)  # beyond the largest: grown by the prior slope
 
 
+def test_a_runtime_s_pass_shape_sizes_untimed_passes_and_steers_to_its_cheap_sizes():
+    shape = {1: 1.0, 2: 1.9, 3: 2.8, 4: 2.1, 8: 4.0, 16: 5.2}  # tiles of four, as llama.cpp's Q4_0
+    costs = MeasuredCosts(shape=shape)
+    costs.observe(0, 0.0, 1, 0.05)
+    assert costs.target(4) == pytest.approx(0.105) and costs.target(3) == pytest.approx(0.14)
+    assert costs.target(6) == pytest.approx(0.05 * 3.05)  # between the shape's own points
+    costs.observe(3, 0.0, 4, 0.2)  # timed slower than the shape said: sizes near it follow
+    assert costs.target(3) == pytest.approx(0.2 * 2.8 / 2.1)
+    # With one-token passes timed, a free draft the prior trusts is verified at the cheap size.
+    controller = DraftLengthController(8, MeasuredCosts(shape=shape), free=True)
+    controller.choose(context=8, limit=8)
+    controller.observe(0, 0, 1e-5, 0.05)
+    assert controller.choose(context=8, limit=8) == 3  # a pass of 4, not the linear guess's 8 or 2
+    linear = DraftLengthController(8, MeasuredCosts(), free=True)
+    linear.choose(context=8, limit=8)
+    linear.observe(0, 0, 1e-5, 0.05)
+    assert linear.choose(context=8, limit=8) != 3
+
+
+def test_llama_cpp_models_carry_the_measured_shape_of_their_quantisation():
+    from autojudge.models.llamacpp import pass_shape_of
+    assert pass_shape_of("/x/qwen2.5-coder-1.5b-instruct-q4_0.gguf")[4] < pass_shape_of("/x/m-q4_0.gguf")[3]
+    assert pass_shape_of("/x/model-Q4_K_M.gguf")[2] > 1
+    assert pass_shape_of("/x/model-f16.gguf") is None
+
+
 def copied_prompt(target, length: int = 40) -> tuple[list[int], list[int]]:
     """A stretch of the target's own text, then its first token again: the answer copies it."""
     start = 5

@@ -3,8 +3,10 @@ the lossless ones give the target's own tokens, and a rerun resumes without deco
 
 from __future__ import annotations
 
+import pytest
+
 from autojudge.decoding import defaults
-from autojudge.evaluation.speed import default_configs, run_speed_bench
+from autojudge.evaluation.speed import default_configs, run_order, run_speed_bench, select_configs
 from autojudge.runfiles import read_records
 from tests.test_evaluation import constant_judge
 from tests.toy_task import ToyTask, tiny_pair
@@ -40,3 +42,19 @@ def test_the_speed_bench_runs_every_configuration_and_resumes(tiny_target_dir, t
 
     run_speed_bench(pairs, [task], out, n=2, judges=judges, max_new_tokens=12)
     assert len(read_records(out / "records.jsonl")) == len(records)  # nothing decoded twice
+
+
+def test_the_order_of_configurations_is_shuffled_per_problem_and_stable():
+    configs = default_configs(judge=True)
+    orders = {tuple(c.name for c in run_order(configs, "gsm8k", problem)) for problem in range(12)}
+    assert len(orders) > 1  # not one fixed order
+    assert len({order[0] for order in orders}) > 1  # nor one configuration always first
+    assert run_order(configs, "gsm8k", 5) == run_order(configs, "gsm8k", 5)  # a resumed run keeps it
+    assert sorted(c.name for c in run_order(configs, "gsm8k", 5)) == sorted(c.name for c in configs)
+
+
+def test_a_selection_of_configurations_brings_its_baselines():
+    names = [c.name for c in select_configs("defaults/exact,old-defaults/exact/w8")]
+    assert names == ["target/old", "target/new", "old-defaults/exact/w8", "defaults/exact"]
+    with pytest.raises(ValueError, match="unknown configuration nope"):
+        select_configs("nope")

@@ -93,11 +93,19 @@ class GivenCosts:
 
 class MeasuredCosts:
     """Costs timed on the running decode: an exponentially weighted mean of the seconds
-    per drafted token and of each target pass size seen; sizes not seen yet are
-    interpolated between the nearest seen ones, or scaled from one by PASS_SLOPE."""
+    per drafted token and of each target pass size seen. A size not seen yet is scaled
+    from the nearest seen one by `shape` (the runtime's relative pass costs, where it
+    knows them: CausalLM.pass_shape), else interpolated between the nearest seen ones,
+    or scaled from one by PASS_SLOPE.
 
-    def __init__(self, weight: float = 0.2, slope: float = PASS_SLOPE):
+    The shape matters on llama.cpp, whose CPU passes are far from linear in their length
+    (docs/bench/pass-shapes, Q4_0, one thread: 2 tokens cost 1.9 one-token passes, 4 cost
+    2.1, 3 cost 2.8): a straight line through the sizes seen would first try the dearest
+    sizes and then judge every draft by them."""
+
+    def __init__(self, weight: float = 0.2, slope: float = PASS_SLOPE, shape: dict[int, float] | None = None):
         self.weight, self.slope = weight, slope
+        self.shape = dict(shape) if shape else None
         self.per_draft_token: float | None = None
         self.passes: dict[int, float] = {}
 
@@ -122,6 +130,9 @@ class MeasuredCosts:
     def target(self, n: int) -> float:
         if n in self.passes:
             return self.passes[n]
+        if self.shape is not None:
+            seen = min(self.passes, key=lambda s: (abs(s - n), s))
+            return self.passes[seen] * shape_at(self.shape, n) / shape_at(self.shape, seen)
         below = max((s for s in self.passes if s < n), default=None)
         above = min((s for s in self.passes if s > n), default=None)
         if below is not None and above is not None:
@@ -129,6 +140,23 @@ class MeasuredCosts:
             return self.passes[below] + share * (self.passes[above] - self.passes[below])
         seen = below if below is not None else above
         return self.passes[seen] * (1 + self.slope * (n - 1)) / (1 + self.slope * (seen - 1))
+
+
+def shape_at(shape: dict[int, float], n: int) -> float:
+    """A relative pass cost at n tokens: the shape's own point, else linear between its
+    nearest points (or along its last two beyond them)."""
+    if n in shape:
+        return shape[n]
+    sizes = sorted(shape)
+    below = [s for s in sizes if s < n]
+    above = [s for s in sizes if s > n]
+    if below and above:
+        lo, hi = below[-1], above[0]
+    elif len(sizes) > 1:
+        lo, hi = (sizes[-2], sizes[-1]) if below else (sizes[0], sizes[1])
+    else:
+        return shape[sizes[0]] * n / sizes[0]
+    return shape[lo] + (n - lo) * (shape[hi] - shape[lo]) / (hi - lo)
 
 
 class DraftLengthController:

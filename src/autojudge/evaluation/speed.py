@@ -6,7 +6,9 @@ mode and DecodingOptions: the target alone on each pair, the old defaults (windo
 (decoding.defaults), the draft-length controller, the lookup drafter, and the judge.
 Every configuration runs on a problem before the next problem starts, each from cold
 caches, in one process (one core: run it under taskset), so slow drift of the machine
-hits all alike. Records are appended as they come (resumable: a rerun decodes what is
+hits all alike; their order is shuffled per problem (seeded by the problem, so a resumed
+run keeps it), so no configuration always runs first after a model's caches were cold or
+always last before the next problem's. Records are appended as they come (resumable: a rerun decodes what is
 missing); the report gives tokens per second and the ratio to the target alone of the
 same pair, per task.
 """
@@ -14,6 +16,7 @@ same pair, per task.
 from __future__ import annotations
 
 import json
+import random
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -85,7 +88,7 @@ def run_speed_bench(pairs: dict[str, ModelPair], tasks: list[Task], out: str | P
                 pairs["new"].target.read_features_from(judge.feature_layer)  # the layer this task's judge reads
             budget = max_new_tokens or task_budget(task)
             for problem in task.load(split)[:n]:
-                for config in configs:
+                for config in run_order(configs, task.name, problem.id):
                     if (task.name, config.name, problem.id) in done:
                         continue
                     if parse_mode(config.mode).needs_judge and judge is None:
@@ -99,6 +102,26 @@ def run_speed_bench(pairs: dict[str, ModelPair], tasks: list[Task], out: str | P
     text = render(summary)
     (out / "summary.md").write_text(text + "\n")
     return text
+
+
+def run_order(configs: list[SpeedConfig], task: str, problem_id) -> list[SpeedConfig]:
+    """The configurations in a shuffled order that depends only on the task and problem."""
+    order = list(configs)
+    random.Random(f"{task}/{problem_id}").shuffle(order)
+    return order
+
+
+def select_configs(names: str, judge: bool = True) -> list[SpeedConfig]:
+    """The default configurations named in a comma-separated list (every baseline they
+    are set against is added), in the order of default_configs."""
+    configs = default_configs(judge=judge)
+    by_name = {c.name: c for c in configs}
+    wanted = {name.strip() for name in names.split(",") if name.strip()}
+    unknown = sorted(wanted - set(by_name))
+    if unknown:
+        raise ValueError(f"unknown configuration {', '.join(unknown)}: choose among {', '.join(by_name)}")
+    wanted |= {by_name[name].baseline for name in wanted}
+    return [c for c in configs if c.name in wanted]
 
 
 def _decode(pair: ModelPair, task: Task, problem, config: SpeedConfig, budget: int, judge) -> dict:

@@ -36,6 +36,28 @@ def default_threads() -> int:
     return max(1, len(os.sched_getaffinity(0)))
 
 
+# What a target pass over n tokens costs against a 1-token pass, by GGUF quantisation:
+# docs/bench/pass-shapes (the 1.5B target, one llama.cpp thread, AVX2, 300 cached tokens).
+# Far from linear: ggml's CPU matrix products read Q4_0 rows in tiles of four tokens, so
+# 4, 8 or 16 tokens cost barely more than 2, 7 or 12. The draft-length controller takes
+# it as its prior for pass sizes it has not timed yet (decoding.controller.MeasuredCosts).
+PASS_SHAPES = {
+    "q4_0": {1: 1.0, 2: 1.94, 3: 2.75, 4: 2.13, 5: 3.05, 6: 3.81, 7: 4.81, 8: 4.02, 9: 4.79, 10: 5.23,
+             11: 5.99, 12: 5.4, 13: 5.84, 14: 6.61, 15: 7.33, 16: 5.17, 17: 6.24, 24: 8.32, 25: 9.23,
+             32: 9.75, 33: 10.71, 64: 18.64, 65: 19.63},
+    "q4_k_m": {1: 1.0, 2: 1.89, 3: 2.63, 4: 3.39, 5: 4.17, 6: 5.14, 7: 5.66, 8: 6.31, 9: 6.82, 10: 7.19,
+               11: 8.01, 12: 7.65, 13: 8.34, 14: 9.1, 15: 10.82, 16: 7.44, 17: 9.05, 24: 12.4, 25: 12.98,
+               32: 13.0, 33: 14.54, 64: 23.94, 65: 24.63},
+}
+
+
+def pass_shape_of(gguf_file: str | Path) -> dict[int, float] | None:
+    """The measured pass shape of a GGUF's quantisation, read from its file name; None
+    for one not measured (the controller then times every size it uses)."""
+    name = Path(gguf_file).name.lower()
+    return next((shape for quant, shape in PASS_SHAPES.items() if quant in name), None)
+
+
 _QUIET = None
 
 
@@ -233,6 +255,7 @@ class LlamaCppLM:
         self.n_threads = self._runtime.n_threads
         self.vocab_size, self.hidden_size = self._runtime.vocab_size, self._runtime.hidden_size
         self.tokens: list[int] = []  # what the KV cache holds for this sequence
+        self.pass_shape = pass_shape_of(self.gguf_file)
 
     def parallel(self, n: int, gate: PassGate) -> list[LlamaCppLM]:
         """n fresh sequences of this model, each with this one's context length, in a
