@@ -156,17 +156,16 @@ def summarize(records: list[dict], modes: list[str], machines: Machines | None =
     """A row per mode; `machines` (default: from the records' runs alone, no host known)
     say which records' tokens/s may stand together."""
     machines = machines or Machines.of(records)
-    # The latest record of a (mode, problem) stands for it (records come in the order
-    # they were measured); earlier ones stay available as baselines of their own run.
+    # The latest record of a (mode, problem) stands for it; earlier ones stay available
+    # as baselines of their own run.
+    records = [r for r in records if r["mode"] in modes]
     by_problem: dict[int, dict[str, dict]] = {}
-    measured: dict[tuple, dict] = {}
-    for record in records:
-        if record["mode"] in modes:
-            by_problem.setdefault(record["problem"], {})[record["mode"]] = record
-            measured[record["mode"], record["problem"], record.get("run")] = record
+    for (mode, problem), record in latest_records(records).items():
+        by_problem.setdefault(problem, {})[mode] = record
+    measured = {(r["mode"], r["problem"], r.get("run")): r for r in records}
     complete = [runs for runs in by_problem.values() if all(m in runs for m in modes)]
     runs_of = {mode: [runs[mode] for runs in complete] for mode in modes}
-    mean_accepted = {mode: _mean_accepted(runs) for mode, runs in runs_of.items()}
+    mean_accepted = {mode: tokens_per_cycle(runs) for mode, runs in runs_of.items()}
     return [_summary(mode, runs_of, measured, mean_accepted, machines) for mode in modes]
 
 
@@ -211,8 +210,7 @@ def earlier_judges(records: list[dict], modes: list[str], judged_by: dict[str, l
 def head_to_head(current: list[dict], earlier: list[dict], modes: list[str]) -> list[HeadToHead]:
     """Each of `modes` that both record lists hold, problem by problem (the latest record
     of each (mode, problem) stands for it)."""
-    now = {(r["mode"], r["problem"]): r for r in current}
-    then = {(r["mode"], r["problem"]): r for r in earlier}
+    now, then = latest_records(current), latest_records(earlier)
     rows = []
     for mode in modes:
         problems = sorted(p for m, p in then if m == mode and (m, p) in now)
@@ -221,7 +219,7 @@ def head_to_head(current: list[dict], earlier: list[dict], modes: list[str]) -> 
         ours, theirs = [now[mode, p] for p in problems], [then[mode, p] for p in problems]
         rows.append(HeadToHead(mode, len(problems), per(sum(r["correct"] for r in ours), len(ours)),
                                per(sum(r["correct"] for r in theirs), len(theirs)), _paired(ours, theirs),
-                               _mean_accepted(ours), _mean_accepted(theirs)))
+                               tokens_per_cycle(ours), tokens_per_cycle(theirs)))
     return rows
 
 
@@ -273,7 +271,14 @@ def _identical(runs: list[dict], target_runs: list[dict] | None) -> float | None
     return per(sum(a == b for a, b in pairs), len(pairs))
 
 
-def _mean_accepted(runs: list[dict]) -> float | None:
+def latest_records(records: list[dict]) -> dict[tuple[str, int], dict]:
+    """{(mode, problem): the record that stands for it}: the latest one, records coming in
+    the order they were measured (a problem decoded again in a later run is that run's)."""
+    return {(r["mode"], r["problem"]): r for r in records}
+
+
+def tokens_per_cycle(runs: list[dict]) -> float | None:
+    """Tokens per cycle (per target pass) over `runs`: their tokens over their cycles."""
     return per(sum(r["new_tokens"] for r in runs), sum(r["cycles"] for r in runs))
 
 
