@@ -14,7 +14,8 @@ from __future__ import annotations
 import argparse
 
 from autojudge.decoding import defaults
-from autojudge.evaluation.speed import run_speed_bench, select_configs
+from autojudge.decoding.modes import parse_mode
+from autojudge.evaluation.speed import default_configs, run_speed_bench, select_configs
 from autojudge.judge.shipped import load_judge
 from autojudge.models.loading import load_pair
 from autojudge.models.registry import DEFAULT_DRAFT, DEFAULT_TARGET
@@ -34,7 +35,9 @@ def main() -> int:
     parser.add_argument("--backend", default="auto", help="runtime of both pairs (default: auto, llama.cpp on a CPU)")
     parser.add_argument("--no-judge", action="store_true", help="leave out the judge configurations")
     parser.add_argument("--judge", action="append", default=[], metavar="TASK=PATH",
-                        help="a judge file for a task instead of the shipped one (e.g. a target-only judge)")
+                        help="a judge file for a task's draft-model configurations instead of the shipped one")
+    parser.add_argument("--lookup-judge", action="append", default=[], metavar="TASK=PATH",
+                        help="a target-only judge file for a task's lookup configurations instead of the shipped one")
     parser.add_argument("--configs", help="only these configurations, comma-separated (their baselines come "
                         "with them; default: all)")
     parser.add_argument("--max-new-tokens", type=int, help="default: each task's budget")
@@ -49,9 +52,13 @@ def main() -> int:
     needed = {c.pair for c in configs} if configs else {"old", "new"}
     named = {"old": (args.old_draft, args.old_target), "new": (args.new_draft, args.new_target)}
     pairs = {key: load_pair(*named[key], runtime) for key in sorted(needed | {"new"})}
-    given = dict(item.split("=", 1) for item in args.judge)
-    judges = {} if args.no_judge else {t.name: load_judge(pairs["new"], given.get(t.name), task=t.name)
-                                       for t in tasks}
+    given = {"model": dict(item.split("=", 1) for item in args.judge),
+             "lookup": dict(item.split("=", 1) for item in args.lookup_judge)}
+    configs = configs or default_configs(judge=not args.no_judge)
+    # The judges of the drafters the judge configurations use (a task's read one target layer).
+    wanted = {c.options.get("drafter", "model") for c in configs if parse_mode(c.mode).needs_judge}
+    judges = {t.name: {d: load_judge(pairs["new"], given[d].get(t.name), task=t.name, drafter=d) for d in wanted}
+              for t in tasks}
     print(run_speed_bench(pairs, tasks, args.out, args.n, judges=judges,
                           configs=configs, max_new_tokens=args.max_new_tokens))
     return 0

@@ -7,9 +7,16 @@ import pytest
 import torch
 
 from autojudge.decoding import TopK, defaults, generate
-from autojudge.decoding.controller import DraftLengthController, GivenCosts, MeasuredCosts
+from autojudge.decoding.controller import (
+    HISTORY_KEPT,
+    LOOKUP_PRIORS,
+    DraftLengthController,
+    GivenCosts,
+    MeasuredCosts,
+    shape_at,
+)
 from autojudge.decoding.drafters import LookupDrafter, NgramIndex, nearest_match_end
-from autojudge.decoding.modes import DecodingOptions, decode, parse_mode, resolved_drafter
+from autojudge.decoding.modes import DecodingOptions, decode, learnt_controller, parse_mode, resolved_drafter
 from autojudge.decoding.policies import FLy
 from autojudge.models.backend import ModelPair
 from tests.tiny import VOCAB, backend, last_token_model, noisy_copy, tiny_model
@@ -247,3 +254,43 @@ def test_auto_drafts_by_lookup_only_for_exact_greedy_decoding_on_a_cpu(mode, dra
         assert result.token_ids == alone
     assert defaults.resolve("auto", "auto", exact_greedy=True, on_cpu=False) == ("model", "fixed")  # a GPU
     assert defaults.resolve("lookup", "fixed", exact_greedy=True, on_cpu=True) == ("lookup", "fixed")  # as asked
+
+
+def test_a_lookup_s_prior_depends_on_how_long_its_matched_tail_is():
+    # Passes priced as llama.cpp's Q4_0 target timed them in decoding (2 tokens: 1.9x one, 4: 2.65x).
+    decoded = GivenCosts(target=lambda n: shape_at({1: 1.0, 2: 1.9, 4: 2.65, 8: 5.15, 16: 7.6}, n))
+    controller = DraftLengthController(8, decoded, prior=0.7, priors=LOOKUP_PRIORS, free=True)
+    assert controller.acceptance(8)[0] == pytest.approx(LOOKUP_PRIORS[8])
+    assert controller.acceptance(3)[0] == pytest.approx(LOOKUP_PRIORS[3])
+    assert controller.acceptance(2)[0] == pytest.approx(0.7)  # a length with no prior of its own
+    controller.observe(controller.choose(context=5, limit=8), 0, 0.0, 0.0)  # the first cycle drafts all
+    # Before anything is seen at either length: an 8-token match is worth a pass, a 3-token one not.
+    assert controller.choose(context=8, limit=8) > 0
+    assert controller.choose(context=3, limit=8) == 0
+
+
+def test_decode_carries_what_its_controller_learnt_from_one_request_to_the_next():
+    target = backend(last_token_model(3), "t")
+    other = backend(last_token_model(3), "t2")
+    prompt, _ = copied_prompt(target)
+    pair = ModelPair(None, target, tokenizer=None, stop_ids=frozenset())
+    alone = decode(pair, prompt, "target", DecodingOptions(max_new_tokens=30)).token_ids
+    options = DecodingOptions(window=8, max_new_tokens=30, drafter="lookup", draft_length="adaptive")
+    first = decode(pair, prompt, "exact", options)
+    controller = learnt_controller(target, ("lookup", 8, 0.0, "exact"), 8, free=True)
+    # It served the first request: chose the length of each lookup that found something, timed passes.
+    cycles = len(controller.history)
+    assert 0 < cycles <= first.stats.cycles and controller.costs.timed(1)
+    second = decode(pair, prompt, "exact", options)
+    assert first.token_ids == second.token_ids == alone
+    assert len(controller.history) > cycles  # the same controller, learning on
+    # Another target, window or policy learns on its own.
+    assert learnt_controller(other, ("lookup", 8, 0.0, "exact"), 8, free=True) is not controller
+    assert learnt_controller(target, ("lookup", 4, 0.0, "exact"), 4, free=True) is not controller
+
+
+def test_a_long_lived_controller_keeps_a_bounded_history():
+    controller = DraftLengthController(4, cpu_costs())
+    for _ in range(2 * HISTORY_KEPT + 10):
+        controller.observe(controller.choose(), 0, 0.0, 0.0)
+    assert HISTORY_KEPT <= len(controller.history) <= 2 * HISTORY_KEPT

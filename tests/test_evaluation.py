@@ -12,6 +12,7 @@ import time
 import pytest
 import torch
 
+from autojudge.decoding.features import TARGET_LOGIT_FEATURES
 from autojudge.decoding.modes import DecodingOptions, decode, parse_mode
 from autojudge.errors import AutojudgeError
 from autojudge.evaluation.run import run_eval
@@ -34,6 +35,18 @@ def constant_judge(pair, p_important: float, kind: type[Judge] = Judge) -> Judge
             "validation_auc": 0.5, "thresholds": [{"threshold": 0.3, "recall": 1.0, "accept_rate": 0.0},
                                                   {"threshold": 0.7, "recall": 0.0, "accept_rate": 1.0}]}
     return kind(torch.zeros(d + t), torch.ones(d + t), torch.zeros(d + t), bias, meta)
+
+
+def target_only_judge(pair, p_important: float) -> Judge:
+    """A judge of the target's numbers alone (a lookup drafter's) that says P(important) = p_important."""
+    t = pair.target.hidden_size
+    width = t + len(TARGET_LOGIT_FEATURES)
+    bias = float(torch.logit(torch.tensor(p_important)))
+    meta = {"pair": pair.describe(), "features": "target+target-logits",
+            "hidden": {"draft": pair.draft.hidden_size, "target": t}, "validation_auc": 0.5,
+            "thresholds": [{"threshold": 0.3, "recall": 1.0, "accept_rate": 0.0},
+                           {"threshold": 0.7, "recall": 0.0, "accept_rate": 1.0}]}
+    return Judge(torch.zeros(width), torch.ones(width), torch.zeros(width), bias, meta)
 
 
 class StallingJudge(Judge):

@@ -8,14 +8,15 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from autojudge.decoding import Exact, generate
-from autojudge.decoding.features import LOGIT_FEATURES
+from autojudge.decoding.drafters import LookupDrafter
+from autojudge.decoding.features import LOGIT_FEATURES, TARGET_LOGIT_FEATURES
 from autojudge.decoding.modes import DecodingOptions, decode
 from autojudge.decoding.policies import JudgePolicy
 from autojudge.errors import AutojudgeError
 from autojudge.judge.model import Judge, JudgeError
 from autojudge.judge.report import auc_difference_interval
 from autojudge.judge.train import MinedData, problem_folds, train_judge
-from tests.tiny import backend, noisy_copy, tiny_model
+from tests.tiny import backend, last_token_model, noisy_copy, tiny_model
 
 PAIR = {"draft": "d", "target": "t", "draft_backend": {"backend": "transformers"},
         "target_backend": {"backend": "transformers"}}
@@ -289,6 +290,25 @@ def test_a_logit_judge_reads_the_drafts_logits_without_its_hidden_states():
     # No extra draft pass for hidden states: one draft pass per drafted token, as exact.
     assert lenient.stats.draft_forwards == lenient.stats.drafted_tokens
     assert exact.stats.draft_forwards == exact.stats.drafted_tokens
+
+
+def test_a_target_only_judge_trains_from_mined_logits_and_judges_lookup_drafts():
+    data = synthetic(n_problems=40, logits=True)
+    judge, meta = train_judge(data, features="target+target-logits")
+    assert judge.weight.shape[0] == data.target.shape[1] + len(TARGET_LOGIT_FEATURES)
+    assert meta["validation_auc"] > 0.7  # the target's hidden direction and its logp_own column
+    assert judge.runtimes_read == ("target_backend",)  # whatever drafted, the draft's numbers are never read
+    # In decoding: a lookup drafter (no draft model, no hidden states, no logits) with a
+    # judge of the target alone whose P(important) is below the threshold everywhere.
+    target = backend(last_token_model(3), "t")
+    prompt = [5, 17, 33, 2, 8, 61, 40, 5, 17, 33, 9, 12, 5, 17]  # repeats for the lookup to find
+    width = target.hidden_size + len(TARGET_LOGIT_FEATURES)
+    lenient = Judge(torch.zeros(width), torch.ones(width), torch.zeros(width), -3.0,
+                    {"features": "target+target-logits", "hidden": {"draft": 64, "target": 64}, "thresholds": []})
+    policy = JudgePolicy(lenient, 0.5)
+    assert not policy.needs_hidden and not policy.needs_draft_logits
+    looked = generate(target, prompt, drafter=LookupDrafter(min_ngram=1), policy=policy, window=4, max_new_tokens=24)
+    assert looked.stats.draft_forwards == 0 and looked.stats.accepted_mismatches > 0
 
 
 def test_reused_labels_only_train_and_never_the_fold_that_scores_their_problem():

@@ -175,6 +175,17 @@ def test_the_shipped_judge_fits_the_llamacpp_pair_and_decodes():
     assert strict.token_ids == exact.token_ids and strict.stats.accepted_mismatches == 0
     loose = decode(pair, ids, "judge:1", DecodingOptions(window=8, max_new_tokens=48), judge=judge)
     assert loose.stats.accepted_mismatches > 0 and loose.stats.mean_accepted > exact.stats.mean_accepted
+    # The target-only judges, for a lookup drafter: no draft model pass, the same layer read.
+    for task, mined_on in (("gsm8k", "gsm8k"), ("humaneval", "mbpp")):
+        lookup_judge = load_judge(pair, task=task, drafter="lookup")
+        assert lookup_judge.meta["task"] == mined_on and lookup_judge.runtimes_read == ("target_backend",)
+    looked = DecodingOptions(window=8, max_new_tokens=120, drafter="lookup")  # its first lookups come late
+    lookup_judge = load_judge(pair, drafter="lookup")
+    strict = decode(pair, ids, "judge:0", looked, judge=lookup_judge)
+    exact = decode(pair, ids, "exact", looked)
+    assert strict.token_ids == exact.token_ids and strict.stats.draft_forwards == 0
+    loose = decode(pair, ids, "judge:1", looked, judge=lookup_judge)
+    assert loose.stats.accepted_mismatches > 0 and loose.stats.draft_forwards == 0
     # Features from another runtime are not what it was trained on.
     with pytest.raises(JudgeError, match="does not fit the loaded pair"):
         load_judge(load_pair(runtime=RuntimeOptions(backend="torch")))

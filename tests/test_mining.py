@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from autojudge.decoding import generate
-from autojudge.decoding.features import logit_features
+from autojudge.decoding.features import TARGET_LOGIT_FEATURES, logit_features
 from autojudge.errors import PromptError
 from autojudge.mining.algorithm import features_at, mine_problem
 from autojudge.mining.options import MiningOptions
@@ -111,7 +111,7 @@ def _check_mining_features_are_the_numbers_decoding_sees(pair):
                     # The target has just read the sequence and the whole window.
                     seq = pair.target.tokens[: len(pair.target.tokens) - k + i + 1]
                     seen.append((list(seq), window.draft_hidden[i].clone(), window.target_hidden[i].clone(),
-                                 window.logit_features[i].clone()))
+                                 window.logit_features[i].clone(), window.target_logit_features[i].clone()))
                     return i
             return k
 
@@ -120,7 +120,7 @@ def _check_mining_features_are_the_numbers_decoding_sees(pair):
     generate(pair.target, ids, draft=pair.draft, policy=Recorder(), window=4,
              max_new_tokens=MAX_NEW, stop_ids=pair.stop_ids)
     assert len(seen) >= 2
-    for seq, draft_hidden, target_hidden, decoded_logit_features in seen:
+    for seq, draft_hidden, target_hidden, decoded_logit_features, decoded_target_logit_features in seen:
         # Tolerance: float32 sums in another order (one pass of many tokens vs several).
         draft_logits, mined_draft_hidden = features_at(pair.draft, seq)
         target_logits, mined_target_hidden = features_at(pair.target, seq)
@@ -130,6 +130,8 @@ def _check_mining_features_are_the_numbers_decoding_sees(pair):
         assert torch.allclose(mined_target_hidden, target_hidden, atol=1e-4 * scale)
         mined = logit_features(target_logits[None], draft_logits[None], torch.tensor([seq[-1]]))[0]
         assert torch.allclose(mined, decoded_logit_features, atol=1e-4)
+        # The target-only judge's columns (a lookup's): the same numbers as mining's first four.
+        assert torch.allclose(mined[:len(TARGET_LOGIT_FEATURES)], decoded_target_logit_features, atol=1e-4)
         assert mined[2] >= math.log(2)  # a mismatch: the draft's token is not the target's first
 
 

@@ -8,14 +8,15 @@ import pytest
 from autojudge.decoding import defaults
 from autojudge.evaluation.speed import default_configs, run_order, run_speed_bench, select_configs
 from autojudge.runfiles import read_records
-from tests.test_evaluation import constant_judge
+from tests.test_evaluation import constant_judge, target_only_judge
 from tests.toy_task import ToyTask, tiny_pair
 
 
 def test_the_speed_bench_runs_every_configuration_and_resumes(tiny_target_dir, tiny_draft_dir, tmp_path):
     pair = tiny_pair(tiny_target_dir, tiny_draft_dir)
     pairs, task = {"old": pair, "new": pair}, ToyTask()
-    judges = {task.name: constant_judge(pair, 0.9)}  # P(important) 0.9: keeps no mismatch at 0.8's threshold
+    # P(important) 0.9: keeps no mismatch at 0.8's threshold. A lookup's reads the target alone.
+    judges = {task.name: {"model": constant_judge(pair, 0.9), "lookup": target_only_judge(pair, 0.9)}}
     out = tmp_path / "bench"
     text = run_speed_bench(pairs, [task], out, n=2, judges=judges, max_new_tokens=12)
     records = read_records(out / "records.jsonl")
@@ -36,6 +37,7 @@ def test_the_speed_bench_runs_every_configuration_and_resumes(tiny_target_dir, t
     assert by[("model/exact", 0)]["options"]["draft_p_min"] == defaults.DRAFT_P_MIN
     assert (by[("defaults/exact", 0)]["drafter"], by[("defaults/exact", 0)]["draft_length"]) == ("lookup", "adaptive")
     assert by[("model/judge@0.8", 0)]["drafter"] == "model" and by[("model/exact", 0)]["draft_forwards"] > 0
+    assert by[("lookup/judge@0.8", 0)]["drafter"] == "lookup" and by[("lookup/judge@0.8", 0)]["draft_forwards"] == 0
     assert by[("defaults/exact", 0)]["draft_forwards"] == 0
     assert by[("old-defaults/exact/w8", 0)]["options"]["draft_p_min"] == 0.0
     assert "| toy | target/new | 2 | " in text and "| 1.00x |" in text

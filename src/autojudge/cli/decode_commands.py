@@ -50,13 +50,13 @@ def cmd_generate(args) -> int:
         # A shipped judge learnt one task's mismatches: it is not applied to a prompt of unknown kind.
         raise AutojudgeError("a judge mode needs a judge for this prompt's task: pass --judge (a file from autojudge "
                              "train), or --task gsm8k or mbpp to use the judge shipped for it")
-    if mode.needs_judge and args.judge is None:
-        from autojudge.judge.shipped import shipped_judge_for
-        shipped_judge_for(task.name)  # refused now, not after the pair has loaded
     runtime = runtime_options(args)
     drafter, draft_length = defaults.resolve(options.drafter, options.draft_length, on_cpu=runtime.device == "cpu",
                                              exact_greedy=not mode.is_target and mode.is_lossless,
                                              draft_named=args.draft != defaults.DRAFT)
+    if mode.needs_judge and args.judge is None:
+        from autojudge.judge.shipped import shipped_judge_for
+        shipped_judge_for(task.name, drafter)  # refused now, not after the pair has loaded
     options = replace(options, drafter=drafter, draft_length=draft_length)
     # A lookup drafts without the draft model; a judge is still checked against the pair it was trained on.
     needs_draft = not mode.is_target and (drafter == "model" or mode.needs_judge)
@@ -64,7 +64,7 @@ def cmd_generate(args) -> int:
     judge = None
     if mode.needs_judge:
         from autojudge.judge.shipped import load_judge
-        judge = load_judge(pair, args.judge, task=task.name if task is not None else None)
+        judge = load_judge(pair, args.judge, task=task.name if task is not None else None, drafter=drafter)
     prompt_ids = chat_prompt_ids(pair.tokenizer, messages)
     try:
         result = decode(pair, prompt_ids, mode, options, judge=judge)
@@ -152,9 +152,11 @@ def cmd_eval(args) -> int:
                              "instead) and --report-only (a report needs no cluster)")
     task = load_task(args.task, args.split)
     options = decoding_options(args)
+    # A judge mode drafts with the model unless told to look up (defaults.resolve).
+    judged_drafter = "lookup" if options.drafter == "lookup" else "model"
     if any(m.needs_judge for m in modes) and args.judge is None:
         from autojudge.judge.shipped import shipped_judge_for
-        shipped_judge_for(task.name)  # refused now, not after the pair has loaded
+        shipped_judge_for(task.name, judged_drafter)  # refused now, not after the pair has loaded
     if args.ray is not None:
         from autojudge.evaluation.distributed import eval_on_ray
         from autojudge.workers import PairSpec
@@ -170,7 +172,7 @@ def cmd_eval(args) -> int:
         judge = None
         if any(m.needs_judge for m in modes):
             from autojudge.judge.shipped import load_judge
-            judge = load_judge(pair, args.judge, task=task.name)
+            judge = load_judge(pair, args.judge, task=task.name, drafter=judged_drafter)
         rows = run_eval(pair, task, args.split, methods, args.out, options, limit=args.limit,
                         judge=judge, report_only=args.report_only, parallel=args.parallel, rescore=args.rescore,
                         retime=args.retime)

@@ -306,10 +306,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="one or more directories written by `autojudge mine` (e.g. its shards)")
     train.add_argument("--features", default="hidden",
                        choices=["draft", "target", "hidden", "both", "logits", "target+logits", "all", "logits+rules",
-                                "target+logits+rules"],
+                                "target+logits+rules", "target+target-logits"],
                        help="hidden: both models' hidden states (also called both); logits: six logit features "
                             "(log-probabilities, rank, entropies); all: both; +rules: FLy's top-3 entropy and "
-                            "lookahead too (after `autojudge rule-features`) (default: %(default)s)")
+                            "lookahead too (after `autojudge rule-features`); target+target-logits: the target's "
+                            "alone, a judge for any drafter (--drafter lookup too) (default: %(default)s)")
     train.add_argument("--reuse", nargs="+", metavar="DIR", default=[],
                        help="mining runs at a smaller budget (same task and pair) whose labels a larger "
                             "budget provably leaves alone (both texts ended before it): added to the "

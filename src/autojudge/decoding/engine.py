@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from autojudge.decoding.controller import LOOKUP_PRIOR, MODEL_PRIOR, DraftLengthController, MeasuredCosts
+from autojudge.decoding.controller import DraftLengthController
 from autojudge.decoding.drafters import Drafter, ModelDrafter
 from autojudge.decoding.policies import AcceptancePolicy, Exact, Window
 from autojudge.decoding.sampling import Sampling, speculative_sample
@@ -126,11 +126,8 @@ def generate(
         if drafter is not None and controller.window != window:
             raise ValueError(f"the controller chooses among {controller.window} draft tokens, the window is {window}")
     elif draft_length == "adaptive" and drafter is not None:
-        # A free draft is verified only where its evidence has paid so far; its prior is
-        # lower than a model's, whose tokens the target agrees with more often
-        # (docs/bench/lookup-evidence).
-        controller = DraftLengthController(window, MeasuredCosts(shape=getattr(target, "pass_shape", None)),
-                                           prior=LOOKUP_PRIOR if drafter.free else MODEL_PRIOR, free=drafter.free)
+        # A free draft is verified only where its evidence has paid so far.
+        controller = DraftLengthController.timing(window, free=drafter.free, shape=getattr(target, "pass_shape", None))
     elif draft_length not in ("fixed", "adaptive"):
         raise ValueError(f"draft length {draft_length!r}: fixed or adaptive")
     if drafter is None:

@@ -19,6 +19,9 @@ LOGIT_FEATURES = (
     "draft_logp_draft",  # the draft's log-probability of its own token
     "draft_entropy",  # entropy of the draft's distribution
 )
+# The target's columns of LOGIT_FEATURES: what a judge can read when the draft is a lookup,
+# which has no logits (the feature group "target-logits").
+TARGET_LOGIT_FEATURES = LOGIT_FEATURES[:4]
 
 
 def logit_features(target_logits: torch.Tensor, draft_logits: torch.Tensor,
@@ -29,13 +32,20 @@ def logit_features(target_logits: torch.Tensor, draft_logits: torch.Tensor,
     position where the draft proposed draft_tokens[i] (the same vocabulary width).
     """
     tokens = draft_tokens.to(target_logits.device).long()[:, None]
-    target_logp = torch.log_softmax(target_logits.float(), dim=-1)
     draft_logp = torch.log_softmax(draft_logits.float().to(target_logits.device), dim=-1)
+    return torch.cat([target_logit_features(target_logits, draft_tokens), draft_logp.gather(1, tokens),
+                      _entropy(draft_logp)], dim=-1)
+
+
+def target_logit_features(target_logits: torch.Tensor, draft_tokens: torch.Tensor) -> torch.Tensor:
+    """[n, len(TARGET_LOGIT_FEATURES)]: the columns of `logit_features` that only the
+    target's logits and the draft's tokens give."""
+    tokens = draft_tokens.to(target_logits.device).long()[:, None]
+    target_logp = torch.log_softmax(target_logits.float(), dim=-1)
     target_on_draft = target_logp.gather(1, tokens)
     rank = (target_logp > target_on_draft).sum(dim=-1, keepdim=True).float()
-    columns = [target_on_draft, target_logp.max(dim=-1, keepdim=True).values, torch.log1p(rank),
-               _entropy(target_logp), draft_logp.gather(1, tokens), _entropy(draft_logp)]
-    return torch.cat(columns, dim=-1)
+    return torch.cat([target_on_draft, target_logp.max(dim=-1, keepdim=True).values, torch.log1p(rank),
+                      _entropy(target_logp)], dim=-1)
 
 
 def _entropy(logp: torch.Tensor) -> torch.Tensor:

@@ -15,7 +15,7 @@ from typing import Protocol
 
 import torch
 
-from autojudge.decoding.features import logit_features, rule_features, top_entropy
+from autojudge.decoding.features import logit_features, rule_features, target_logit_features, top_entropy
 
 
 @dataclass
@@ -49,6 +49,13 @@ class Window:
             raise ValueError("logit features need the draft's logits; this drafter gives none")
         k = len(self.draft_tokens)
         return logit_features(self.target_logits[:k], self.draft_logits, self.draft_tokens)
+
+    @cached_property
+    def target_logit_features(self) -> torch.Tensor:
+        """[k, len(TARGET_LOGIT_FEATURES)]: the target's columns of `logit_features`, which
+        any drafter gives (a lookup too)."""
+        k = len(self.draft_tokens)
+        return target_logit_features(self.target_logits[:k], self.draft_tokens)
 
     @cached_property
     def rule_features(self) -> torch.Tensor:
@@ -190,7 +197,7 @@ class JudgePolicy:
     in FLy (near the window's end, see keep_with_lookahead).
 
     `judge` is any object with `groups` (the feature groups it reads: "draft", "target",
-    "logits", "rules") and `prob_important(parts)` ([k] probabilities from those parts),
+    "logits", "target-logits", "rules") and `prob_important(parts)` ([k] probabilities from those parts),
     as autojudge.judge.model.Judge has: decoding needs no more of it, and so imports
     nothing from the stage that trains it.
     """
@@ -212,6 +219,7 @@ class JudgePolicy:
         draft token is kept even where speculative sampling rejects it)."""
         parts = {"draft": window.draft_hidden, "target": window.target_hidden,
                  "logits": window.logit_features if self.needs_draft_logits else None,
+                 "target-logits": window.target_logit_features if "target-logits" in self.judge.groups else None,
                  "rules": window.rule_features if "rules" in self.judge.groups else None}
         # On a mixed pair a draft-only judge scores on the draft's device, not the target's.
         return (self.judge.prob_important(parts) < self.threshold).to(window.matches.device)

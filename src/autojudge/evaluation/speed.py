@@ -61,7 +61,12 @@ def default_configs(judge: bool = True) -> list[SpeedConfig]:
         SpeedConfig("defaults/exact", "new", "exact"),
     ]
     if judge:
-        configs += [SpeedConfig("model/judge@0.8", "new", "judge@0.8", MODEL)]
+        configs += [
+            SpeedConfig("model/judge@0.8", "new", "judge@0.8", MODEL),
+            # The lookup under the controller with the target-only judge: a lossy mode with
+            # no draft model pass at all.
+            SpeedConfig("lookup/judge@0.8", "new", "judge@0.8", {"drafter": "lookup", "draft_length": "adaptive"}),
+        ]
     return configs
 
 
@@ -69,8 +74,10 @@ def run_speed_bench(pairs: dict[str, ModelPair], tasks: list[Task], out: str | P
                     configs: list[SpeedConfig] | None = None, judges: dict | None = None,
                     split: str = "eval", max_new_tokens: int | None = None) -> str:
     """Decode what is missing under `out` (records.jsonl), then write summary.md and
-    summary.json; returns the summary's Markdown. `judges`: {task name: judge} for the
-    judge configurations (each loaded on its pair's target before its task runs)."""
+    summary.json; returns the summary's Markdown. `judges`: {task name: {drafter: judge}}
+    for the judge configurations, a judge for "model" drafts and one for "lookup" drafts
+    (judge.shipped.load_judge's, which read the same target layer), set on the pair's
+    target before its task runs."""
     configs = configs if configs is not None else default_configs(judge=bool(judges))
     out = Path(out)
     meta = {"tasks": [t.name for t in tasks], "split": split, "max_new_tokens": max_new_tokens,
@@ -83,14 +90,16 @@ def run_speed_bench(pairs: dict[str, ModelPair], tasks: list[Task], out: str | P
         run = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         append_record(out / "runs.jsonl", {"run": run, "host": host_description()})
         for task in tasks:
-            judge = (judges or {}).get(task.name)
-            if judge is not None and hasattr(judge, "feature_layer"):
-                pairs["new"].target.read_features_from(judge.feature_layer)  # the layer this task's judge reads
+            by_drafter = (judges or {}).get(task.name, {})
+            for judge in by_drafter.values():
+                if hasattr(judge, "feature_layer"):
+                    pairs["new"].target.read_features_from(judge.feature_layer)  # the layer this task's judges read
             budget = max_new_tokens or task_budget(task)
             for problem in task.load(split)[:n]:
                 for config in run_order(configs, task.name, problem.id):
                     if (task.name, config.name, problem.id) in done:
                         continue
+                    judge = by_drafter.get(config.options.get("drafter", "model"))
                     if parse_mode(config.mode).needs_judge and judge is None:
                         continue
                     record = _decode(pairs[config.pair], task, problem, config, budget, judge)

@@ -18,7 +18,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import safe_open, save_file
 
-from autojudge.decoding.features import LOGIT_FEATURES, RULE_FEATURES
+from autojudge.decoding.features import LOGIT_FEATURES, RULE_FEATURES, TARGET_LOGIT_FEATURES
 from autojudge.errors import AutojudgeError
 from autojudge.models.backend import feature_layer_name
 from autojudge.models.registry import same_weights
@@ -33,12 +33,16 @@ FEATURE_SETS = {
     "logits": ("logits",), "target+logits": ("target", "logits"), "all": ("draft", "target", "logits"),
     # With the training-free rules' features (FLy's top-3 entropy and lookahead; autojudge rule-features).
     "logits+rules": ("logits", "rules"), "target+logits+rules": ("target", "logits", "rules"),
+    # The target's alone ("target-logits": its four columns of "logits"): a judge for any
+    # drafter, a lookup included, which has no hidden states or logits of its own.
+    "target+target-logits": ("target", "target-logits"),
 }
 
 
 def feature_width(features: str, hidden: dict) -> int:
     """Columns of a feature set, given the two models' hidden sizes."""
-    widths = {"logits": len(LOGIT_FEATURES), "rules": len(RULE_FEATURES), **hidden}
+    widths = {"logits": len(LOGIT_FEATURES), "target-logits": len(TARGET_LOGIT_FEATURES),
+              "rules": len(RULE_FEATURES), **hidden}
     return sum(widths[group] for group in FEATURE_SETS[features])
 
 
@@ -61,7 +65,7 @@ class Judge:
 
     @property
     def groups(self) -> tuple[str, ...]:
-        """The feature groups read, in order: "draft", "target", "logits"."""
+        """The feature groups read, in order: of "draft", "target", "logits", "target-logits", "rules"."""
         return FEATURE_SETS[self.features]
 
     @property
@@ -72,7 +76,7 @@ class Judge:
         was run (its labels were mined with some draft; its features never see it)."""
         groups = set(self.groups)
         reads_draft = bool(groups & {"draft", "logits", "rules"})
-        reads_target = bool(groups & {"target", "logits", "rules"})
+        reads_target = bool(groups & {"target", "logits", "target-logits", "rules"})
         return tuple(key for key, read in (("draft_backend", reads_draft), ("target_backend", reads_target)) if read)
 
     def featurize(self, parts: dict[str, torch.Tensor | None]) -> torch.Tensor:

@@ -1,8 +1,10 @@
 """Judges shipped with the package for the default pair, one per task.
 
-Trained by the commands in README ("Reproduce the results") on the mining
-runs under data/mined/. A judge fits only the pair and runtimes it was trained on;
-`load_judge` checks that, so the default judge is never applied to another pair.
+Trained by the commands in docs/reproduce.md on the mining runs under data/mined/.
+A judge fits only the pair and runtimes it was trained on; `load_judge` checks that, so
+the default judge is never applied to another pair. Each task has two: one for the draft
+model, which reads its logits too (`<task>-llamacpp`), and one of the target's numbers
+alone for a lookup drafter, which has none (`<task>-llamacpp-target`).
 """
 
 from __future__ import annotations
@@ -17,27 +19,32 @@ SHIPPED_DIR = Path(__file__).resolve().parent.parent / "judges"
 JUDGE_FOR_TASK = {"gsm8k": "gsm8k", "mbpp": "mbpp", "humaneval": "mbpp", "squad": "squad"}
 
 
-def shipped_judge_path(task: str) -> Path:
-    return SHIPPED_DIR / f"{JUDGE_FOR_TASK.get(task, task)}-llamacpp.safetensors"
+def shipped_judge_path(task: str, drafter: str = "model") -> Path:
+    """The file of the judge shipped for `task` and `drafter` ("model", or "lookup": the
+    target-only judge)."""
+    kind = "-target" if drafter == "lookup" else ""
+    return SHIPPED_DIR / f"{JUDGE_FOR_TASK.get(task, task)}-llamacpp{kind}.safetensors"
 
 
-def shipped_judge_for(task: str | None) -> Path:
-    """The shipped judge's file for `task`, or one line saying that none is (checked
-    before a model loads)."""
-    if task is None or task not in JUDGE_FOR_TASK or not shipped_judge_path(task).exists():
+def shipped_judge_for(task: str | None, drafter: str = "model") -> Path:
+    """The shipped judge's file for `task` and `drafter`, or one line saying that none is
+    (checked before a model loads)."""
+    if task is None or task not in JUDGE_FOR_TASK or not shipped_judge_path(task, drafter).exists():
         raise JudgeError(f"no judge is shipped for {'this prompt' if task is None else f'task {task!r}'}; "
                          "pass --judge with one you trained (autojudge mine, then autojudge train)")
-    return shipped_judge_path(task)
+    return shipped_judge_path(task, drafter)
 
 
-def load_judge(pair: ModelPair, path: str | Path | None = None, task: str | None = "gsm8k") -> Judge:
-    """The judge at `path`, or the shipped one for `task`; refused unless it fits `pair`.
+def load_judge(pair: ModelPair, path: str | Path | None = None, task: str | None = "gsm8k",
+               drafter: str = "model") -> Judge:
+    """The judge at `path`, or the shipped one for `task` and `drafter` (a lookup's reads
+    the target's numbers alone); refused unless it fits `pair`.
 
     A shipped judge serves only the task and the pair it was trained on: on another
     task's mismatches or another pair's features its scores mean nothing."""
     shipped = path is None
     if shipped:
-        path = shipped_judge_for(task)
+        path = shipped_judge_for(task, drafter)
     judge = Judge.load(path)
     try:
         judge.check_compatible(_described_reading(pair, judge.feature_layer), pair.draft.hidden_size,

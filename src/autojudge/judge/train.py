@@ -27,7 +27,7 @@ from sklearn.model_selection import GroupKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from autojudge.decoding.features import LOGIT_FEATURES, RULE_FEATURES
+from autojudge.decoding.features import LOGIT_FEATURES, RULE_FEATURES, TARGET_LOGIT_FEATURES
 from autojudge.errors import AutojudgeError
 from autojudge.judge.model import FEATURE_SETS, Judge
 from autojudge.models.backend import feature_layer_name
@@ -57,14 +57,15 @@ class MinedData:
         if which not in FEATURE_SETS:
             raise AutojudgeError(f"unknown feature set {which!r}; choose one of {', '.join(FEATURE_SETS)}")
         groups = FEATURE_SETS[which]
-        if "logits" in groups and self.logits is None:
+        if ("logits" in groups or "target-logits" in groups) and self.logits is None:
             raise AutojudgeError(f"feature set {which!r} needs logit features, which this mining run "
                                  "lacks (mined before they were recorded); choose draft, target or hidden")
         if "rules" in groups and (self.rules is None or np.isnan(self.rules).any()):
             missing = len(self.important) if self.rules is None else int(np.isnan(self.rules).any(axis=1).sum())
             raise AutojudgeError(f"feature set {which!r} needs the rules' features, which {missing} labels lack; "
                                  "run `autojudge rule-features --data RUN` on the mining runs first")
-        parts = {"draft": self.draft, "target": self.target, "logits": self.logits, "rules": self.rules}
+        parts = {"draft": self.draft, "target": self.target, "logits": self.logits, "rules": self.rules,
+                 "target-logits": None if self.logits is None else self.logits[:, :len(TARGET_LOGIT_FEATURES)]}
         return np.concatenate([parts[group] for group in groups], axis=1)
 
     def select(self, keep: np.ndarray) -> MinedData:
@@ -76,7 +77,7 @@ class MinedData:
     def feature_sets(self) -> list[str]:
         """The feature sets this data can train (one name each: "both" is "hidden")."""
         return [name for name, groups in FEATURE_SETS.items()
-                if name != "both" and ("logits" not in groups or self.logits is not None)
+                if name != "both" and (not {"logits", "target-logits"} & set(groups) or self.logits is not None)
                 and ("rules" not in groups or (self.rules is not None and not np.isnan(self.rules).any()))]
 
 
