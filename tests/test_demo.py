@@ -10,6 +10,7 @@ import sys
 
 import pytest
 
+from autojudge.decoding import defaults
 from autojudge.decoding.modes import DecodingOptions, parse_mode
 from autojudge.demo import ON_A_SMALL_CPU, side_by_side
 from autojudge.tasks.gsm8k import GSM8K
@@ -65,7 +66,8 @@ def test_demo_answers_side_by_side_and_summarises():
     out = result.stdout
     problem = GSM8K().load("eval")[0]
     assert f"=== gsm8k #{problem.id}" in out and f"gold {problem.reference}" in out
-    judge_label = r"judge@0\.9 \(T=[\d.e-]+\)"  # the default mode as written, its threshold beside it
+    # The default judge mode as written, its threshold beside it.
+    judge_label = re.escape(defaults.JUDGE_MODE) + r" \(T=[\d.e-]+\)"
     exact, judged = mode_line("exact", out), mode_line(judge_label, out)
     assert 0 < exact["tokens"] <= MAX_NEW and 0 < judged["tokens"] <= MAX_NEW
     assert exact["mismatches"] == 0  # lossless: exact decoding accepts no mismatch

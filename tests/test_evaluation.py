@@ -12,6 +12,7 @@ import time
 import pytest
 import torch
 
+from autojudge.decoding import defaults
 from autojudge.decoding.features import TARGET_LOGIT_FEATURES
 from autojudge.decoding.modes import DecodingOptions, decode, parse_mode
 from autojudge.errors import AutojudgeError
@@ -208,6 +209,27 @@ class StricterToyTask(ToyTask):
         return False
 
 
+def test_a_run_that_adds_a_mode_reports_it_beside_the_earlier_ones(pair, tmp_path):
+    task, out, options = ToyTask(), tmp_path / "eval", DecodingOptions(window=6, max_new_tokens=16)
+    judge = constant_judge(pair, 0.5)
+    run_eval(pair, task, "all", ["target", "exact", "fly", "judge:0.6"], out, options, limit=2, judge=judge)
+    rows = run_eval(pair, task, "all", ["topk:2"], out, options, limit=2, judge=judge)
+    every = ["target", "exact", "fly", "judge:0.6", "topk:2"]
+    assert [r.mode for r in rows] == every
+    assert [row["mode"] for row in json.loads((out / "summary.json").read_text())["rows"]] == every
+    assert rows[-1].accuracy_vs_exact is not None  # paired with exact, as if decoded in one run
+    assert len(read_records(out / "records.jsonl")) == 2 * len(every)  # nothing decoded twice
+    # The judge mode against the training-free rule, on the problems the two decoded.
+    text = (out / "summary.md").read_text()
+    assert "### Judge modes against the training-free rules" in text and "| judge:0.6 | fly | 2 |" in text
+    # Retrained, the judge adds a mode: the earlier judge's modes keep their table, judge:0.6 included.
+    retrained = constant_judge(pair, 0.55)
+    rows = run_eval(pair, task, "all", ["judge-or-fly:0.6"], out, options, limit=2, judge=retrained)
+    assert [r.mode for r in rows] == ["target", "exact", "fly", "topk:2", "judge-or-fly:0.6"]
+    earlier = json.loads((out / "summary.json").read_text())["earlier_judges"]
+    assert len(earlier) == 1 and "judge:0.6" in [row["mode"] for row in earlier[0]["rows"]]
+
+
 def test_rescoring_reports_with_the_tasks_current_rules(pair, tmp_path):
     out = tmp_path / "rescore"
     rows = run_eval(pair, ToyTask(), "all", ["target"], out, DecodingOptions(window=4, max_new_tokens=16), limit=4)
@@ -283,6 +305,10 @@ def test_generate_judge_mode_from_the_command_line(pair, tmp_path, tiny_target_d
     done = run_cli("generate", "--prompt", "hello", *models, "--mode", "judge", "--judge",
                    str(tmp_path / "fits.safetensors"), "--recall", "1.0", env_home=tmp_path)
     assert done.returncode == 0 and "[judge@1.0 (T=0.3)] 16 tokens" in done.stdout, done.stderr
+    # Neither: the measured best judge mode.
+    done = run_cli("generate", "--prompt", "hello", *models, "--mode", "judge", "--judge",
+                   str(tmp_path / "fits.safetensors"), "--json", env_home=tmp_path)
+    assert done.returncode == 0 and json.loads(done.stdout)["mode"] == defaults.JUDGE_MODE, done.stderr
 
     foreign = Judge(judge.mean, judge.scale, judge.weight, judge.bias,
                     {**judge.meta, "pair": {**judge.meta["pair"], "target": "another-model"}})

@@ -34,7 +34,7 @@ ON_A_SMALL_CPU = (
 def run_demo(n: int = 3, options: DecodingOptions | None = None, *, runtime: RuntimeOptions = RuntimeOptions(),
              judge_path: str | None = None, judged: Mode | None = None) -> int:
     """Decode the first `n` GSM8K eval problems with the target alone, exact decoding
-    and the judge mode `judged` (judge@0.9 unless given), side by side; `options`
+    and the judge mode `judged` (defaults.JUDGE_MODE unless given), side by side; `options`
     default to decoding.defaults at GSM8K's budget."""
     task = GSM8K()
     options = options or DecodingOptions(defaults.WINDOW, task_budget(task), defaults.DRAFT_P_MIN,

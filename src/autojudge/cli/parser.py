@@ -146,7 +146,8 @@ def _add_judge_options(parser: argparse.ArgumentParser) -> None:
     limit.add_argument("--threshold", type=_probability, help="--mode judge: accept a mismatch when "
                        "P(important) < THRESHOLD")
     limit.add_argument("--recall", type=_probability, help="--mode judge: the threshold whose validation "
-                       "recall of important mismatches is RECALL (default: 0.9)")
+                       "recall of important mismatches is RECALL (judge@RECALL; without --threshold or --recall, "
+                       f"--mode judge runs the measured best judge mode, {defaults.JUDGE_MODE})")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -177,7 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
                                     "the task whose shipped judge --mode judge uses")
     _add_pair_options(gen, decoding=True)
     gen.add_argument("--mode", default="exact",
-                     help="target, exact, topk (with --topk), judge (with --threshold or --recall), or any mode "
+                     help="target, exact, topk (with --topk), judge (the measured best judge mode, "
+                          f"{defaults.JUDGE_MODE}; with --threshold or --recall, judge:T or judge@R), or any mode "
                           "by name: topk:K, fly[:H[:L]], typical[:E[:A]], judge:T[:L], judge@R[:L], "
                           "judge-or-fly@R[:H[:L]] "
                           "(default: %(default)s)")
@@ -415,7 +417,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="the shipped judge fits the llama.cpp pair (default: %(default)s)")
     demo.add_argument("--judge", metavar="PATH", help="judge file (default: the shipped GSM8K judge)")
     limit = demo.add_mutually_exclusive_group()
-    limit.add_argument("--threshold", type=_probability)
-    limit.add_argument("--recall", type=_probability, default=0.9,
-                       help="threshold by validation recall of important mismatches (default: %(default)s)")
+    limit.add_argument("--threshold", type=_probability, help="the judge mode judge:THRESHOLD")
+    limit.add_argument("--recall", type=_probability,
+                       help="the judge mode judge@RECALL, the threshold by validation recall of important "
+                            f"mismatches (default: neither, the measured best judge mode, {defaults.JUDGE_MODE})")
     return parser

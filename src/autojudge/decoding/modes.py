@@ -199,10 +199,13 @@ def _value(text: str) -> int | float:
 
 def judge_mode(threshold: float | None = None, recall: float | None = None) -> Mode:
     """The judge's mode from the commands' --threshold and --recall: judge:T for a
-    threshold, else judge@R for a recall (0.9 when neither is given)."""
+    threshold, judge@R for a recall, and the measured best, defaults.JUDGE_MODE, when
+    neither is given."""
     if threshold is not None:
         return parse_mode(f"judge:{number(float(threshold))}")
-    return parse_mode(f"judge@{number(float(0.9 if recall is None else recall))}")
+    if recall is not None:
+        return parse_mode(f"judge@{number(float(recall))}")
+    return parse_mode(defaults.JUDGE_MODE)
 
 
 @dataclass(frozen=True)

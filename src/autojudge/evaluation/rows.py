@@ -202,8 +202,15 @@ def earlier_judges(records: list[dict], modes: list[str], judged_by: dict[str, l
     that finished every mode of some problem, most problems first. `records` are the
     current report's: their modes that no judge decodes stand beside each earlier judge."""
     unjudged = [r for r in records if r.get("judge") is None]
-    found = [EarlierJudge(judge, summarize(unjudged + judged, modes, machines), head_to_head(records, judged, modes))
-             for judge, judged in judged_by.items()]
+    found = []
+    for judge, judged in judged_by.items():
+        # Its own modes beside every mode no judge decodes: a judge mode added after it was
+        # retrained, which it never decoded, would leave it no problem with every mode done.
+        decoded = {r["mode"] for r in unjudged + judged}
+        its_modes = [m for m in modes if m in decoded] + [m for m in dict.fromkeys(r["mode"] for r in judged)
+                                                          if m not in modes]
+        found.append(EarlierJudge(judge, summarize(unjudged + judged, its_modes, machines),
+                                  head_to_head(records, judged, its_modes)))
     return sorted((e for e in found if e.problems), key=lambda e: -e.problems)
 
 

@@ -15,6 +15,7 @@ timed: it decodes only what is missing).
 
 from __future__ import annotations
 
+import json
 import secrets
 import threading
 import time
@@ -168,8 +169,21 @@ def evaluate(task: Task, split: str, methods: list[Method], out: str | Path, opt
                 problem = by_id[record["problem"]]
                 record["correct"] = task.is_correct(record["text"], problem)
                 record["answer"] = task.extract_answer(record["text"], problem)
-        return write_report(records, modes, out, title=report_title(meta, methods), meta={**meta, "judge": fingerprint},
-                            judged_earlier=by_judge(others, modes))
+        listed = list(dict.fromkeys(reported_earlier(out) + modes))
+        present = {r["mode"] for r in records}
+        return write_report(records, [m for m in listed if m in present or m in modes], out,
+                            title=report_title(meta, methods), meta={**meta, "judge": fingerprint},
+                            judged_earlier=by_judge(others, listed))
+
+
+def reported_earlier(out: Path) -> list[str]:
+    """The modes the directory's last report showed: a run that adds a mode to an
+    evaluation reports it beside them, not alone (those without records of this run's
+    judge go to the earlier judges' tables)."""
+    try:
+        return [row["mode"] for row in json.loads((out / "summary.json").read_text())["rows"]]
+    except (OSError, ValueError, KeyError, TypeError):  # none yet, or unreadable: this run's modes
+        return []
 
 
 def judged_apart(records: list[dict], fingerprint: str | None) -> tuple[list[dict], list[dict]]:
