@@ -26,8 +26,8 @@ from autojudge.tasks.gsm8k import GSM8K
 ON_A_SMALL_CPU = (
     "On a 2-core CPU a draft model gains little: llama.cpp reads several tokens in one pass for nearly the cost "
     "of reading them one at a time, and a draft token costs 0.4 to 0.5 of a target token, so judge decoding runs "
-    "at 0.8x to 0.9x the target alone. Exact decoding here drafts by lookup, for free, where lookups have paid: "
-    "0.99x on GSM8K, 1.22x on HumanEval. What the judge gains is tokens per cycle, which become speed where a "
+    "at 0.87x to 0.93x the target alone. Exact decoding here drafts by lookup, for free, where lookups have paid: "
+    "1.00x on GSM8K, 1.25x on HumanEval. What the judge gains is tokens per cycle, which become speed where a "
     "pass over many tokens costs about what one costs, as on a GPU (docs/speed.md).")
 
 

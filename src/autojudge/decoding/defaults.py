@@ -24,8 +24,9 @@ WINDOW = 16
 DRAFT_P_MIN = 0.8
 
 # Which drafter, and whether the draft-length controller chooses each cycle's count.
-# "auto", measured in docs/bench/speed-defaults and docs/bench/speed-shaped (one core,
-# GSM8K and HumanEval; the latter: 0.99x and 1.22x the target alone):
+# "auto", measured in docs/bench/speed-defaults, speed-shaped and speed-kept (one core,
+# GSM8K and HumanEval; the last, with the controller kept across requests: 1.00x and
+# 1.25x the target alone):
 # - exact greedy decoding on a CPU: the lookup drafter (n-grams of the prompt and the
 #   text so far, no model pass) under the controller, which verifies a lookup only
 #   where its evidence has paid. The 0.5B draft model costs 0.4-0.5 of a target token
