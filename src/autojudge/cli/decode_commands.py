@@ -152,11 +152,9 @@ def cmd_eval(args) -> int:
                              "instead) and --report-only (a report needs no cluster)")
     task = load_task(args.task, args.split)
     options = decoding_options(args)
-    # A judge mode drafts with the model unless told to look up (defaults.resolve).
-    judged_drafter = "lookup" if options.drafter == "lookup" else "model"
     if any(m.needs_judge for m in modes) and args.judge is None:
         from autojudge.judge.shipped import shipped_judge_for
-        shipped_judge_for(task.name, judged_drafter)  # refused now, not after the pair has loaded
+        shipped_judge_for(task.name, options.drafter)  # refused now, not after the pair has loaded
     if args.ray is not None:
         from autojudge.evaluation.distributed import eval_on_ray
         from autojudge.workers import PairSpec
@@ -172,7 +170,7 @@ def cmd_eval(args) -> int:
         judge = None
         if any(m.needs_judge for m in modes):
             from autojudge.judge.shipped import load_judge
-            judge = load_judge(pair, args.judge, task=task.name, drafter=judged_drafter)
+            judge = load_judge(pair, args.judge, task=task.name, drafter=options.drafter)
         rows = run_eval(pair, task, args.split, methods, args.out, options, limit=args.limit,
                         judge=judge, report_only=args.report_only, parallel=args.parallel, rescore=args.rescore,
                         retime=args.retime)

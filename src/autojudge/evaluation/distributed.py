@@ -101,8 +101,7 @@ def eval_on_ray(spec: PairSpec, task_name: str, split: str, modes: list[str | Me
     options = eval_options(options, task)
     judge_file = None
     if any(m.needs_judge for m in methods):
-        drafter = "lookup" if options.drafter == "lookup" else "model"  # the shipped judge for it
-        path = Path(judge_path) if judge_path is not None else shipped_judge_path(task.name, drafter)
+        path = Path(judge_path) if judge_path is not None else shipped_judge_path(task.name, options.drafter)
         if not path.is_file():
             raise AutojudgeError(f"no judge file at {path}")
         judge_file = path.read_bytes()

@@ -20,8 +20,9 @@ JUDGE_FOR_TASK = {"gsm8k": "gsm8k", "mbpp": "mbpp", "humaneval": "mbpp", "squad"
 
 
 def shipped_judge_path(task: str, drafter: str = "model") -> Path:
-    """The file of the judge shipped for `task` and `drafter` ("model", or "lookup": the
-    target-only judge)."""
+    """The file of the judge shipped for `task` and `drafter`: "lookup" gets the
+    target-only judge; any other drafter setting ("model", or "auto", which is the model
+    for every judge mode: defaults.resolve) the draft model's."""
     kind = "-target" if drafter == "lookup" else ""
     return SHIPPED_DIR / f"{JUDGE_FOR_TASK.get(task, task)}-llamacpp{kind}.safetensors"
 
